@@ -1,0 +1,40 @@
+"""The interface the control API calls: create, read and delete pods.
+
+Objects cross this boundary as plain JSON-able dicts shaped like Kubernetes v1
+objects (``metadata.uid``, ``metadata.resourceVersion``,
+``metadata.creationTimestamp``, ``status``). Each pod's ``status.volumes`` lists,
+per volume, ``{"name", "kind", "path", "medium", "sizeLimitBytes", "usedBytes"}``
+where ``path`` is the volume's directory on the host (under the volfs root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from volfs.api import Pod
+
+
+@dataclass
+class DeleteResult:
+    """What a delete removed, and what went wrong without stopping it."""
+
+    object: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+class PodService(Protocol):
+    async def create_pod(self, pod: Pod) -> dict[str, Any]:
+        """Set up every volume, run the create hooks, persist; all or nothing.
+
+        Raises AlreadyExists, Invalid, SetupFailed.
+        """
+
+    async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
+        """Run the delete hooks, tear the volumes down, forget the pod. Raises NotFound."""
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        """Raises NotFound."""
+
+    async def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        """All pods, or those of one namespace, oldest first."""
