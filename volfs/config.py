@@ -1,0 +1,60 @@
+"""Daemon settings: one place for the defaults the CLI and the daemon share."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/var/lib/volfs")
+DEFAULT_STATE_DIR = Path("/var/lib/volfs-state")
+SOCKET_ENV = "VOLFS_SOCKET"
+SOCKET_NAME = "volfs.sock"
+
+
+def default_socket(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
+    """The control socket clients use: ``$VOLFS_SOCKET`` or ``<state-dir>/volfs.sock``."""
+    env = os.environ.get(SOCKET_ENV)
+    return Path(env) if env else state_dir / SOCKET_NAME
+
+
+def default_memory_dir(state_dir: Path) -> Path:
+    """Where Memory-medium EmptyDirs live: a tmpfs (/dev/shm), one folder per state dir.
+
+    Keyed by the state dir so two daemons (tests run several) never share it.
+    """
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    return Path("/dev/shm") / f"volfs-{digest}"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Everything ``volfs serve`` needs to know; built from its flags."""
+
+    root: Path = DEFAULT_ROOT
+    state_dir: Path = DEFAULT_STATE_DIR
+    socket: Path | None = None  # None: <state_dir>/volfs.sock
+    memory_dir: Path | None = None  # None: default_memory_dir(state_dir)
+    hook_timeout: float = 30.0
+    debug: bool = False
+
+    @property
+    def socket_path(self) -> Path:
+        return self.socket or self.state_dir / SOCKET_NAME
+
+    @property
+    def memory_path(self) -> Path:
+        return self.memory_dir or default_memory_dir(self.state_dir)
+
+    @property
+    def hooks_dir(self) -> Path:
+        return self.state_dir / "hooks"
+
+    @property
+    def disk_volumes_dir(self) -> Path:
+        return self.state_dir / "volumes"
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "state.db"
