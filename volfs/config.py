@@ -53,7 +53,8 @@ class DaemonConfig:
 
     @property
     def disk_volumes_dir(self) -> Path:
-        return self.state_dir / "volumes"
+        """Disk-medium EmptyDirs: ``<state-dir>/pods/<uid>/kubernetes.io~empty-dir/<name>``."""
+        return self.state_dir / "pods"
 
     @property
     def database_path(self) -> Path:

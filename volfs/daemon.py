@@ -1,0 +1,139 @@
+"""``volfs serve``: wire the layers together and run until SIGINT/SIGTERM.
+
+Start-up order matters: the state is restored and every known pod's volumes
+are set up *before* the mount appears, so a client never sees a half-restored
+tree; the control socket answers only once the mount is up.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import resource
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from volfs.config import DaemonConfig
+from volfs.fs import Filesystem
+from volfs.fs.mount import MOUNT_OPTIONS, MountPointBusy, prepare_mount_point
+from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
+from volfs.lifecycle.pods import PodManager
+from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
+from volfs.server.app import create_app
+from volfs.server.serve import serve_unix
+from volfs.state import AsyncStateDB, StateDB
+
+log = logging.getLogger("volfs")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; ``str()`` says why in one line."""
+
+
+def run(config: DaemonConfig) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit status."""
+    logging.basicConfig(level=logging.DEBUG if config.debug else logging.INFO,
+                        format="volfs: %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        print("volfs: serve must run as root (it mounts FUSE with allow_other and "
+              "gives files to their callers)", file=sys.stderr)
+        return 1
+    try:
+        trio.run(_serve, config)
+    except (StartupError, MountPointBusy) as exc:
+        print(f"volfs: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(config: DaemonConfig) -> None:
+    _raise_fd_limit()
+    # The kernel has already applied each caller's umask to the modes it sends.
+    os.umask(0)
+    _make_private_dir(config.state_dir)
+    _make_private_dir(config.memory_path)
+    for stage in (ON_CREATE, ON_DELETE):
+        (config.hooks_dir / stage).mkdir(mode=0o755, parents=True, exist_ok=True)
+    with _exclusive(config.state_dir), _opened(config.database_path) as db:
+        fs = Filesystem(statfs_path=str(config.state_dir))
+        pods = PodManager(
+            AsyncStateDB(db), fs,
+            PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path)]),
+            HookRunner(config.hooks_dir, config.root, config.hook_timeout),
+            config.root)
+        await pods.restore([config.disk_volumes_dir, config.memory_path])
+        prepare_mount_point(config.root)
+        pyfuse3.init(fs.operations, str(config.root), MOUNT_OPTIONS)
+        fs.mounted = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pyfuse3.main)
+                await nursery.start(serve_unix, create_app(pods), config.socket_path)
+                log.info("serving %s (state in %s, control socket %s)", config.root,
+                         config.state_dir, config.socket_path)
+                await _until_stop_signal()
+                nursery.cancel_scope.cancel()
+        finally:
+            fs.mounted = False
+            pyfuse3.close(unmount=True)
+    log.info("stopped; %s unmounted", config.root)
+
+
+async def _until_stop_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: unmounting", signal.Signals(signum).name)
+            return
+
+
+def _raise_fd_limit() -> None:
+    """One O_PATH descriptor per inode the kernel knows: allow as many as Linux does."""
+    with open("/proc/sys/fs/nr_open") as f:
+        most = int(f.read())
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (most, most))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+@contextmanager
+def _exclusive(state_dir: Path) -> Iterator[None]:
+    """Hold the state dir's lock: two daemons on one state would corrupt it."""
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StartupError(f"another volfs daemon (pid {owner}) is using state dir "
+                               f"{state_dir}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[StateDB]:
+    db = StateDB(path)
+    try:
+        yield db
+    finally:
+        db.close()

@@ -1,0 +1,47 @@
+"""The FUSE side of volfs: the synthetic tree, the inode table, the Operations.
+
+:class:`Filesystem` is what the layers above use: they publish a pod's volumes
+and withdraw them; it keeps the kernel's caches honest about both.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyfuse3
+
+from volfs.fs.inodes import InodeTable
+from volfs.fs.operations import VolfsOperations
+from volfs.fs.tree import PODS, ServedVolume, Tree
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Filesystem", "ServedVolume"]
+
+
+class Filesystem:
+    def __init__(self, statfs_path: str) -> None:
+        self.tree = Tree()
+        self.table = InodeTable()
+        self.operations = VolfsOperations(self.tree, self.table, statfs_path)
+        self.mounted = False
+
+    def publish_pod(self, pod_uid: str, volumes: list[ServedVolume]) -> None:
+        """Make ``pods/<uid>/volumes/...`` appear (at once: nothing negative is cached)."""
+        self.tree.add_pod(pod_uid, volumes)
+
+    def withdraw_pod(self, pod_uid: str) -> list[ServedVolume]:
+        """Make ``pods/<uid>`` disappear, and tell the kernel to drop what it cached of it."""
+        volumes = self.tree.remove_pod(pod_uid)
+        pods_node = self.table.synthetic((PODS,))
+        self.table.drop_synthetic((PODS, pod_uid))
+        if self.mounted:
+            try:
+                pyfuse3.invalidate_entry_async(pods_node.ino, pod_uid.encode(),
+                                               ignore_enoent=True)
+            except Exception:  # the kernel may not know the entry; nothing to drop
+                log.debug("invalidating pods/%s failed", pod_uid, exc_info=True)
+        return volumes
+
+    def volumes(self, pod_uid: str) -> list[ServedVolume]:
+        return self.tree.volumes(pod_uid)

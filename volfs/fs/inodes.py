@@ -1,0 +1,107 @@
+"""The inode table: FUSE inode numbers, and what each one stands for.
+
+An inode is either *synthetic* (a directory of the made-up tree, named by its
+path) or *backed* (an object in a volume's store, named by the store's handle).
+Backed inodes are keyed by (volume, the store's identity of the object), so the
+two names of a hard link are one FUSE inode, with one nlink and one mode.
+
+Lookup counts are exact: every reply that hands the kernel an inode adds one,
+``forget`` subtracts, and a backed inode whose count reaches zero lets go of its
+handle at once. Inode numbers are never reused, so generation stays 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import pyfuse3
+
+from volfs.fs.tree import Path, ServedVolume
+from volfs.stores.base import Entry
+
+
+@dataclass(eq=False)
+class SyntheticNode:
+    ino: int
+    path: Path
+
+
+@dataclass(eq=False)
+class BackedNode:
+    ino: int
+    volume: ServedVolume
+    handle: Any
+    key: Hashable
+    nlookup: int = 0
+
+
+Node = SyntheticNode | BackedNode
+
+
+class InodeTable:
+    def __init__(self) -> None:
+        root = SyntheticNode(pyfuse3.ROOT_INODE, ())
+        self._nodes: dict[int, Node] = {root.ino: root}
+        self._synthetic: dict[Path, SyntheticNode] = {(): root}
+        self._backed: dict[tuple[int, Hashable], BackedNode] = {}
+        self._next_ino = pyfuse3.ROOT_INODE + 1
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def get(self, ino: int) -> Node | None:
+        return self._nodes.get(ino)
+
+    def synthetic(self, path: Path) -> SyntheticNode:
+        """The node of a synthetic directory; the same number for as long as it exists."""
+        node = self._synthetic.get(path)
+        if node is None:
+            node = SyntheticNode(self._allocate(), path)
+            self._synthetic[path] = node
+            self._nodes[node.ino] = node
+        return node
+
+    def drop_synthetic(self, prefix: Path) -> None:
+        """Forget the synthetic directories at and below ``prefix`` (a pod went away)."""
+        for path in [p for p in self._synthetic if p[: len(prefix)] == prefix and p]:
+            del self._nodes[self._synthetic.pop(path).ino]
+
+    def adopt(self, volume: ServedVolume, entry: Entry) -> BackedNode:
+        """The node for an object a store just found or made (lookup count unchanged).
+
+        If the object already has a node, the fresh handle is given back to the
+        store and the existing node is returned.
+        """
+        table_key = (id(volume), entry.key)
+        node = self._backed.get(table_key)
+        if node is not None:
+            volume.store.forget(entry.handle)
+            return node
+        node = BackedNode(self._allocate(), volume, entry.handle, entry.key)
+        self._backed[table_key] = node
+        self._nodes[node.ino] = node
+        return node
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self._nodes.get(ino)
+        if isinstance(node, BackedNode):
+            node.nlookup -= count
+            self.drop_if_unused(node)
+
+    def drop_if_unused(self, node: BackedNode) -> None:
+        """Let go of a backed node nobody holds (count zero): close its handle."""
+        if node.nlookup > 0 or self._nodes.get(node.ino) is not node:
+            return
+        del self._nodes[node.ino]
+        del self._backed[(id(node.volume), node.key)]
+        node.volume.store.forget(node.handle)
+
+    def backed_count(self) -> int:
+        return len(self._backed)
+
+    def _allocate(self) -> int:
+        ino = self._next_ino
+        self._next_ino += 1
+        return ino

@@ -1,0 +1,368 @@
+"""The pyfuse3 Operations of volfs: a thin router from FUSE calls to stores.
+
+Each handler finds the inode's node in the table. A synthetic node is answered
+from the tree (read-only: EROFS for any change); a backed node's call goes to
+its volume's store, and whatever the store hands back is given an inode through
+the table. Crossing from one volume to another (rename, link) is EXDEV, exactly
+as between two mounts.
+
+Errors cross into FUSE at one boundary (:func:`_fuse_handler`): ``OSError``
+becomes its errno, anything unexpected is logged and becomes EIO, so no
+exception ever reaches pyfuse3's loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pyfuse3
+from pyfuse3 import FUSEError
+
+from volfs.fs.attrs import entry_attributes, synthetic_attributes
+from volfs.fs.inodes import BackedNode, InodeTable, Node, SyntheticNode
+from volfs.fs.tree import Tree
+from volfs.stores.base import AttrChanges, Entry, Owner
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
+
+
+def _fuse_handler(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """The one place where store errors become FUSE errors."""
+
+    @functools.wraps(fn)
+    async def handler(self: Any, *args: Any) -> T:
+        try:
+            return await fn(self, *args)
+        except FUSEError:
+            raise
+        except OSError as exc:
+            raise FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            raise FUSEError(errno.EIO) from None
+
+    return handler
+
+
+@dataclass
+class _DirHandle:
+    node: Node
+    names: list[bytes]
+    read: bool = False
+    ino_cache: dict[bytes, int] = field(default_factory=dict)
+
+
+class VolfsOperations(pyfuse3.Operations):
+    # The kernel resolves "." and ".." itself; asking us would let ".." step
+    # out of a volume root into its backing parent.
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, tree: Tree, table: InodeTable, statfs_path: str) -> None:
+        super().__init__()
+        self.tree = tree
+        self.table = table
+        self._statfs_path = statfs_path
+        self._dirs: dict[int, _DirHandle] = {}
+        self._next_dir = 1
+        self._files: dict[int, BackedNode] = {}
+        self._started_ns = time.time_ns()
+
+    # -- lookups and attributes ---------------------------------------------------
+
+    @_fuse_handler
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if name in (b".", b".."):
+            raise FUSEError(errno.ENOENT)
+        parent = self._node(parent_inode)
+        if isinstance(parent, SyntheticNode):
+            return await self._lookup_synthetic(parent, name)
+        entry = await parent.volume.store.lookup(parent.handle, name)
+        return self._hand_out(parent, entry)
+
+    async def _lookup_synthetic(self, parent: SyntheticNode,
+                                name: bytes) -> pyfuse3.EntryAttributes:
+        path = (*parent.path, os.fsdecode(name))
+        volume = self.tree.volume(path)
+        if volume is not None:
+            entry = await volume.store.open_root()
+            node = self.table.adopt(volume, entry)
+            node.nlookup += 1
+            return entry_attributes(node.ino, entry.attrs, volume.store.cache_timeout)
+        if not self.tree.is_dir(path):
+            raise FUSEError(errno.ENOENT)
+        return self._synthetic_attrs(self.table.synthetic(path))
+
+    def _hand_out(self, parent: BackedNode, entry: Entry) -> pyfuse3.EntryAttributes:
+        """Give the kernel a (new or known) inode for ``entry``: lookup count +1."""
+        node = self.table.adopt(parent.volume, entry)
+        node.nlookup += 1
+        return entry_attributes(node.ino, entry.attrs, parent.volume.store.cache_timeout)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            try:
+                self.table.forget(ino, count)
+            except Exception:  # forget must never fail; a leak beats a crash
+                log.exception("forget(%d, %d) failed", ino, count)
+
+    @_fuse_handler
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        node = self._node(inode)
+        if isinstance(node, SyntheticNode):
+            return self._synthetic_attrs(node)
+        st = await node.volume.store.getattr(node.handle)
+        return entry_attributes(node.ino, st, node.volume.store.cache_timeout)
+
+    @_fuse_handler
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        node = self._writable(inode)
+        changes = AttrChanges(
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            size=attr.st_size if fields.update_size else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+        )
+        st = await node.volume.store.setattr(node.handle, changes, fh)
+        return entry_attributes(node.ino, st, node.volume.store.cache_timeout)
+
+    @_fuse_handler
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self._backed(inode)
+        return await node.volume.store.readlink(node.handle)
+
+    # -- making and removing names ------------------------------------------------
+
+    @_fuse_handler
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        parent = self._writable(parent_inode)
+        if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and ctx.uid != 0:
+            raise FUSEError(errno.EPERM)  # device nodes: the daemon is root, the caller is not
+        entry = await parent.volume.store.mknod(parent.handle, name, mode, rdev, _owner(ctx))
+        return self._hand_out(parent, entry)
+
+    @_fuse_handler
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        parent = self._writable(parent_inode)
+        entry = await parent.volume.store.mkdir(parent.handle, name, mode, _owner(ctx))
+        return self._hand_out(parent, entry)
+
+    @_fuse_handler
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        parent = self._writable(parent_inode)
+        entry = await parent.volume.store.symlink(parent.handle, name, target, _owner(ctx))
+        return self._hand_out(parent, entry)
+
+    @_fuse_handler
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent = self._writable(parent_inode)
+        await parent.volume.store.unlink(parent.handle, name)
+
+    @_fuse_handler
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent = self._writable(parent_inode)
+        await parent.volume.store.rmdir(parent.handle, name)
+
+    @_fuse_handler
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
+                     name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
+        old, new = self._same_volume(parent_inode_old, parent_inode_new)
+        await old.volume.store.rename(old.handle, name_old, new.handle, name_new, flags)
+
+    @_fuse_handler
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        node, parent = self._same_volume(inode, new_parent_inode)
+        st = await node.volume.store.link(node.handle, parent.handle, new_name)
+        node.nlookup += 1
+        return entry_attributes(node.ino, st, node.volume.store.cache_timeout)
+
+    # -- files -----------------------------------------------------------------------
+
+    @_fuse_handler
+    async def open(self, inode: int, flags: int,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._writable(inode) if flags & _WRITE_FLAGS else self._backed(inode)
+        fh = await node.volume.store.open(node.handle, flags)
+        self._files[fh] = node
+        return pyfuse3.FileInfo(fh=fh)
+
+    @_fuse_handler
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        parent = self._writable(parent_inode)
+        fh, entry = await parent.volume.store.create(parent.handle, name, mode, flags,
+                                                     _owner(ctx))
+        attrs = self._hand_out(parent, entry)
+        node = self.table.get(attrs.st_ino)
+        assert isinstance(node, BackedNode)
+        self._files[fh] = node
+        return pyfuse3.FileInfo(fh=fh), attrs
+
+    @_fuse_handler
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self._files[fh].volume.store.read(fh, off, size)
+
+    @_fuse_handler
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self._files[fh].volume.store.write(fh, off, buf)
+
+    @_fuse_handler
+    async def flush(self, fh: int) -> None:
+        await self._files[fh].volume.store.flush(fh)
+
+    @_fuse_handler
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self._files[fh].volume.store.fsync(fh, datasync)
+
+    @_fuse_handler
+    async def release(self, fh: int) -> None:
+        node = self._files.pop(fh)
+        await node.volume.store.release(fh)
+
+    # -- directories -----------------------------------------------------------------
+
+    @_fuse_handler
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self._node(inode)
+        handle = _DirHandle(node, await self._list(node))
+        dh = self._next_dir
+        self._next_dir += 1
+        self._dirs[dh] = handle
+        return dh
+
+    async def _list(self, node: Node) -> list[bytes]:
+        if isinstance(node, SyntheticNode):
+            names = self.tree.children(node.path)
+            if names is None:
+                raise FUSEError(errno.ENOENT)
+            return [os.fsencode(name) for name in names]
+        return list(await node.volume.store.listdir(node.handle))
+
+    @_fuse_handler
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        handle = self._dirs[fh]
+        if start_id == 0 and handle.read:  # rewinddir(3): show what is there now
+            handle.names = await self._list(handle.node)
+        handle.read = True
+        for index in range(start_id, len(handle.names)):
+            name = handle.names[index]
+            try:
+                attrs = await self.lookup(handle.node.ino, name, None)
+            except FUSEError:
+                continue  # removed since the listing was taken
+            if not pyfuse3.readdir_reply(token, name, attrs, index + 1):
+                self._undo_lookup(attrs.st_ino)
+                return
+
+    def _undo_lookup(self, ino: int) -> None:
+        """An entry the kernel did not take: give back the lookup we counted for it."""
+        node = self.table.get(ino)
+        if isinstance(node, BackedNode):
+            node.nlookup -= 1
+            self.table.drop_if_unused(node)
+
+    @_fuse_handler
+    async def releasedir(self, fh: int) -> None:
+        del self._dirs[fh]
+
+    @_fuse_handler
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        return None  # metadata changes are made with plain syscalls; the disk orders them
+
+    @_fuse_handler
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        st = os.statvfs(self._statfs_path)
+        data = pyfuse3.StatvfsData()
+        for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
+                     "f_files", "f_ffree", "f_favail", "f_namemax"):
+            setattr(data, name, getattr(st, name))
+        return data
+
+    # -- extended attributes ----------------------------------------------------------
+
+    @_fuse_handler
+    async def setxattr(self, inode: int, name: bytes, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        node = self._writable(inode)
+        await node.volume.store.setxattr(node.handle, name, value)
+
+    @_fuse_handler
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self._node(inode)
+        if isinstance(node, SyntheticNode):
+            raise FUSEError(pyfuse3.ENOATTR)
+        return await node.volume.store.getxattr(node.handle, name)
+
+    @_fuse_handler
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
+        node = self._node(inode)
+        if isinstance(node, SyntheticNode):
+            return []
+        return await node.volume.store.listxattr(node.handle)
+
+    @_fuse_handler
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        node = self._writable(inode)
+        await node.volume.store.removexattr(node.handle, name)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _node(self, ino: int) -> Node:
+        node = self.table.get(ino)
+        if node is None:
+            raise FUSEError(errno.ENOENT)  # its pod is gone
+        return node
+
+    def _backed(self, ino: int) -> BackedNode:
+        node = self._node(ino)
+        if isinstance(node, SyntheticNode):
+            raise FUSEError(errno.EISDIR)
+        return node
+
+    def _writable(self, ino: int) -> BackedNode:
+        """The node, if it may be changed: not synthetic, not in a read-only volume."""
+        node = self._node(ino)
+        if isinstance(node, SyntheticNode) or node.volume.store.read_only:
+            raise FUSEError(errno.EROFS)
+        return node
+
+    def _same_volume(self, first: int, second: int) -> tuple[BackedNode, BackedNode]:
+        """Two nodes in one volume, or EXDEV (EROFS if that volume is read-only)."""
+        a, b = self._node(first), self._node(second)
+        both_backed = isinstance(a, BackedNode) and isinstance(b, BackedNode)
+        if not both_backed or a.volume is not b.volume:
+            raise FUSEError(errno.EXDEV)
+        if a.volume.store.read_only:
+            raise FUSEError(errno.EROFS)
+        return a, b
+
+    def _synthetic_attrs(self, node: SyntheticNode) -> pyfuse3.EntryAttributes:
+        children = self.tree.children(node.path)
+        if children is None:
+            raise FUSEError(errno.ENOENT)
+        return synthetic_attributes(node.ino, len(children), self._started_ns)
+
+
+def _owner(ctx: pyfuse3.RequestContext) -> Owner:
+    return Owner(ctx.uid, ctx.gid)

@@ -1,0 +1,77 @@
+"""The synthetic part of the tree: ``pods/<uid>/volumes/<kind-dir>/<volume>``.
+
+Everything above a volume's own directory is made up from what the lifecycle
+layer has published: no disk behind it, read-only to every caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from volfs.stores.base import Store
+
+PODS = "pods"
+VOLUMES = "volumes"
+
+Path = tuple[str, ...]
+
+
+@dataclass(eq=False)
+class ServedVolume:
+    """A volume as the fs serves it: where it sits in the tree, and its store."""
+
+    pod_uid: str
+    kind_dir: str  # kubelet's plugin directory name, e.g. "kubernetes.io~empty-dir"
+    name: str
+    store: Store
+
+    @property
+    def path(self) -> Path:
+        return (PODS, self.pod_uid, VOLUMES, self.kind_dir, self.name)
+
+
+class Tree:
+    """Which pods and volumes exist, as the synthetic directories show them."""
+
+    def __init__(self) -> None:
+        self._pods: dict[str, dict[str, dict[str, ServedVolume]]] = {}
+
+    def add_pod(self, pod_uid: str, volumes: list[ServedVolume]) -> None:
+        kinds: dict[str, dict[str, ServedVolume]] = {}
+        for volume in volumes:
+            kinds.setdefault(volume.kind_dir, {})[volume.name] = volume
+        self._pods[pod_uid] = kinds
+
+    def remove_pod(self, pod_uid: str) -> list[ServedVolume]:
+        kinds = self._pods.pop(pod_uid, {})
+        return [volume for names in kinds.values() for volume in names.values()]
+
+    def volumes(self, pod_uid: str) -> list[ServedVolume]:
+        kinds = self._pods.get(pod_uid, {})
+        return [volume for names in kinds.values() for volume in names.values()]
+
+    def is_dir(self, path: Path) -> bool:
+        """Whether ``path`` names a synthetic directory that exists now."""
+        return self.children(path) is not None
+
+    def children(self, path: Path) -> list[str] | None:
+        """Names in a synthetic directory (volume roots included), or None if it is gone."""
+        match path:
+            case ():
+                return [PODS]
+            case ("pods",):
+                return sorted(self._pods)
+            case ("pods", uid) if uid in self._pods:
+                return [VOLUMES]
+            case ("pods", uid, "volumes") if uid in self._pods:
+                return sorted(self._pods[uid])
+            case ("pods", uid, "volumes", kind) if kind in self._pods.get(uid, {}):
+                return sorted(self._pods[uid][kind])
+        return None
+
+    def volume(self, path: Path) -> ServedVolume | None:
+        """The volume whose root directory ``path`` names, if any."""
+        match path:
+            case ("pods", uid, "volumes", kind, name):
+                return self._pods.get(uid, {}).get(kind, {}).get(name)
+        return None

@@ -1,0 +1,1 @@
+"""Pod lifecycle: volumes set up and torn down, hooks, rollback."""

@@ -1,0 +1,210 @@
+"""Pod lifecycle: set a pod's volumes up all-or-nothing, run hooks, remember it.
+
+Create: set up every volume, publish them in the tree, run the create hooks,
+commit the pod to the state database, and only then answer. Any failure undoes
+what was done, in reverse. Delete: run the delete hooks (failures reported, not
+fatal), withdraw the volumes, forget the pod, wipe the volumes.
+
+After a restart, :meth:`PodManager.restore` sets up every pod the database
+knows (set-up is idempotent) and wipes volume directories no pod owns (left by
+a crash between a set-up and its commit, or a delete and its wipe).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import shutil
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from volfs.api import ManifestError, Pod, parse_object
+from volfs.fs import Filesystem, ServedVolume
+from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound, SetupFailed
+from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookFailed, HookRunner
+from volfs.lifecycle.service import DeleteResult
+from volfs.lifecycle.volumes import PluginRegistry, VolumePlugin
+from volfs.state import AsyncStateDB
+
+log = logging.getLogger(__name__)
+
+POD = "Pod"
+Object = dict[str, Any]
+
+
+class PodManager:
+    """The PodService the control API calls (see volfs.lifecycle.service)."""
+
+    def __init__(self, db: AsyncStateDB, fs: Filesystem, plugins: PluginRegistry,
+                 hooks: HookRunner, root: Path) -> None:
+        self._db = db
+        self._fs = fs
+        self._plugins = plugins
+        self._hooks = hooks
+        self._root = root
+        # One change at a time: a create's checks and its commit must not interleave.
+        self._lock = trio.Lock()
+
+    # -- PodService ----------------------------------------------------------------
+
+    async def create_pod(self, pod: Pod) -> Object:
+        async with self._lock:
+            namespace, name = pod.metadata.namespace, pod.metadata.name
+            if await self._db.get(POD, namespace, name) is not None:
+                raise AlreadyExists(POD, namespace, name)
+            self._check_supported(pod)
+            obj = _new_object(pod)
+            uid = obj["metadata"]["uid"]
+            async with AsyncExitStack() as undo:
+                served = await self._set_up(uid, pod, undo)
+                self._fs.publish_pod(uid, served)
+                undo.callback(self._fs.withdraw_pod, uid)
+                await self._run_create_hooks(obj)
+                await self._db.put(obj)
+                undo.pop_all()
+            return self._with_volume_status(obj)
+
+    async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
+        async with self._lock:
+            obj = await self._db.get(POD, namespace, name)
+            if obj is None:
+                raise NotFound(POD, namespace, name)
+            reported = self._with_volume_status(obj)
+            warnings = await self._hooks.run_stage_reporting(ON_DELETE, obj)
+            uid = obj["metadata"]["uid"]
+            self._fs.withdraw_pod(uid)
+            await self._db.delete(POD, namespace, name)
+            await self._tear_down(uid, _parse(obj))
+            return DeleteResult(reported, warnings)
+
+    async def get_pod(self, namespace: str, name: str) -> Object:
+        obj = await self._db.get(POD, namespace, name)
+        if obj is None:
+            raise NotFound(POD, namespace, name)
+        return self._with_volume_status(obj)
+
+    async def list_pods(self, namespace: str | None) -> list[Object]:
+        return [self._with_volume_status(obj) for obj in await self._db.list(POD, namespace)]
+
+    async def resource_version(self) -> str:
+        return await self._db.resource_version()
+
+    # -- restart -------------------------------------------------------------------------
+
+    async def restore(self, volume_dirs: list[Path]) -> None:
+        """Serve every known pod again; wipe what no known pod owns."""
+        known = set()
+        for obj in await self._db.list(POD):
+            uid = obj["metadata"]["uid"]
+            known.add(uid)
+            try:
+                served = await self._set_up(uid, _parse(obj), None)
+            except Exception as exc:
+                log.error("pod %s/%s: volumes could not be set up again: %s",
+                          obj["metadata"].get("namespace"), obj["metadata"]["name"], exc)
+                continue
+            self._fs.publish_pod(uid, served)
+        for top in volume_dirs:
+            for leftover in sorted(top.iterdir()) if top.is_dir() else []:
+                if leftover.name not in known:
+                    log.info("removing %s: it belongs to no pod", leftover)
+                    await trio.to_thread.run_sync(_remove_any, leftover)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _check_supported(self, pod: Pod) -> None:
+        causes = []
+        for index, volume in enumerate(pod.spec.volumes or []):
+            if self._plugins.find(volume) is None:
+                kind = volume.source_kind()
+                causes.append((f"spec.volumes[{index}].{kind}",
+                               f"volume kind {kind} is not supported yet (supported: "
+                               f"{', '.join(self._plugins.supported())})"))
+        if causes:
+            raise Invalid(POD, pod.metadata.name, causes)
+
+    async def _set_up(self, uid: str, pod: Pod, undo: AsyncExitStack | None
+                      ) -> list[ServedVolume]:
+        served = []
+        for volume in pod.spec.volumes or []:
+            plugin = self._plugin(volume)
+            try:
+                store = await plugin.set_up(uid, volume)
+            except OSError as exc:
+                raise SetupFailed(f"volume {volume.name}: set-up failed: {exc}") from exc
+            if undo is not None:
+                undo.push_async_callback(plugin.tear_down, uid, volume)
+            served.append(ServedVolume(uid, plugin.kind_dir, volume.name, store))
+        return served
+
+    async def _tear_down(self, uid: str, pod: Pod) -> None:
+        for volume in pod.spec.volumes or []:
+            try:
+                await self._plugin(volume).tear_down(uid, volume)
+            except OSError as exc:  # restore() wipes it at the next start
+                log.error("pod %s: volume %s: tear-down failed: %s", uid, volume.name, exc)
+
+    async def _run_create_hooks(self, obj: Object) -> None:
+        try:
+            await self._hooks.run_stage(ON_CREATE, obj)
+        except HookFailed as exc:
+            raise SetupFailed(str(exc)) from exc
+
+    def _plugin(self, volume: Any) -> VolumePlugin:
+        plugin = self._plugins.find(volume)
+        if plugin is None:
+            raise SetupFailed(f"volume {volume.name}: kind {volume.source_kind()} unsupported")
+        return plugin
+
+    def _with_volume_status(self, obj: Object) -> Object:
+        """The object as clients see it: stored fields plus each volume's path and usage."""
+        uid = obj["metadata"]["uid"]
+        pod = _parse(obj)
+        live = {v.name: v for v in self._fs.volumes(uid)}
+        volumes = []
+        for volume in pod.spec.volumes or []:
+            plugin = self._plugins.find(volume)
+            served = live.get(volume.name)
+            info: Object = {"name": volume.name, "kind": volume.source_kind()}
+            if plugin is not None:
+                info["path"] = str(self._root / "pods" / uid / "volumes" / plugin.kind_dir
+                                   / volume.name)
+                info.update(plugin.describe(volume))
+            info["usedBytes"] = served.store.usage.used if served else None
+            volumes.append(info)
+        status = dict(obj.get("status") or {}, volumes=volumes)
+        return dict(obj, status=status)
+
+
+def _new_object(pod: Pod) -> Object:
+    """The stored form of a new pod: the manifest plus identity and status."""
+    obj = pod.to_k8s()
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta = obj.setdefault("metadata", {})
+    meta.update(uid=str(uuid.uuid4()), creationTimestamp=now,
+                namespace=pod.metadata.namespace)
+    obj["status"] = {
+        "phase": "Running",
+        "startTime": now,
+        "conditions": [{"type": "VolumesReady", "status": "True", "lastTransitionTime": now}],
+    }
+    return obj
+
+
+def _parse(obj: Object) -> Pod:
+    """A stored object back into a Pod (it was valid when stored)."""
+    try:
+        return parse_object(obj, None)[0]
+    except ManifestError as exc:  # only a hand-edited database gets here
+        raise SetupFailed(f"stored pod {obj['metadata'].get('name')} is invalid: {exc}") from exc
+
+
+def _remove_any(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

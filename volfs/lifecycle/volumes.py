@@ -1,0 +1,113 @@
+"""Volume plugins: one per volume kind, each a store plus a set-up/tear-down policy.
+
+Shaped like kubelet's volume plugins: a plugin says whether it supports a
+volume (``can_support``), sets it up (``set_up``, safe to repeat: after a
+restart the daemon sets up every known pod again) and tears it down
+(``tear_down``, also safe to repeat). What a set-up returns is the store the fs
+layer serves at ``pods/<uid>/volumes/<kind_dir>/<name>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from volfs.api import Volume
+from volfs.stores.base import Store
+from volfs.stores.local import LocalStore
+from volfs.stores.quota import Usage, scan_usage
+
+EMPTY_DIR_KIND = "kubernetes.io~empty-dir"
+# Only volfs writes to an EmptyDir, so the kernel may cache its entries and
+# attributes for long; nothing changes behind its back.
+EMPTY_DIR_CACHE_SECONDS = 10.0
+
+
+class VolumePlugin(Protocol):
+    source_kind: str  # the Volume field this plugin serves, e.g. "emptyDir"
+    kind_dir: str  # kubelet's directory name, e.g. "kubernetes.io~empty-dir"
+
+    async def set_up(self, pod_uid: str, volume: Volume) -> Store: ...
+    async def tear_down(self, pod_uid: str, volume: Volume) -> None: ...
+    def describe(self, volume: Volume) -> dict[str, object]: ...
+
+
+@dataclass(frozen=True)
+class EmptyDirPlugin:
+    """Scratch space born empty with its pod and wiped with it.
+
+    Medium "" lives under the state dir's ``pods/`` (so on whatever filesystem
+    holds the state dir, as kubelet's lives on whatever holds its root dir);
+    medium "Memory" under a tmpfs directory, which needs no mount privilege.
+    """
+
+    disk_dir: Path
+    memory_dir: Path
+    source_kind: str = "emptyDir"
+    kind_dir: str = EMPTY_DIR_KIND
+
+    def base_dir(self, pod_uid: str, volume: Volume) -> Path:
+        assert volume.empty_dir is not None
+        top = self.memory_dir if volume.empty_dir.medium == "Memory" else self.disk_dir
+        return top / pod_uid / self.kind_dir / volume.name
+
+    async def set_up(self, pod_uid: str, volume: Volume) -> Store:
+        assert volume.empty_dir is not None
+        path = self.base_dir(pod_uid, volume)
+        used = await trio.to_thread.run_sync(_make_or_measure, path)
+        usage = Usage(limit=volume.empty_dir.size_limit_bytes(), used=used)
+        return LocalStore(path, usage, cache_timeout=EMPTY_DIR_CACHE_SECONDS)
+
+    async def tear_down(self, pod_uid: str, volume: Volume) -> None:
+        path = self.base_dir(pod_uid, volume)
+        await trio.to_thread.run_sync(_remove_tree, path)
+        for parent in (path.parent, path.parent.parent):  # <uid>/<kind>, then <uid>
+            _remove_if_empty(parent)
+
+    def describe(self, volume: Volume) -> dict[str, object]:
+        assert volume.empty_dir is not None
+        return {"medium": volume.empty_dir.medium or "",
+                "sizeLimitBytes": volume.empty_dir.size_limit_bytes()}
+
+
+def _make_or_measure(path: Path) -> int:
+    """Create the volume directory (mode 0777, as kubelet makes it) or measure what it holds."""
+    if path.is_dir():
+        return scan_usage(str(path))
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.mkdir(exist_ok=True)
+    os.chmod(path, 0o777)
+    return 0
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        path.rmdir()
+
+
+class PluginRegistry:
+    """Finds the plugin for a volume; refuses kinds no plugin serves."""
+
+    def __init__(self, plugins: list[VolumePlugin]) -> None:
+        self._by_kind: dict[str, VolumePlugin] = {}
+        for plugin in plugins:
+            if plugin.source_kind in self._by_kind:
+                raise ValueError(f"two plugins for volume kind {plugin.source_kind}")
+            self._by_kind[plugin.source_kind] = plugin
+
+    def find(self, volume: Volume) -> VolumePlugin | None:
+        return self._by_kind.get(volume.source_kind())
+
+    def supported(self) -> list[str]:
+        return sorted(self._by_kind)

@@ -1,0 +1,152 @@
+"""The state database: every object volfs has acknowledged, in SQLite.
+
+One table holds every kind of object as its Kubernetes JSON, the way an API
+server's storage does, so a new kind (PersistentVolume, StorageClass, ...) is a
+new ``kind`` value, not a new table. A global counter gives each write its
+``metadata.resourceVersion``.
+
+Schema::
+
+    objects(kind, namespace, name)  primary key; namespace is "" for cluster objects
+        uid               unique, stable for the object's life
+        resource_version  the counter's value at the last write
+        body              the object as JSON (metadata, spec, status)
+    counters(name, value)  "resourceVersion" -> last value handed out
+
+Writes commit (WAL, synchronous=FULL: fsync'ed) before they return, so what a
+client was told survives ``kill -9`` and power loss alike. The class is
+synchronous; the daemon calls it through :class:`AsyncStateDB`, which runs each
+call in a worker thread, one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+T = TypeVar("T")
+Object = dict[str, Any]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uid TEXT NOT NULL UNIQUE,
+    resource_version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+class StateDB:
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def put(self, obj: Object) -> Object:
+        """Insert or replace ``obj``; returns it with its new resourceVersion."""
+        meta = obj["metadata"]
+        with self._transaction():
+            version = self._next_version()
+            meta["resourceVersion"] = str(version)
+            self._conn.execute(
+                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)",
+                (obj["kind"], meta.get("namespace", ""), meta["name"], meta["uid"], version,
+                 json.dumps(obj)),
+            )
+        return obj
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        with self._transaction():
+            self._next_version()
+            self._conn.execute(
+                "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            )
+
+    def get(self, kind: str, namespace: str, name: str) -> Object | None:
+        row = self._conn.execute(
+            "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            (kind, namespace, name),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Object]:
+        if namespace is None:
+            rows = self._conn.execute(
+                "SELECT body FROM objects WHERE kind = ? ORDER BY resource_version", (kind,))
+        else:
+            rows = self._conn.execute(
+                "SELECT body FROM objects WHERE kind = ? AND namespace = ? "
+                "ORDER BY resource_version", (kind, namespace))
+        return [json.loads(body) for (body,) in rows]
+
+    def resource_version(self) -> str:
+        row = self._conn.execute(
+            "SELECT value FROM counters WHERE name = 'resourceVersion'").fetchone()
+        return str(row[0] if row else 0)
+
+    def _next_version(self) -> int:
+        self._conn.execute(
+            "INSERT INTO counters VALUES ('resourceVersion', 1) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + 1")
+        return int(self._conn.execute(
+            "SELECT value FROM counters WHERE name = 'resourceVersion'").fetchone()[0])
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raised."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class AsyncStateDB:
+    """StateDB for the event loop: each call in a worker thread, one at a time."""
+
+    def __init__(self, db: StateDB) -> None:
+        self._db = db
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def put(self, obj: Object) -> Object:
+        return await self.call(self._db.put, obj)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        await self.call(self._db.delete, kind, namespace, name)
+
+    async def get(self, kind: str, namespace: str, name: str) -> Object | None:
+        return await self.call(self._db.get, kind, namespace, name)
+
+    async def list(self, kind: str, namespace: str | None = None) -> list[Object]:
+        return await self.call(self._db.list, kind, namespace)
+
+    async def resource_version(self) -> str:
+        return await self.call(self._db.resource_version)

@@ -1,0 +1,94 @@
+"""The store interface: what a volume kind must provide to be served by the fs layer.
+
+A store owns one volume's bytes. The fs layer gives every backing object it
+meets a FUSE inode and a *handle* the store chose (a local store's handle is an
+O_PATH descriptor; a network store's a file handle); it hands that handle back
+on every later call. Stores speak ``os.stat_result``-shaped attributes and raise
+``OSError``; the fs layer turns both into FUSE replies at one boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from volfs.stores.quota import Usage
+
+Handle = Any
+FileHandle = int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A backing object just found or made: the store's handle and its attributes."""
+
+    handle: Handle
+    attrs: os.stat_result
+
+    @property
+    def key(self) -> Hashable:
+        """What identifies the object within its store: equal for two hard links."""
+        return (self.attrs.st_dev, self.attrs.st_ino)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who asked: new objects belong to the caller, as on a local filesystem."""
+
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class AttrChanges:
+    """The parts of a setattr that were asked for; None means "leave as is"."""
+
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+
+
+class Store(Protocol):
+    """One volume's backing storage. Every method may raise OSError."""
+
+    usage: Usage
+    read_only: bool
+    cache_timeout: float  # seconds the kernel may cache entries and attributes
+
+    async def open_root(self) -> Entry: ...
+    async def lookup(self, parent: Handle, name: bytes) -> Entry: ...
+    def forget(self, handle: Handle) -> None: ...
+    async def getattr(self, handle: Handle) -> os.stat_result: ...
+    async def setattr(self, handle: Handle, changes: AttrChanges,
+                      fh: FileHandle | None) -> os.stat_result: ...
+    async def readlink(self, handle: Handle) -> bytes: ...
+    async def mknod(self, parent: Handle, name: bytes, mode: int, rdev: int,
+                    owner: Owner) -> Entry: ...
+    async def mkdir(self, parent: Handle, name: bytes, mode: int, owner: Owner) -> Entry: ...
+    async def symlink(self, parent: Handle, name: bytes, target: bytes,
+                      owner: Owner) -> Entry: ...
+    async def unlink(self, parent: Handle, name: bytes) -> None: ...
+    async def rmdir(self, parent: Handle, name: bytes) -> None: ...
+    async def rename(self, old_parent: Handle, old_name: bytes, new_parent: Handle,
+                     new_name: bytes, flags: int) -> None: ...
+    async def link(self, handle: Handle, new_parent: Handle,
+                   new_name: bytes) -> os.stat_result: ...
+    async def open(self, handle: Handle, flags: int) -> FileHandle: ...
+    async def create(self, parent: Handle, name: bytes, mode: int, flags: int,
+                     owner: Owner) -> tuple[FileHandle, Entry]: ...
+    async def read(self, fh: FileHandle, offset: int, size: int) -> bytes: ...
+    async def write(self, fh: FileHandle, offset: int, data: bytes) -> int: ...
+    async def flush(self, fh: FileHandle) -> None: ...
+    async def fsync(self, fh: FileHandle, datasync: bool) -> None: ...
+    async def release(self, fh: FileHandle) -> None: ...
+    async def listdir(self, handle: Handle) -> Sequence[bytes]: ...
+    async def setxattr(self, handle: Handle, name: bytes, value: bytes) -> None: ...
+    async def getxattr(self, handle: Handle, name: bytes) -> bytes: ...
+    async def listxattr(self, handle: Handle) -> Sequence[bytes]: ...
+    async def removexattr(self, handle: Handle, name: bytes) -> None: ...
+    async def statfs(self) -> os.statvfs_result: ...
