@@ -1,0 +1,489 @@
+"""The ``volfs`` command: argument parsing, failures without a daemon, and full client
+paths against the real control API served on a unix socket from a background thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import types
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import yaml
+from click.testing import CliRunner, Result
+
+from volfs.api import Pod
+from volfs.cli import main
+from volfs.cli.printers import human_duration
+from volfs.config import DaemonConfig
+from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound, SetupFailed
+from volfs.lifecycle.service import DeleteResult
+from volfs.server import create_app, serve_unix
+
+POD_YAML = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  containers:
+  - name: app
+    image: busybox
+    volumeMounts:
+    - name: scratch
+      mountPath: /data
+  volumes:
+  - name: scratch
+    emptyDir:
+      sizeLimit: 1Gi
+"""
+
+
+class MemoryPods:
+    """A PodService that keeps pods in a dict and records every call.
+
+    ``fail`` maps a pod name to the exception its create raises; ``warnings``
+    are returned by every delete.
+    """
+
+    def __init__(self) -> None:
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, str | None, str | None]] = []
+        self.fail: dict[str, Exception] = {}
+        self.warnings: list[str] = []
+        self._created = 0
+
+    async def create_pod(self, pod: Pod) -> dict[str, Any]:
+        namespace, name = pod.metadata.namespace, pod.metadata.name
+        self.calls.append(("create", namespace, name))
+        if name in self.fail:
+            raise self.fail[name]
+        if (namespace, name) in self.pods:
+            raise AlreadyExists("Pod", namespace, name)
+        self._created += 1
+        uid = f"uid-{self._created}"
+        obj = pod.to_k8s()
+        obj["metadata"].update(
+            uid=uid,
+            resourceVersion=str(self._created),
+            creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        obj["status"] = {
+            "phase": "Running",
+            "volumes": [
+                {
+                    "name": v["name"],
+                    "kind": "EmptyDir",
+                    "path": f"/var/lib/volfs/pods/{uid}/volumes/kubernetes.io~empty-dir/"
+                    + v["name"],
+                    "medium": "",
+                    "sizeLimitBytes": 1024**3,
+                    "usedBytes": 8192,
+                }
+                for v in obj["spec"].get("volumes", [])
+            ],
+        }
+        self.pods[(namespace, name)] = obj
+        return obj
+
+    async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
+        self.calls.append(("delete", namespace, name))
+        if (namespace, name) not in self.pods:
+            raise NotFound("Pod", namespace, name)
+        return DeleteResult(self.pods.pop((namespace, name)), list(self.warnings))
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append(("get", namespace, name))
+        if (namespace, name) not in self.pods:
+            raise NotFound("Pod", namespace, name)
+        return self.pods[(namespace, name)]
+
+    async def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        self.calls.append(("list", namespace, None))
+        return [p for (ns, _), p in self.pods.items() if namespace in (None, ns)]
+
+
+class Daemon:
+    """serve_unix over a MemoryPods, running trio in a background thread."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self.service = MemoryPods()
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scope: trio.CancelScope | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="volfs-test-daemon")
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                await nursery.start(serve_unix, create_app(self.service), self.socket_path)
+                self._ready.set()
+
+        try:
+            trio.run(main)
+        except BaseException as exc:  # reported by start()/stop() in the test's thread
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if self._scope is not None and self._token is not None and self._thread.is_alive():
+            trio.from_thread.run_sync(self._scope.cancel, trio_token=self._token)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short directory: unix socket paths are limited to 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="volfs-test-"))
+    try:
+        yield path
+    finally:
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()
+
+
+@pytest.fixture
+def daemon(short_dir: Path) -> Iterator[Daemon]:
+    running = Daemon(short_dir / "volfs.sock")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+    assert not running.socket_path.exists()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def volfs(runner: CliRunner, daemon: Daemon | Path, *args: str, stdin: str | None = None) -> Result:
+    socket_path = daemon.socket_path if isinstance(daemon, Daemon) else daemon
+    return runner.invoke(main, [*args, "--socket", str(socket_path)], input=stdin)
+
+
+def write(directory: Path, name: str, text: str) -> str:
+    path = directory / name
+    path.write_text(text)
+    return str(path)
+
+
+# --- without a daemon --------------------------------------------------------------
+
+
+def test_a_bad_manifest_exits_2_with_one_line_and_sends_nothing(
+    runner: CliRunner, daemon: Daemon, tmp_path: Path
+) -> None:
+    good = write(tmp_path, "good.yaml", POD_YAML)
+    bad = write(tmp_path, "bad.yaml", POD_YAML.replace("sizeLimit: 1Gi", "sizeLimit: lots"))
+
+    result = volfs(runner, daemon, "apply", "-f", good, "-f", bad)
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {bad}")
+    assert "spec.volumes[0].emptyDir.sizeLimit" in line
+    assert "lots" in line
+    assert daemon.service.calls == []  # the good file before it was not sent either
+
+
+def test_unparseable_yaml_exits_2(runner: CliRunner, short_dir: Path) -> None:
+    result = volfs(
+        runner, short_dir / "none.sock", "apply", "-f", "-", stdin="kind: Pod\n  bad: [\n"
+    )
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: <stdin>")
+
+
+def test_a_missing_file_exits_2(runner: CliRunner, short_dir: Path) -> None:
+    missing = str(short_dir / "nope.yaml")
+    result = volfs(runner, short_dir / "none.sock", "apply", "-f", missing)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {missing}: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["get", "pods"], ["get", "pod", "web"], ["describe", "pod", "web"], ["delete", "pod", "web"]],
+)
+def test_no_daemon_is_one_line_and_exit_1(
+    runner: CliRunner, short_dir: Path, args: list[str]
+) -> None:
+    socket_path = short_dir / "volfs.sock"
+    result = volfs(runner, socket_path, *args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: volfs daemon is not running (no answer on {socket_path}); "
+        "start it with 'sudo scripts/run' or 'volfs serve'\n"
+    )
+
+
+def test_a_dead_daemons_socket_is_not_running_too(runner: CliRunner, short_dir: Path) -> None:
+    socket_path = short_dir / "volfs.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(socket_path))
+    stale.close()  # connection refused from now on
+    result = volfs(runner, socket_path, "apply", "-f", "-", stdin=POD_YAML)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: volfs daemon is not running (no answer on ")
+
+
+def test_the_socket_defaults_to_volfs_socket_env(
+    runner: CliRunner, short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    socket_path = short_dir / "from-env.sock"
+    monkeypatch.setenv("VOLFS_SOCKET", str(socket_path))
+    result = runner.invoke(main, ["get", "pods"])
+    assert result.exit_code == 1
+    assert f"no answer on {socket_path})" in result.stderr
+
+
+def test_only_pods_are_served(runner: CliRunner, short_dir: Path) -> None:
+    result = volfs(runner, short_dir / "volfs.sock", "get", "services")
+    assert result.exit_code == 2
+    assert 'unknown resource type "services"' in result.stderr
+
+
+@pytest.fixture
+def fake_daemon(monkeypatch: pytest.MonkeyPatch) -> list[DaemonConfig]:
+    """``volfs.daemon`` replaced by a module whose run() records its config."""
+    configs: list[DaemonConfig] = []
+
+    def run(config: DaemonConfig) -> int:
+        configs.append(config)
+        return 3
+
+    module = types.ModuleType("volfs.daemon")
+    module.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "volfs.daemon", module)
+    return configs
+
+
+def test_serve_builds_the_config_and_exits_with_runs_status(
+    runner: CliRunner, fake_daemon: list[DaemonConfig], tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        main,
+        [
+            "serve",
+            "--root",
+            str(tmp_path / "root"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--socket",
+            str(tmp_path / "s.sock"),
+            "--hook-timeout",
+            "2.5",
+            "--debug",
+        ],
+    )
+    assert result.exit_code == 3, result.output
+    assert fake_daemon == [
+        DaemonConfig(
+            root=tmp_path / "root",
+            state_dir=tmp_path / "state",
+            socket=tmp_path / "s.sock",
+            hook_timeout=2.5,
+            debug=True,
+        )
+    ]
+
+
+def test_serve_defaults(runner: CliRunner, fake_daemon: list[DaemonConfig]) -> None:
+    assert runner.invoke(main, ["serve"]).exit_code == 3
+    assert fake_daemon == [DaemonConfig()]
+    assert fake_daemon[0].root == Path("/var/lib/volfs")
+    assert fake_daemon[0].state_dir == Path("/var/lib/volfs-state")
+
+
+def test_serve_rejects_a_non_positive_hook_timeout(
+    runner: CliRunner, fake_daemon: list[DaemonConfig]
+) -> None:
+    result = runner.invoke(main, ["serve", "--hook-timeout", "0"])
+    assert result.exit_code == 2
+    assert fake_daemon == []
+
+
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [(0, "0s"), (5, "5s"), (119, "119s"), (180, "3m"), (307, "5m7s"), (7200, "120m"), (10800, "3h"),
+     (3 * 3600 + 60, "3h1m"), (30 * 3600, "30h"), (4 * 86400, "4d"), (4 * 86400 + 3600, "4d1h"),
+     (100 * 86400, "100d"), (3 * 365 * 86400, "3y")],
+)  # fmt: skip
+def test_ages_read_like_kubectls(seconds: int, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+# --- against a daemon --------------------------------------------------------------
+
+
+def test_apply_creates_then_is_unchanged(runner: CliRunner, daemon: Daemon, tmp_path: Path) -> None:
+    manifest = write(tmp_path, "pod.yaml", POD_YAML)
+
+    first = volfs(runner, daemon, "apply", "-f", manifest)
+    assert (first.exit_code, first.stdout) == (0, "pod/web created\n"), first.output
+
+    again = volfs(runner, daemon, "apply", "-f", "-", stdin=POD_YAML)
+    assert (again.exit_code, again.stdout) == (0, "pod/web unchanged\n"), again.output
+    assert [call[0] for call in daemon.service.calls] == ["create", "create", "get"]
+
+
+def test_apply_of_a_changed_spec_exits_2(runner: CliRunner, daemon: Daemon, tmp_path: Path) -> None:
+    assert volfs(runner, daemon, "apply", "-f", "-", stdin=POD_YAML).exit_code == 0
+    changed = write(tmp_path, "pod.yaml", POD_YAML.replace("/data", "/scratch"))
+
+    result = volfs(runner, daemon, "apply", "-f", changed)
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f'error: {changed}: pod "web": spec is immutable once created; delete the pod first\n'
+    )
+    stored = daemon.service.pods[("default", "web")]
+    assert stored["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] == "/data"
+
+
+def test_apply_reports_a_server_side_invalid_with_exit_2(
+    runner: CliRunner, daemon: Daemon, tmp_path: Path
+) -> None:
+    daemon.service.fail["web"] = Invalid(
+        "Pod", "web", [("spec.volumes[0].hostPath.path", "not under an allowed prefix")]
+    )
+    manifest = write(tmp_path, "pod.yaml", POD_YAML)
+    result = volfs(runner, daemon, "apply", "-f", manifest)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {manifest}: spec.volumes[0].hostPath.path: not under an allowed prefix\n"
+    )
+
+
+def test_apply_reports_a_setup_failure_with_exit_1(
+    runner: CliRunner, daemon: Daemon, tmp_path: Path
+) -> None:
+    daemon.service.fail["web"] = SetupFailed("create hook quota.sh exited 1: no quota support")
+    manifest = write(tmp_path, "pod.yaml", POD_YAML)
+    result = volfs(runner, daemon, "apply", "-f", manifest)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f'error: {manifest}: pod "web": create hook quota.sh exited 1: no quota support\n'
+    )
+
+
+def test_apply_goes_on_after_a_failed_pod_and_exits_non_zero(
+    runner: CliRunner, daemon: Daemon
+) -> None:
+    daemon.service.fail["web"] = SetupFailed("hook failed")
+    two = POD_YAML + "---\n" + POD_YAML.replace("name: web", "name: db")
+    result = volfs(runner, daemon, "apply", "-f", "-", stdin=two)
+    assert result.exit_code == 1
+    assert result.stdout == "pod/db created\n"
+    assert result.stderr == 'error: <stdin>: pod "web": hook failed\n'
+
+
+def test_get_pods_table_json_yaml_and_empty(runner: CliRunner, daemon: Daemon) -> None:
+    empty = volfs(runner, daemon, "get", "pods")
+    assert (empty.exit_code, empty.stdout) == (0, "")
+    assert empty.stderr == "No resources found in default namespace.\n"
+
+    assert volfs(runner, daemon, "apply", "-f", "-", stdin=POD_YAML).exit_code == 0
+    other = POD_YAML.replace("name: web", "name: db\n  namespace: team-a")
+    assert volfs(runner, daemon, "apply", "-f", "-", stdin=other).exit_code == 0
+
+    table = volfs(runner, daemon, "get", "pods").stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "VOLUMES", "AGE"]
+    assert table[1].split()[:3] == ["web", "Running", "1"]
+    assert table[1].split()[3].endswith("s")
+    assert len(table) == 2
+    assert table[0].index("STATUS") == table[1].index("Running")  # aligned columns
+
+    everywhere = volfs(runner, daemon, "get", "pods", "-A").stdout.splitlines()
+    assert everywhere[0].split() == ["NAMESPACE", "NAME", "STATUS", "VOLUMES", "AGE"]
+    assert sorted(line.split()[0] for line in everywhere[1:]) == ["default", "team-a"]
+
+    wide = volfs(runner, daemon, "get", "pods", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == ["NAME", "STATUS", "VOLUMES", "AGE", "UID", "USED"]
+    assert wide[1].split()[4:] == ["uid-1", "8Ki"]
+
+    as_json = json.loads(volfs(runner, daemon, "get", "pods", "-o", "json").stdout)
+    assert as_json["kind"] == "PodList"
+    assert [p["metadata"]["name"] for p in as_json["items"]] == ["web"]
+    as_yaml = yaml.safe_load(volfs(runner, daemon, "get", "pods", "-A", "-o", "yaml").stdout)
+    assert len(as_yaml["items"]) == 2
+
+
+def test_get_pod_shows_uid_and_volume_status(runner: CliRunner, daemon: Daemon) -> None:
+    assert volfs(runner, daemon, "apply", "-f", "-", stdin=POD_YAML).exit_code == 0
+    pod = json.loads(volfs(runner, daemon, "get", "pod", "web", "-o", "json").stdout)
+    assert pod["metadata"]["uid"] == "uid-1"
+    (volume,) = pod["status"]["volumes"]
+    assert set(volume) == {"name", "kind", "path", "medium", "sizeLimitBytes", "usedBytes"}
+    assert yaml.safe_load(volfs(runner, daemon, "get", "po", "web", "-o", "yaml").stdout) == pod
+
+    missing = volfs(runner, daemon, "get", "pod", "ghost", "-n", "team-a")
+    assert missing.exit_code == 1
+    assert missing.stderr == 'error: pods "ghost" not found\n'
+
+
+def test_describe_pod(runner: CliRunner, daemon: Daemon) -> None:
+    assert volfs(runner, daemon, "apply", "-f", "-", stdin=POD_YAML).exit_code == 0
+    result = volfs(runner, daemon, "describe", "pod", "web")
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    for expected in (
+        "Name: web",
+        "Namespace: default",
+        "UID: uid-1",
+        "Labels: app=web",
+        "Status: Running",
+        "/data from scratch (rw)",
+        "Type: EmptyDir (a temporary directory that shares a pod's lifetime)",
+        "SizeLimit: 1Gi",
+        "Path: /var/lib/volfs/pods/uid-1/volumes/kubernetes.io~empty-dir/scratch",
+        "Used: 8Ki",
+    ):
+        assert expected in lines, (expected, result.stdout)
+    assert lines.index("Volumes:") < lines.index("scratch:")
+
+
+def test_delete_prints_warnings_and_then_not_found(runner: CliRunner, daemon: Daemon) -> None:
+    assert volfs(runner, daemon, "apply", "-f", "-", stdin=POD_YAML).exit_code == 0
+    daemon.service.warnings = ['delete hook "backup" failed: exit 3']
+
+    deleted = volfs(runner, daemon, "delete", "pod", "web")
+    assert (deleted.exit_code, deleted.stdout) == (0, 'pod "web" deleted\n')
+    assert deleted.stderr == 'warning: delete hook "backup" failed: exit 3\n'
+
+    again = volfs(runner, daemon, "delete", "pod", "web")
+    assert again.exit_code == 1
+    assert again.stderr == 'error: pods "web" not found\n'
+
+
+def test_the_socket_is_private(daemon: Daemon) -> None:
+    assert os.stat(daemon.socket_path).st_mode & 0o777 == 0o600

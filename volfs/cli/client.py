@@ -1,0 +1,171 @@
+"""The CLI's side of the control API: HTTP+JSON over the daemon's unix socket."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+# Reads may wait for create/delete hooks (each bounded by the daemon's --hook-timeout);
+# connecting to a local socket either works at once or not at all.
+_TIMEOUT = httpx.Timeout(30.0, connect=5.0, read=None)
+_GET_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+_WARNING = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+
+
+class ClientError(Exception):
+    """A request that failed; ``str()`` is the one line the CLI prints after ``error:``."""
+
+
+class DaemonUnreachable(ClientError):
+    """Nothing answers on the socket (missing, refused) or it may not be used."""
+
+
+class ApiError(ClientError):
+    """The daemon answered with a Kubernetes Status."""
+
+    def __init__(self, code: int, status: dict[str, Any]) -> None:
+        self.code = code
+        self.status = status
+        self.reason: str = str(status.get("reason") or "")
+        details = status.get("details")
+        details = details if isinstance(details, dict) else {}
+        self.causes: list[tuple[str, str]] = [
+            (str(c.get("field") or ""), str(c.get("message") or ""))
+            for c in details.get("causes") or []
+            if isinstance(c, dict)
+        ]
+        super().__init__(status_message(status, code))
+
+
+def status_message(status: dict[str, Any], code: int | None = None) -> str:
+    """One line for a Status: the first cause of an Invalid, else its message.
+
+    >>> status_message({"reason": "NotFound", "message": 'pods "web" not found'})
+    'pods "web" not found'
+    >>> status_message({"reason": "Invalid", "message": 'Pod "web" is invalid: ...',
+    ...     "details": {"causes": [{"field": "spec.volumes", "message": "Required value"}]}})
+    'spec.volumes: Required value'
+    """
+    details = status.get("details")
+    causes = (details.get("causes") or []) if isinstance(details, dict) else []
+    if status.get("reason") == "Invalid" and causes and isinstance(causes[0], dict):
+        field, message = causes[0].get("field") or "", causes[0].get("message") or ""
+        text = f"{field}: {message}" if field else str(message)
+    else:
+        text = str(status.get("message") or status.get("reason") or f"HTTP {code}")
+    return " ".join(text.split())  # one line, whatever the server sent
+
+
+class Client:
+    """A connection to the volfs daemon's control API.
+
+    Example::
+
+        with Client(Path("/var/lib/volfs-state/volfs.sock")) as client:
+            pods = client.list_pods("default")["items"]
+
+    Every method raises DaemonUnreachable when the daemon cannot be reached, and
+    ApiError when it refuses.
+    """
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(socket_path)),
+            base_url="http://volfs",
+            timeout=_TIMEOUT,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def list_pods(self, namespace: str | None) -> dict[str, Any]:
+        """The PodList of one namespace, or of all when ``namespace`` is None."""
+        path = "/api/v1/pods" if namespace is None else f"{_ns(namespace)}/pods"
+        return self._json("GET", path)[0]
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._json("GET", _pod(namespace, name))[0]
+
+    def create_pod(self, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"{_ns(namespace)}/pods", obj)[0]
+
+    def delete_pod(self, namespace: str, name: str) -> tuple[dict[str, Any], list[str]]:
+        """The deleted pod, and the warnings the daemon sent with it."""
+        return self._json("DELETE", _pod(namespace, name))
+
+    def _json(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
+        response = self._send(method, path, body)
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, dict):
+            text = " ".join(response.text.split())[:200]
+            raise ApiError(
+                response.status_code,
+                {"message": f"unexpected answer (HTTP {response.status_code}): {text}"},
+            )
+        if response.is_error or payload.get("kind") == "Status":
+            raise ApiError(response.status_code, payload)
+        return payload, _warnings(response)
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        timeout = _GET_TIMEOUT if method == "GET" else _TIMEOUT
+        try:
+            return self._http.request(method, path, json=body, timeout=timeout)
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from exc
+        except httpx.TimeoutException as exc:
+            raise ClientError(
+                f"the volfs daemon on {self.socket_path} did not answer in time"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ClientError(
+                f"lost the connection to the volfs daemon on {self.socket_path}: {exc}"
+            ) from exc
+
+    def _unreachable(self, exc: httpx.ConnectError) -> DaemonUnreachable:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, PermissionError):
+                return DaemonUnreachable(
+                    f"permission denied on {self.socket_path}: the volfs control socket "
+                    "is root-only; run this with sudo"
+                )
+            cause = cause.__cause__ or cause.__context__
+        return DaemonUnreachable(
+            f"volfs daemon is not running (no answer on {self.socket_path}); "
+            "start it with 'sudo scripts/run' or 'volfs serve'"
+        )
+
+
+def _ns(namespace: str) -> str:
+    return f"/api/v1/namespaces/{quote(namespace, safe='')}"
+
+
+def _pod(namespace: str, name: str) -> str:
+    return f"{_ns(namespace)}/pods/{quote(name, safe='')}"
+
+
+def _warnings(response: httpx.Response) -> list[str]:
+    """The texts of the ``Warning: 299 - "text"`` headers, unescaped."""
+    texts = []
+    for header in response.headers.get_list("warning"):
+        match = _WARNING.match(header)
+        text = match.group(1) if match else header
+        texts.append(re.sub(r"\\(.)", r"\1", text) if match else text)
+    return texts

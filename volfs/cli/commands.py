@@ -1,0 +1,297 @@
+"""The ``volfs`` command: run the daemon, and drive it as kubectl drives a cluster.
+
+Exit codes: 0 done; 1 the daemon could not do it (not running, not found, a
+volume failed to set up); 2 the input was refused (a bad manifest, an invalid
+object, a change to a created pod's spec, bad arguments).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+import volfs
+from volfs.api import ManifestError, Pod, load_manifests
+from volfs.cli.client import ApiError, Client, ClientError
+from volfs.cli.describe import describe_pod
+from volfs.cli.printers import dump, pods_table
+from volfs.config import DEFAULT_ROOT, DEFAULT_STATE_DIR, DaemonConfig, default_socket
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+DEFAULT_NAMESPACE = "default"
+POD_WORDS = ("pod", "pods", "po")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Failure(Exception):
+    """An expected failure: print ``error: <message>`` and exit with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _reports_errors(command: F) -> F:
+    """Expected failures end the command with one line on stderr, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except Failure as exc:
+            _fail(str(exc), exc.code)
+        except ClientError as exc:
+            _fail(str(exc), EXIT_FAILED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _socket_option(command: F) -> F:
+    return click.option(
+        "--socket",
+        "socket_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="The daemon's control socket [default: $VOLFS_SOCKET or "
+        f"{DEFAULT_STATE_DIR}/volfs.sock].",
+    )(command)
+
+
+def _namespace_option(command: F) -> F:
+    return click.option(
+        "-n", "--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="The namespace."
+    )(command)
+
+
+def _pod_word(value: str) -> None:
+    if value not in POD_WORDS:
+        raise click.BadParameter(f'unknown resource type "{value}"; volfs serves only pods')
+
+
+def _client(socket_path: Path | None) -> Client:
+    return Client(socket_path or default_socket())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(volfs.__version__, prog_name="volfs")
+def main() -> None:
+    """volfs: the volumes a kubelet gives a pod (EmptyDir, HostPath, NFS), for containers."""
+
+
+@main.command()
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_ROOT,
+    show_default=True,
+    help="Where the volume tree is mounted (pods/<uid>/volumes/...).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Where the daemon keeps its database, disk EmptyDirs, hooks and socket.",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The control socket [default: <state-dir>/volfs.sock].",
+)
+@click.option(
+    "--hook-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DaemonConfig.hook_timeout,
+    show_default=True,
+    help="Seconds a create/delete hook may run before it is killed.",
+)
+@click.option("--debug", is_flag=True, help="Log debug detail.")
+def serve(
+    root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float, debug: bool
+) -> None:
+    """Run the daemon: mount the volume tree and serve the control API."""
+    config = DaemonConfig(
+        root=root,
+        state_dir=state_dir,
+        socket=socket_path,
+        hook_timeout=hook_timeout,
+        debug=debug,
+    )
+    from volfs.daemon import run
+
+    sys.exit(run(config))
+
+
+@dataclass
+class _Manifest:
+    source: str
+    pods: list[Pod]
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    help="A manifest file (YAML, several documents allowed); '-' reads stdin. Repeatable.",
+)
+@_socket_option
+@_reports_errors
+def apply(files: tuple[str, ...], socket_path: Path | None) -> None:
+    """Create the pods in manifest files.
+
+    A pod that already exists with the same spec is left unchanged. Every file is
+    read and checked before anything is sent: a bad manifest creates nothing.
+    """
+    manifests = [_load(name) for name in files]
+    if not any(m.pods for m in manifests):
+        raise Failure("no objects passed to apply", EXIT_REFUSED)
+    worst = 0
+    with _client(socket_path) as client:
+        for manifest in manifests:
+            for pod in manifest.pods:
+                try:
+                    click.echo(_apply_pod(client, pod))
+                except Failure as exc:
+                    click.echo(f"error: {manifest.source}: {exc}", err=True)
+                    worst = max(worst, exc.code)
+    if worst:
+        sys.exit(worst)
+
+
+def _load(name: str) -> _Manifest:
+    source = "<stdin>" if name == "-" else name
+    try:
+        if name == "-":
+            text = sys.stdin.read()
+        else:
+            with open(name, encoding="utf-8") as file:
+                text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise Failure(f"{source}: {detail}", EXIT_REFUSED) from exc
+    try:
+        return _Manifest(source, load_manifests(text, source))
+    except ManifestError as exc:
+        raise Failure(str(exc), EXIT_REFUSED) from exc
+
+
+def _apply_pod(client: Client, pod: Pod) -> str:
+    """Create one pod; the line to print. Raises Failure (message without the file)."""
+    obj = pod.to_k8s()
+    name = pod.metadata.name
+    namespace = pod.metadata.namespace or DEFAULT_NAMESPACE
+    try:
+        client.create_pod(namespace, obj)
+        return f"pod/{name} created"
+    except ApiError as exc:
+        if exc.code == 409 and exc.reason == "AlreadyExists":
+            stored = client.get_pod(namespace, name)
+            if stored.get("spec") == json.loads(json.dumps(obj.get("spec"))):
+                return f"pod/{name} unchanged"
+            raise Failure(
+                f'pod "{name}": spec is immutable once created; delete the pod first',
+                EXIT_REFUSED,
+            ) from exc
+        if exc.code == 422:
+            raise Failure(str(exc), EXIT_REFUSED) from exc
+        raise Failure(f'pod "{name}": {exc}', EXIT_FAILED) from exc
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("name")
+@_namespace_option
+@_socket_option
+@_reports_errors
+def delete(resource: str, name: str, namespace: str, socket_path: Path | None) -> None:
+    """Delete a pod and tear its volumes down.
+
+    Runs the pod's delete hooks; its EmptyDir data is gone for good, data on NFS stays.
+    """
+    _pod_word(resource)
+    with _client(socket_path) as client:
+        _, warnings = client.delete_pod(namespace, name)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f'pod "{name}" deleted')
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("name", required=False)
+@_namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="List pods of every namespace.")
+@click.option("-o", "--output", type=click.Choice(["json", "yaml", "wide"]), help="Output format.")
+@_socket_option
+@_reports_errors
+def get(
+    resource: str,
+    name: str | None,
+    namespace: str,
+    all_namespaces: bool,
+    output: str | None,
+    socket_path: Path | None,
+) -> None:
+    """List pods ('get pods'), or show one ('get pod NAME')."""
+    _pod_word(resource)
+    if name is not None and all_namespaces:
+        raise Failure("a pod name cannot be combined with --all-namespaces", EXIT_REFUSED)
+    with _client(socket_path) as client:
+        if name is not None:
+            pod = client.get_pod(namespace, name)
+            if output in ("json", "yaml"):
+                click.echo(dump(pod, output))
+            else:
+                click.echo(_pods_table([pod], all_namespaces=False, wide=output == "wide"))
+            return
+        pod_list = client.list_pods(None if all_namespaces else namespace)
+    if output in ("json", "yaml"):
+        click.echo(dump(pod_list, output))
+        return
+    items = pod_list.get("items") or []
+    if not items:
+        where = "" if all_namespaces else f" in {namespace} namespace"
+        click.echo(f"No resources found{where}.", err=True)
+        return
+    click.echo(_pods_table(items, all_namespaces=all_namespaces, wide=output == "wide"))
+
+
+def _pods_table(pods: list[dict[str, Any]], *, all_namespaces: bool, wide: bool) -> str:
+    return pods_table(pods, datetime.now(UTC), all_namespaces=all_namespaces, wide=wide)
+
+
+@main.command()
+@click.argument("resource")
+@click.argument("name")
+@_namespace_option
+@_socket_option
+@_reports_errors
+def describe(resource: str, name: str, namespace: str, socket_path: Path | None) -> None:
+    """Show a pod in detail.
+
+    Its containers' mounts, and per volume its source, host path and usage.
+    """
+    _pod_word(resource)
+    with _client(socket_path) as client:
+        pod = client.get_pod(namespace, name)
+    click.echo(describe_pod(pod))

@@ -1,0 +1,139 @@
+"""How the CLI shows objects: kubectl's tables, ages and sizes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+
+def human_duration(seconds: float) -> str:
+    """An age the way kubectl prints one (``duration.HumanDuration``).
+
+    >>> [human_duration(s) for s in (5, 180, 4 * 3600, 4 * 86400)]
+    ['5s', '3m', '4h', '4d']
+    >>> human_duration(90), human_duration(5 * 60 + 7), human_duration(3 * 3600 + 60)
+    ('90s', '5m7s', '3h1m')
+    """
+    total = int(seconds)
+    if total < -1:
+        return "<invalid>"
+    if total < 0:
+        return "0s"
+    if total < 60 * 2:
+        return f"{total}s"
+    minutes = total // 60
+    if minutes < 10:
+        rest = total % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if minutes < 60 * 3:
+        return f"{minutes}m"
+    hours = total // 3600
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        rest = hours % 24
+        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        years, days = hours // 24 // 365, (hours // 24) % 365
+        return f"{years}y{days}d" if days else f"{years}y"
+    return f"{hours // 24 // 365}y"
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An RFC 3339 timestamp (``2024-05-01T12:00:00Z``) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def age(timestamp: object, now: datetime) -> str:
+    """``human_duration`` since ``timestamp``; ``<unknown>`` when there is none."""
+    since = parse_timestamp(timestamp)
+    if since is None:
+        return "<unknown>"
+    return human_duration((now - since).total_seconds())
+
+
+def format_bytes(n: object) -> str:
+    """A byte count for people: exact binary suffix when one fits, else one decimal.
+
+    >>> format_bytes(64 * 1024**2), format_bytes(1536), format_bytes(100), format_bytes(None)
+    ('64Mi', '1.5Ki', '100', '<unknown>')
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        return "<unknown>"
+    for power, suffix in ((6, "Ei"), (5, "Pi"), (4, "Ti"), (3, "Gi"), (2, "Mi"), (1, "Ki")):
+        unit = 1024**power
+        if n >= unit:
+            return f"{n // unit}{suffix}" if n % unit == 0 else f"{n / unit:.1f}{suffix}"
+    return str(n)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell plus three spaces, as kubectl aligns them."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(cell).ljust(width + 3) for cell, width in zip(row, widths, strict=True)]
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def pods_table(
+    pods: Sequence[dict[str, Any]], now: datetime, *, all_namespaces: bool, wide: bool
+) -> str:
+    """``volfs get pods``: NAME, STATUS, VOLUMES, AGE (NAMESPACE first with -A).
+
+    ``-o wide`` adds the pod's UID and the bytes its volumes use.
+    """
+    header = ["NAME", "STATUS", "VOLUMES", "AGE"]
+    if all_namespaces:
+        header.insert(0, "NAMESPACE")
+    if wide:
+        header += ["UID", "USED"]
+    rows = []
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        volumes = volume_statuses(pod)
+        row = [
+            str(metadata.get("name", "")),
+            str(status.get("phase") or "Unknown"),
+            str(len(volumes) if volumes else len((pod.get("spec") or {}).get("volumes") or [])),
+            age(metadata.get("creationTimestamp"), now),
+        ]
+        if all_namespaces:
+            row.insert(0, str(metadata.get("namespace", "")))
+        if wide:
+            used = [v.get("usedBytes") for v in volumes]
+            total = sum(u for u in used if isinstance(u, int))
+            row += [str(metadata.get("uid") or "<none>"), format_bytes(total)]
+        rows.append(row)
+    return table(header, rows)
+
+
+def volume_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """``status.volumes`` of a pod, keeping only well-formed entries."""
+    volumes = (pod.get("status") or {}).get("volumes") or []
+    return [v for v in volumes if isinstance(v, dict)]
+
+
+def dump(obj: Any, output: str) -> str:
+    """``-o json`` / ``-o yaml``, keys sorted as kubectl sorts them."""
+    if output == "json":
+        return json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False)
+    text = yaml.safe_dump(obj, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    return text.rstrip("\n")
