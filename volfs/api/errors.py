@@ -1,0 +1,85 @@
+"""ManifestError: everything wrong with one manifest, each cause tied to a field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["Cause", "ManifestError", "field_path", "quote"]
+
+Cause = tuple[str, str]
+"""``(field, message)``; field in Kubernetes' dotted notation, ``""`` for the whole document."""
+
+_MAX_QUOTED = 80
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be turned into objects: bad YAML, unknown kind, invalid fields.
+
+    Attributes:
+        source: where the manifest came from (``"pods.yaml (document 2)"``), or None.
+        causes: every ``(field, message)`` found, in document order where possible.
+
+    ``str(err)`` is one line about the first cause: ``"{source}: {field}: {message}"``,
+    leaving out ``source:`` when it is None and ``field:`` when it is ``""``.
+    """
+
+    def __init__(self, source: str | None, causes: Iterable[Cause]) -> None:
+        self.source = source
+        self.causes: list[Cause] = list(causes)
+        if not self.causes:
+            raise ValueError("a ManifestError needs at least one cause")
+        super().__init__(self.line(0))
+
+    def __str__(self) -> str:
+        return self.line(0)
+
+    def __reduce__(self) -> tuple[Any, tuple[str | None, list[Cause]]]:
+        return (type(self), (self.source, self.causes))
+
+    def line(self, index: int) -> str:
+        """One line for ``causes[index]``, formatted as ``str(err)`` formats the first."""
+        field, message = self.causes[index]
+        parts = [p for p in (self.source, field) if p]
+        return ": ".join([*parts, message])
+
+    def lines(self) -> list[str]:
+        """One line per cause, for a CLI that shows them all."""
+        return [self.line(i) for i in range(len(self.causes))]
+
+    def with_source(self, source: str | None) -> ManifestError:
+        """The same causes, reported against another source."""
+        return ManifestError(source, self.causes)
+
+    def map_fields(self, rename: Callable[[str], str]) -> ManifestError:
+        """The same error with every field path passed through ``rename``."""
+        return ManifestError(self.source, [(rename(f), m) for f, m in self.causes])
+
+
+def quote(value: object) -> str:
+    """Show a value in a message the way Kubernetes does: strings quoted, numbers bare.
+
+    Long values are cut (``"aaaa..."``) to keep the message on one short line.
+    """
+    if isinstance(value, str) and len(value) > _MAX_QUOTED:
+        value = value[:_MAX_QUOTED] + "..."
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = json.dumps(str(value), ensure_ascii=False)
+    if len(text) > _MAX_QUOTED + 5:
+        text = text[:_MAX_QUOTED] + "..."
+    return text
+
+
+def field_path(parts: Iterable[str | int]) -> str:
+    """Join path parts the Kubernetes way: ``("spec", "volumes", 1, "name")`` ->
+    ``spec.volumes[1].name``."""
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path

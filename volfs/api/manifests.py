@@ -1,0 +1,177 @@
+"""Manifests in, typed objects out: YAML streams and decoded documents.
+
+Each document is dispatched on ``(apiVersion, kind)`` through :data:`PARSERS`; a new
+kind is one parser function and one line there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import yaml
+
+from volfs.api.errors import Cause, ManifestError, quote
+from volfs.api.legacy import parse_replication_controller
+from volfs.api.models import Pod
+from volfs.api.validation import build_pod
+
+__all__ = ["NOT_SUPPORTED_YET", "PARSERS", "Parser", "load_manifests", "parse_object"]
+
+Parser = Callable[[dict[str, Any], str | None], list[Pod]]
+"""Turns one decoded document of its kind into objects, or raises ManifestError."""
+
+NOT_SUPPORTED_YET = frozenset(
+    {
+        ("v1", "PersistentVolume"),
+        ("v1", "PersistentVolumeClaim"),
+        ("storage.k8s.io/v1", "StorageClass"),
+    }
+)
+"""Kinds volfs will accept; until their parser is in PARSERS they are refused as such."""
+
+
+def load_manifests(text: str, source: str) -> list[Pod]:
+    """Parse a YAML stream of one or more documents (``---``) into validated Pods.
+
+    Empty documents are skipped. Nothing is returned unless every document is valid.
+
+    Args:
+        text: the YAML text.
+        source: what to call it in errors, usually the file name (``"pods.yaml"``);
+            when the stream has several documents, errors name the one at fault
+            (``"pods.yaml (document 2)"``, counting from 1).
+
+    Raises:
+        ManifestError: for malformed YAML (``pod.yaml: line 3, column 5: mapping values
+            are not allowed here``) or the first invalid document.
+    """
+    documents = _load_yaml(text, source)
+    pods: list[Pod] = []
+    for number, doc in enumerate(documents, start=1):
+        if doc is None:
+            continue
+        where = f"{source} (document {number})" if len(documents) > 1 else source
+        pods.extend(parse_object(doc, where))
+    return pods
+
+
+def parse_object(doc: Any, source: str | None = None) -> list[Pod]:
+    """Parse one decoded document (from YAML or a JSON body) into validated Pods.
+
+    A Pod gives one; a ``v1 List`` gives those of its items; a legacy v1beta1
+    ReplicationController gives its replicas.
+
+    Raises:
+        ManifestError: a document that is not a mapping, lacks ``apiVersion`` or
+            ``kind``, is of an unknown kind, or is invalid.
+    """
+    if not isinstance(doc, dict):
+        raise ManifestError(
+            source, [("", f"must be a mapping (a Kubernetes object), not {_a(doc)}")]
+        )
+    causes = [c for c in (_type_field(doc, "apiVersion"), _type_field(doc, "kind")) if c]
+    if causes:
+        raise ManifestError(source, causes)
+    parser = PARSERS.get((doc["apiVersion"], doc["kind"]))
+    if parser is None:
+        raise ManifestError(source, [_unknown_kind(doc["apiVersion"], doc["kind"])])
+    return parser(doc, source)
+
+
+def _parse_pod(doc: dict[str, Any], source: str | None) -> list[Pod]:
+    return [build_pod(doc, source)]
+
+
+def _parse_list(doc: dict[str, Any], source: str | None) -> list[Pod]:
+    """A ``v1 List`` (what ``kubectl get -o yaml`` writes): the objects of its items."""
+    unknown = [(k, f'unknown field "{k}"') for k in doc if k not in _LIST_FIELDS]
+    items = doc.get("items")
+    if items is not None and not isinstance(items, list):
+        unknown.append(("items", f"Invalid value: {quote(items)}: must be a list"))
+    if unknown:
+        raise ManifestError(source, unknown)
+    pods: list[Pod] = []
+    for i, item in enumerate(items or []):
+        try:
+            pods.extend(parse_object(item, source))
+        except ManifestError as err:
+            raise err.map_fields(functools.partial(_under, f"items[{i}]")) from None
+    return pods
+
+
+def _under(prefix: str, field: str) -> str:
+    """``spec.x`` under ``items[0]`` is ``items[0].spec.x``; the whole item is ``items[0]``."""
+    return f"{prefix}.{field}" if field else prefix
+
+
+_LIST_FIELDS = frozenset({"apiVersion", "kind", "metadata", "items"})
+
+PARSERS: dict[tuple[str, str], Parser] = {
+    ("v1", "Pod"): _parse_pod,
+    ("v1", "List"): _parse_list,
+    ("v1beta1", "ReplicationController"): parse_replication_controller,
+}
+"""``(apiVersion, kind)`` -> parser. Register a new kind here."""
+
+
+def _type_field(doc: dict[str, Any], key: str) -> Cause | None:
+    value = doc.get(key)
+    if value is None or value == "":
+        return key, "Required value"
+    if not isinstance(value, str):
+        return key, f"Invalid value: {quote(value)}: must be a string"
+    return None
+
+
+def _unknown_kind(api_version: str, kind: str) -> Cause:
+    if (api_version, kind) in NOT_SUPPORTED_YET:
+        return "kind", f"{kind} is not supported yet"
+    if any(k == kind for _, k in PARSERS):
+        return "apiVersion", f'unknown apiVersion "{api_version}" for kind "{kind}"'
+    return "kind", f'unknown kind "{kind}" for apiVersion "{api_version}"'
+
+
+def _a(value: Any) -> str:
+    """``a list``, ``a string``: what a document is, for an error message."""
+    names = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, as Kubernetes does."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        first_lines: dict[Hashable, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the base class reports it
+            if key in first_lines:
+                problem = f"mapping key {quote(key)} already defined at line {first_lines[key]}"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+            first_lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str) -> list[Any]:
+    """Every document of the stream (None for an empty one), or ManifestError."""
+    try:
+        return list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ManifestError(source, [("", _yaml_message(exc))]) from None
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    """``line 3, column 5: mapping values are not allowed here`` (1-based, one line)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        message = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+        if exc.context and exc.context_mark is not None:
+            at = exc.context_mark
+            message += f" ({exc.context} at line {at.line + 1}, column {at.column + 1})"
+        return message
+    return " ".join(str(exc).split())
