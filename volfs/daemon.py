@@ -56,12 +56,13 @@ def run(config: DaemonConfig) -> int:
 
 async def _serve(config: DaemonConfig) -> None:
     _raise_fd_limit()
-    # The kernel has already applied each caller's umask to the modes it sends.
+    # The kernel has already applied each caller's umask to the modes it sends;
+    # the daemon's own files and directories get explicit modes.
     os.umask(0)
-    _make_private_dir(config.state_dir)
-    _make_private_dir(config.memory_path)
-    for stage in (ON_CREATE, ON_DELETE):
-        (config.hooks_dir / stage).mkdir(mode=0o755, parents=True, exist_ok=True)
+    for private in (config.state_dir, config.disk_volumes_dir, config.memory_path):
+        _make_private_dir(private)
+    for public in (config.hooks_dir, config.hooks_dir / ON_CREATE, config.hooks_dir / ON_DELETE):
+        public.mkdir(mode=0o755, exist_ok=True)
     with _exclusive(config.state_dir), _opened(config.database_path) as db:
         fs = Filesystem(statfs_path=str(config.state_dir))
         pods = PodManager(
@@ -106,7 +107,8 @@ def _raise_fd_limit() -> None:
 
 
 def _make_private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
 
 

@@ -80,7 +80,8 @@ def _make_or_measure(path: Path) -> int:
     """Create the volume directory (mode 0777, as kubelet makes it) or measure what it holds."""
     if path.is_dir():
         return scan_usage(str(path))
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for private in (path.parent.parent, path.parent):  # <uid>, then <uid>/<kind>
+        private.mkdir(mode=0o700, exist_ok=True)
     path.mkdir(exist_ok=True)
     os.chmod(path, 0o777)
     return 0
