@@ -7,6 +7,7 @@ tree; the control socket answers only once the mount is up.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -55,6 +56,8 @@ def run(config: DaemonConfig) -> int:
 
 
 async def _serve(config: DaemonConfig) -> None:
+    # A symlinked --root must be judged (is something mounted there?) where it leads.
+    config = dataclasses.replace(config, root=config.root.resolve())
     _raise_fd_limit()
     # The kernel has already applied each caller's umask to the modes it sends;
     # the daemon's own files and directories get explicit modes.

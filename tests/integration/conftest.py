@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +17,27 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+def open_tmp() -> Iterator[Path]:
+    """A scratch folder every uid can traverse (pytest's own is root-only), so tests
+    can act as other users under the mounts placed in it."""
+    path = Path(tempfile.mkdtemp(prefix="volfs-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp_path(open_tmp: Path, request: pytest.FixtureRequest) -> Path:
+    """Like pytest's tmp_path, but inside ``open_tmp``."""
+    path = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=open_tmp))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_daemon(open_tmp: Path) -> Iterator[Daemon]:
     """One daemon per test worker, for tests that only add and remove their own pods."""
-    daemon = Daemon(tmp_path_factory.mktemp("shared-daemon")).start()
+    daemon = Daemon(open_tmp / "shared-daemon").start()
     yield daemon
     daemon.stop()
 

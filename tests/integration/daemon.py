@@ -52,6 +52,7 @@ class Daemon:
         return dict(os.environ, VOLFS_SOCKET=str(self.socket))
 
     def start(self) -> Daemon:
+        self.base.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [VOLFS, "serve", "--root", str(self.root), "--state-dir", str(self.state_dir),

@@ -22,16 +22,17 @@ def prepare_mount_point(root: Path) -> None:
     someone's live filesystem: refused.
     """
     try:
-        os.stat(root)
+        # statfs always reaches the filesystem (stat may be answered from the
+        # kernel's cache), so it tells a dead FUSE daemon from a live one.
+        os.statvfs(root)
     except FileNotFoundError:
         root.mkdir(parents=True, exist_ok=True)
         return
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise
-        subprocess.run(["fusermount3", "-uz", str(root)], check=False,
-                       capture_output=True)
-        os.stat(root)  # still broken: let the error speak
+        unmount_lazily(root)
+        os.statvfs(root)  # still broken: let the error speak
     if os.path.ismount(root):
         raise MountPointBusy(
             f"{root} is already a live mount ({_fstype(root)}); stop what serves it "
