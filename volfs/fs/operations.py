@@ -204,7 +204,7 @@ class VolfsOperations(pyfuse3.Operations):
         node = self._writable(inode) if flags & _WRITE_FLAGS else self._backed(inode)
         fh = await node.volume.store.open(node.handle, flags)
         self._files[fh] = node
-        return pyfuse3.FileInfo(fh=fh)
+        return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT))
 
     @_fuse_handler
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
@@ -217,7 +217,7 @@ class VolfsOperations(pyfuse3.Operations):
         node = self.table.get(attrs.st_ino)
         assert isinstance(node, BackedNode)
         self._files[fh] = node
-        return pyfuse3.FileInfo(fh=fh), attrs
+        return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT)), attrs
 
     @_fuse_handler
     async def read(self, fh: int, off: int, size: int) -> bytes:

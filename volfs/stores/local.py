@@ -32,7 +32,9 @@ from volfs.stores.quota import QuotaExceeded, Usage
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 # Flags the kernel has already acted on, or that make no sense on a reopen
 # (O_NOFOLLOW would refuse the /proc/self/fd magic link we reopen through).
-_OPEN_STRIP = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
+# O_DIRECT is served by the kernel bypassing its page cache (FOPEN_DIRECT_IO);
+# on the backing file it would demand aligned buffers that Python cannot give.
+_OPEN_STRIP = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW | os.O_DIRECT
 
 
 def _proc(fd: int) -> bytes:
@@ -69,8 +71,8 @@ class LocalStore:
     # -- names -----------------------------------------------------------------
 
     async def open_root(self) -> Entry:
-        fd = os.open(self.base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        return self._entry(fd)
+        # The root is a directory, or (a HostPath of type File) a single file.
+        return self._entry(os.open(self.base, _PATH_FLAGS))
 
     async def lookup(self, parent: int, name: bytes) -> Entry:
         return self._entry(os.open(name, _PATH_FLAGS, dir_fd=parent))
@@ -198,8 +200,8 @@ class LocalStore:
         if flags & os.O_TRUNC and not flags & os.O_EXCL:
             existing = _lstat_or_none(parent, name)
             truncated = existing.st_size if existing and stat.S_ISREG(existing.st_mode) else 0
-        fd = os.open(name, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
-                     dir_fd=parent)
+        flags = (flags & ~os.O_DIRECT) | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, mode, dir_fd=parent)
         self.usage.grow(-truncated)
         fh = self._register(fd, flags)
         try:
