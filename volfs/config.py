@@ -37,6 +37,7 @@ class DaemonConfig:
     socket: Path | None = None  # None: <state_dir>/volfs.sock
     memory_dir: Path | None = None  # None: default_memory_dir(state_dir)
     hook_timeout: float = 30.0
+    allow_host_paths: tuple[str, ...] = ()  # "PREFIX" or "PREFIX:ro"; none: no hostPath
     debug: bool = False
 
     @property

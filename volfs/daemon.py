@@ -26,6 +26,7 @@ from volfs.config import DaemonConfig
 from volfs.fs import Filesystem
 from volfs.fs.mount import MOUNT_OPTIONS, MountPointBusy, prepare_mount_point
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
+from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.server.app import create_app
@@ -58,6 +59,10 @@ def run(config: DaemonConfig) -> int:
 async def _serve(config: DaemonConfig) -> None:
     # A symlinked --root must be judged (is something mounted there?) where it leads.
     config = dataclasses.replace(config, root=config.root.resolve())
+    try:
+        allow = allowed_prefixes(config.allow_host_paths)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
     _raise_fd_limit()
     # The kernel has already applied each caller's umask to the modes it sends;
     # the daemon's own files and directories get explicit modes.
@@ -70,7 +75,8 @@ async def _serve(config: DaemonConfig) -> None:
         fs = Filesystem(statfs_path=str(config.state_dir))
         pods = PodManager(
             AsyncStateDB(db), fs,
-            PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path)]),
+            PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path),
+                            HostPathPlugin(allow)]),
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
             config.root)
         await pods.restore([config.disk_volumes_dir, config.memory_path])

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import yaml
 
 import volfs
 from volfs.api import ManifestError, Pod, load_manifests
@@ -93,7 +94,40 @@ def main() -> None:
     """volfs: the volumes a kubelet gives a pod (EmptyDir, HostPath, NFS), for containers."""
 
 
+_CONFIG_KEYS = {"root": "root", "state-dir": "state_dir", "socket": "socket_path",
+                "hook-timeout": "hook_timeout", "allow-host-path": "allow_host_path",
+                "debug": "debug"}
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """``--config FILE``: YAML whose keys are serve's flags; flags given still win."""
+    if value is None:
+        return
+    try:
+        settings = yaml.safe_load(value.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.BadParameter(f"{value}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(settings, dict):
+        raise click.BadParameter(f"{value}: must be a mapping of serve's flags to values")
+    defaults = {}
+    for key, setting in settings.items():
+        name = _CONFIG_KEYS.get(str(key).replace("_", "-"))
+        if name is None:
+            raise click.BadParameter(
+                f"{value}: unknown setting {key!r} (known: {', '.join(_CONFIG_KEYS)})")
+        defaults[name] = setting
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
 @main.command()
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="A YAML file of serve's settings (root, state-dir, allow-host-path, ...).",
+)
 @click.option(
     "--root",
     type=click.Path(path_type=Path, file_okay=False),
@@ -122,9 +156,17 @@ def main() -> None:
     show_default=True,
     help="Seconds a create/delete hook may run before it is killed.",
 )
+@click.option(
+    "--allow-host-path",
+    multiple=True,
+    metavar="PREFIX[:ro]",
+    help="Allow hostPath volumes under PREFIX (whole path components, symlinks resolved); "
+    "':ro' serves them read-only. Repeatable. Default: none allowed.",
+)
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 def serve(
-    root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float, debug: bool
+    root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float,
+    allow_host_path: tuple[str, ...], debug: bool
 ) -> None:
     """Run the daemon: mount the volume tree and serve the control API."""
     config = DaemonConfig(
@@ -132,6 +174,7 @@ def serve(
         state_dir=state_dir,
         socket=socket_path,
         hook_timeout=hook_timeout,
+        allow_host_paths=tuple(allow_host_path),
         debug=debug,
     )
     from volfs.daemon import run

@@ -27,7 +27,7 @@ from volfs.fs import Filesystem, ServedVolume
 from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound, SetupFailed
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookFailed, HookRunner
 from volfs.lifecycle.service import DeleteResult
-from volfs.lifecycle.volumes import PluginRegistry, VolumePlugin
+from volfs.lifecycle.volumes import PluginRegistry, VolumePlugin, VolumeRefused
 from volfs.state import AsyncStateDB
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class PodManager:
             namespace, name = pod.metadata.namespace, pod.metadata.name
             if await self._db.get(POD, namespace, name) is not None:
                 raise AlreadyExists(POD, namespace, name)
-            self._check_supported(pod)
+            self._check(pod)
             obj = _new_object(pod)
             uid = obj["metadata"]["uid"]
             async with AsyncExitStack() as undo:
@@ -116,24 +116,33 @@ class PodManager:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _check_supported(self, pod: Pod) -> None:
+    def _check(self, pod: Pod) -> None:
+        """Every volume supported and acceptable to its plugin, before anything is made."""
         causes = []
         for index, volume in enumerate(pod.spec.volumes or []):
-            if self._plugins.find(volume) is None:
-                kind = volume.source_kind()
+            kind = volume.source_kind()
+            plugin = self._plugins.find(volume)
+            if plugin is None:
                 causes.append((f"spec.volumes[{index}].{kind}",
                                f"volume kind {kind} is not supported yet (supported: "
                                f"{', '.join(self._plugins.supported())})"))
+                continue
+            try:
+                plugin.check(volume)
+            except VolumeRefused as exc:
+                causes.append(_refusal(pod, index, volume, exc))
         if causes:
             raise Invalid(POD, pod.metadata.name, causes)
 
     async def _set_up(self, uid: str, pod: Pod, undo: AsyncExitStack | None
                       ) -> list[ServedVolume]:
         served = []
-        for volume in pod.spec.volumes or []:
+        for index, volume in enumerate(pod.spec.volumes or []):
             plugin = self._plugin(volume)
             try:
-                store = await plugin.set_up(uid, volume)
+                store = await plugin.set_up(uid, volume, _mounted_read_only(pod, volume.name))
+            except VolumeRefused as exc:
+                raise Invalid(POD, pod.metadata.name, [_refusal(pod, index, volume, exc)]) from exc
             except OSError as exc:
                 raise SetupFailed(f"volume {volume.name}: set-up failed: {exc}") from exc
             if undo is not None:
@@ -174,10 +183,40 @@ class PodManager:
                 info["path"] = str(self._root / "pods" / uid / "volumes" / plugin.kind_dir
                                    / volume.name)
                 info.update(plugin.describe(volume))
-            info["usedBytes"] = served.store.usage.used if served else None
+            tracked = served is not None and served.store.track_usage
+            info["usedBytes"] = served.store.usage.used if tracked else None
+            info["readOnly"] = served.store.read_only if served else None
             volumes.append(info)
-        status = dict(obj.get("status") or {}, volumes=volumes)
+        status = dict(obj.get("status") or {}, volumes=volumes, mounts=_mounts(pod, volumes))
         return dict(obj, status=status)
+
+
+def _refusal(pod: Pod, index: int, volume: Any, exc: VolumeRefused) -> tuple[str, str]:
+    """A plugin's refusal as a field cause: ``pod web: volume logs: hostPath /x: ...``."""
+    kind = volume.source_kind()
+    field = f"spec.volumes[{index}].{kind}" + (f".{exc.field}" if exc.field else "")
+    return field, f"pod {pod.metadata.name}: volume {volume.name}: {kind} {exc}"
+
+
+def _all_mounts(pod: Pod) -> list[tuple[str, Any]]:
+    containers = list(pod.spec.init_containers or []) + list(pod.spec.containers)
+    return [(c.name, m) for c in containers for m in c.volume_mounts or []]
+
+
+def _mounted_read_only(pod: Pod, volume_name: str) -> bool:
+    """kubelet serves a volume read-only when every mount of it in the pod is."""
+    mounts = [m for _, m in _all_mounts(pod) if m.name == volume_name]
+    return bool(mounts) and all(m.read_only for m in mounts)
+
+
+def _mounts(pod: Pod, volumes: list[Object]) -> list[Object]:
+    """Per container mount: what a runtime binds where, and whether to add ``:ro``."""
+    paths = {v["name"]: v.get("path") for v in volumes}
+    served_ro = {v["name"]: bool(v.get("readOnly")) for v in volumes}
+    return [{"container": container, "name": m.name, "mountPath": m.mount_path,
+             "subPath": m.sub_path, "path": paths.get(m.name),
+             "readOnly": m.read_only or served_ro.get(m.name, False)}
+            for container, m in _all_mounts(pod)]
 
 
 def _new_object(pod: Pod) -> Object:

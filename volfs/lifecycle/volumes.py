@@ -29,11 +29,23 @@ EMPTY_DIR_KIND = "kubernetes.io~empty-dir"
 EMPTY_DIR_CACHE_SECONDS = 10.0
 
 
+class VolumeRefused(Exception):
+    """A volume this plugin will not serve; ``str()`` is one line, ``field`` names
+    the part of the volume source at fault (e.g. "path")."""
+
+    field = ""
+
+
 class VolumePlugin(Protocol):
     source_kind: str  # the Volume field this plugin serves, e.g. "emptyDir"
     kind_dir: str  # kubelet's directory name, e.g. "kubernetes.io~empty-dir"
 
-    async def set_up(self, pod_uid: str, volume: Volume) -> Store: ...
+    def check(self, volume: Volume) -> None:
+        """Refuse (raising with a one-line reason) what set-up would refuse; make nothing."""
+
+    async def set_up(self, pod_uid: str, volume: Volume, read_only: bool) -> Store:
+        """Make the volume ready (idempotent); ``read_only``: every mount of it is."""
+
     async def tear_down(self, pod_uid: str, volume: Volume) -> None: ...
     def describe(self, volume: Volume) -> dict[str, object]: ...
 
@@ -57,7 +69,12 @@ class EmptyDirPlugin:
         top = self.memory_dir if volume.empty_dir.medium == "Memory" else self.disk_dir
         return top / pod_uid / self.kind_dir / volume.name
 
-    async def set_up(self, pod_uid: str, volume: Volume) -> Store:
+    def check(self, volume: Volume) -> None:
+        return None  # the manifest's validation already covered all an EmptyDir needs
+
+    async def set_up(self, pod_uid: str, volume: Volume, read_only: bool) -> Store:
+        # read_only is for the runtime's bind mounts: the pod's own scratch space
+        # stays writable through volfs, as kubelet's does on the host.
         assert volume.empty_dir is not None
         path = self.base_dir(pod_uid, volume)
         used = await trio.to_thread.run_sync(_make_or_measure, path)

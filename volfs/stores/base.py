@@ -57,6 +57,7 @@ class Store(Protocol):
     """One volume's backing storage. Every method may raise OSError."""
 
     usage: Usage
+    track_usage: bool  # False: usage is neither measured nor limited (a host directory)
     read_only: bool
     cache_timeout: float  # seconds the kernel may cache entries and attributes
 

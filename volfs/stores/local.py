@@ -57,9 +57,13 @@ class LocalStore:
     """One volume's bytes in a directory of this host (see the module docstring)."""
 
     def __init__(self, base: str | os.PathLike[str], usage: Usage | None = None, *,
-                 read_only: bool = False, cache_timeout: float = 1.0) -> None:
+                 read_only: bool = False, cache_timeout: float = 1.0,
+                 track_usage: bool = True) -> None:
         self.base = os.fsencode(base)
         self.usage = usage or Usage()
+        # A host directory is changed behind our back and may be huge: its usage
+        # is neither measured nor limited, and its writes skip the accounting.
+        self.track_usage = track_usage
         self.read_only = read_only
         self.cache_timeout = cache_timeout
         self._files: dict[FileHandle, _OpenFile] = {}
@@ -108,6 +112,12 @@ class LocalStore:
         return os.fstat(handle)
 
     def _truncate(self, handle: int, fh: FileHandle | None, size: int) -> None:
+        if not self.track_usage:
+            if fh is not None:
+                os.ftruncate(fh, size)
+            else:
+                os.truncate(_proc(handle), size)
+            return
         before = os.fstat(handle)
         growth = size - before.st_size
         self.usage.require(growth)
@@ -134,9 +144,10 @@ class LocalStore:
         return self._adopt(parent, name, owner, None)
 
     async def unlink(self, parent: int, name: bytes) -> None:
-        gone = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        gone = os.stat(name, dir_fd=parent, follow_symlinks=False) if self.track_usage else None
         os.unlink(name, dir_fd=parent)
-        self._name_removed(gone)
+        if gone is not None:
+            self._name_removed(gone)
 
     async def rmdir(self, parent: int, name: bytes) -> None:
         os.rmdir(name, dir_fd=parent)
@@ -144,7 +155,7 @@ class LocalStore:
     async def rename(self, old_parent: int, old_name: bytes, new_parent: int,
                      new_name: bytes, flags: int) -> None:
         replaced = None
-        if not flags & syscalls.RENAME_EXCHANGE:
+        if self.track_usage and not flags & syscalls.RENAME_EXCHANGE:
             replaced = _lstat_or_none(new_parent, new_name)
             moved = os.stat(old_name, dir_fd=old_parent, follow_symlinks=False)
             if replaced is not None and _key(replaced) == _key(moved):
@@ -221,6 +232,8 @@ class LocalStore:
 
     async def write(self, fh: FileHandle, offset: int, data: bytes) -> int:
         """Store what fits under the limit: a short write, then ENOSPC, as a full disk does."""
+        if not self.track_usage:
+            return os.pwrite(fh, data, offset)
         file = self._files[fh]
         size = os.fstat(fh).st_size
         start = size if file.append else offset
