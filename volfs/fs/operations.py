@@ -58,8 +58,7 @@ def _fuse_handler(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]
 @dataclass
 class _DirHandle:
     node: Node
-    names: list[bytes]
-    read: bool = False
+    names: list[bytes] = field(default_factory=list)
     ino_cache: dict[bytes, int] = field(default_factory=dict)
 
 
@@ -245,7 +244,11 @@ class VolfsOperations(pyfuse3.Operations):
     @_fuse_handler
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = self._node(inode)
-        handle = _DirHandle(node, await self._list(node))
+        if isinstance(node, SyntheticNode) and not self.tree.is_dir(node.path):
+            raise FUSEError(errno.ENOENT)
+        # Listed at the first readdir, not here: a directory opened early (a dir_fd
+        # that names are then made in) must show what is in it when it is read.
+        handle = _DirHandle(node)
         dh = self._next_dir
         self._next_dir += 1
         self._dirs[dh] = handle
@@ -262,9 +265,8 @@ class VolfsOperations(pyfuse3.Operations):
     @_fuse_handler
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self._dirs[fh]
-        if start_id == 0 and handle.read:  # rewinddir(3): show what is there now
+        if start_id == 0:  # the first read, or rewinddir(3): show what is there now
             handle.names = await self._list(handle.node)
-        handle.read = True
         for index in range(start_id, len(handle.names)):
             name = handle.names[index]
             try:
