@@ -19,9 +19,9 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pyfuse3
 from pyfuse3 import FUSEError
@@ -33,15 +33,15 @@ from volfs.stores.base import AttrChanges, Entry, Owner
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+Handler = TypeVar("Handler", bound=Callable[..., Coroutine[Any, Any, Any]])
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 
 
-def _fuse_handler(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _fuse_handler(fn: Handler) -> Handler:
     """The one place where store errors become FUSE errors."""
 
     @functools.wraps(fn)
-    async def handler(self: Any, *args: Any) -> T:
+    async def handler(self: Any, *args: Any) -> Any:
         try:
             return await fn(self, *args)
         except FUSEError:
@@ -52,7 +52,7 @@ def _fuse_handler(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]
             log.exception("%s failed", fn.__name__)
             raise FUSEError(errno.EIO) from None
 
-    return handler
+    return cast(Handler, handler)
 
 
 @dataclass
@@ -83,6 +83,9 @@ class VolfsOperations(pyfuse3.Operations):
     @_fuse_handler
     async def lookup(self, parent_inode: int, name: bytes,
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return await self._lookup(parent_inode, name)
+
+    async def _lookup(self, parent_inode: int, name: bytes) -> pyfuse3.EntryAttributes:
         if name in (b".", b".."):
             raise FUSEError(errno.ENOENT)
         parent = self._node(parent_inode)
@@ -270,8 +273,8 @@ class VolfsOperations(pyfuse3.Operations):
         for index in range(start_id, len(handle.names)):
             name = handle.names[index]
             try:
-                attrs = await self.lookup(handle.node.ino, name, None)
-            except FUSEError:
+                attrs = await self._lookup(handle.node.ino, name)
+            except (FUSEError, OSError):
                 continue  # removed since the listing was taken
             if not pyfuse3.readdir_reply(token, name, attrs, index + 1):
                 self._undo_lookup(attrs.st_ino)
@@ -352,8 +355,9 @@ class VolfsOperations(pyfuse3.Operations):
     def _same_volume(self, first: int, second: int) -> tuple[BackedNode, BackedNode]:
         """Two nodes in one volume, or EXDEV (EROFS if that volume is read-only)."""
         a, b = self._node(first), self._node(second)
-        both_backed = isinstance(a, BackedNode) and isinstance(b, BackedNode)
-        if not both_backed or a.volume is not b.volume:
+        if not isinstance(a, BackedNode) or not isinstance(b, BackedNode):
+            raise FUSEError(errno.EXDEV)
+        if a.volume is not b.volume:
             raise FUSEError(errno.EXDEV)
         if a.volume.store.read_only:
             raise FUSEError(errno.EROFS)

@@ -183,9 +183,9 @@ class PodManager:
                 info["path"] = str(self._root / "pods" / uid / "volumes" / plugin.kind_dir
                                    / volume.name)
                 info.update(plugin.describe(volume))
-            tracked = served is not None and served.store.track_usage
-            info["usedBytes"] = served.store.usage.used if tracked else None
-            info["readOnly"] = served.store.read_only if served else None
+            store = served.store if served is not None else None
+            info["usedBytes"] = store.usage.used if store and store.track_usage else None
+            info["readOnly"] = store.read_only if store else None
             volumes.append(info)
         status = dict(obj.get("status") or {}, volumes=volumes, mounts=_mounts(pod, volumes))
         return dict(obj, status=status)

@@ -37,8 +37,13 @@ class VolumeRefused(Exception):
 
 
 class VolumePlugin(Protocol):
-    source_kind: str  # the Volume field this plugin serves, e.g. "emptyDir"
-    kind_dir: str  # kubelet's directory name, e.g. "kubernetes.io~empty-dir"
+    @property
+    def source_kind(self) -> str:
+        """The Volume field this plugin serves, e.g. "emptyDir"."""
+
+    @property
+    def kind_dir(self) -> str:
+        """kubelet's directory name for the kind, e.g. "kubernetes.io~empty-dir"."""
 
     def check(self, volume: Volume) -> None:
         """Refuse (raising with a one-line reason) what set-up would refuse; make nothing."""
