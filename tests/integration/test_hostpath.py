@@ -389,3 +389,28 @@ def test_delete_never_touches_host_data(hp_daemon: Daemon, host: Path, pod_name:
     hp_daemon.cli("delete", "pod", pod_name + "-f")
     assert (base / "keep").read_text() == "mine"
     assert f.exists()
+
+
+def test_config_file_allows_host_paths(tmp_path: Path) -> None:
+    allowed = tmp_path / "from-config"
+    allowed.mkdir()
+    config = tmp_path / "volfs.yaml"
+    config.write_text(f"allow-host-path:\n  - {allowed}:ro\nhook-timeout: 5\n")
+    daemon = Daemon(tmp_path / "v", extra_args=["--config", str(config)]).start()
+    try:
+        served = serve(daemon, "cfg", allowed, "Directory")
+        with pytest.raises(OSError) as excinfo:
+            (served / "x").write_text("no")
+        assert excinfo.value.errno == errno.EROFS
+    finally:
+        daemon.stop()
+
+
+def test_unknown_config_setting_is_one_line_error(tmp_path: Path) -> None:
+    config = tmp_path / "volfs.yaml"
+    config.write_text("allow-hostpath: [/srv]\n")
+    result = subprocess.run([str(Path(sys.executable).with_name("volfs")), "serve",
+                             "--config", str(config)], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 2
+    assert "unknown setting 'allow-hostpath'" in result.stderr
