@@ -1,0 +1,1 @@
+"""Controllers: the PV/PVC binder, the StorageClass provisioner, the reclaimer."""
