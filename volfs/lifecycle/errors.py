@@ -34,3 +34,11 @@ class Invalid(LifecycleError):
 
 class SetupFailed(LifecycleError):
     """Setting a pod's volumes up failed (a hook, the disk); nothing was left behind."""
+
+
+class Conflict(LifecycleError):
+    """The request clashes with the current state (HTTP 409, reason Conflict)."""
+
+    def __init__(self, kind: str, name: str, message: str) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(message)

@@ -72,6 +72,26 @@ class StateDB:
             )
         return obj
 
+    def write(self, puts: list[Object], deletes: list[tuple[str, str, str]]) -> None:
+        """Several changes in one transaction: all of them are stored, or none.
+
+        ``deletes`` are ``(kind, namespace, name)``. Each put object gets the new
+        resourceVersion (one per transaction, as the objects change together).
+        """
+        with self._transaction():
+            version = self._next_version()
+            for kind, namespace, name in deletes:
+                self._conn.execute(
+                    "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                    (kind, namespace, name))
+            for obj in puts:
+                meta = obj["metadata"]
+                meta["resourceVersion"] = str(version)
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?)",
+                    (obj["kind"], meta.get("namespace", ""), meta["name"], meta["uid"],
+                     version, json.dumps(obj)))
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         with self._transaction():
             self._next_version()
@@ -141,6 +161,9 @@ class AsyncStateDB:
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         await self.call(self._db.delete, kind, namespace, name)
+
+    async def write(self, puts: list[Object], deletes: list[tuple[str, str, str]]) -> None:
+        await self.call(self._db.write, puts, deletes)
 
     async def get(self, kind: str, namespace: str, name: str) -> Object | None:
         return await self.call(self._db.get, kind, namespace, name)
