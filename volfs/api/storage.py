@@ -7,6 +7,7 @@ cluster-scoped: their ``metadata.namespace`` is ``""``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -37,6 +38,7 @@ NFS_PROVISIONER = "volfs.io/nfs"
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 ON_DELETE = ("delete", "retain", "archive")
+SUBDIR_VARIABLES = ("pvc.metadata.namespace", "pvc.metadata.name", "pv.metadata.name")
 
 Quantity = Annotated[str | int | float, PlainValidator(_size_limit)]
 AccessMode = Annotated[str, AfterValidator(_one_of(ACCESS_MODES))]
@@ -282,6 +284,10 @@ def _check_class(sc: StorageClass) -> Iterator[Cause]:
     sub_dir = params.get("subDir", "")
     if sub_dir.startswith("/") or ".." in sub_dir.split("/"):
         yield "parameters.subDir", "must be a relative path without '..'"
+    for variable in re.findall(r"\$\{([^}]*)\}", sub_dir):
+        if variable not in SUBDIR_VARIABLES:
+            yield "parameters.subDir", (f"unknown variable ${{{variable}}}: use "
+                                        f"{', '.join('${' + v + '}' for v in SUBDIR_VARIABLES)}")
     if params.get("onDelete", "delete") not in ON_DELETE:
         yield "parameters.onDelete", (f"Unsupported value: {quote(params['onDelete'])}: "
                                       f"supported values: {', '.join(map(quote, ON_DELETE))}")

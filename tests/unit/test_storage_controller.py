@@ -1,0 +1,240 @@
+"""The storage controller over a real SQLite state, with shares as local directories.
+
+The share operations are a local stand-in (directories under a temp dir, one per
+"server:share"); the NFS-backed ones are exercised by the integration tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from volfs.api.storage import build_claim, build_storage_class, build_volume
+from volfs.controllers.storage import StorageController, expand_sub_dir
+from volfs.lifecycle.errors import Conflict
+from volfs.state import AsyncStateDB, StateDB
+
+
+class LocalShares:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def _dir(self, server: str, share: str, sub_dir: str = "") -> Path:
+        return self.base / server / share.strip("/") / sub_dir
+
+    async def make_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
+        self._dir(server, share, sub_dir).mkdir(parents=True, exist_ok=True)
+
+    async def remove_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
+        shutil.rmtree(self._dir(server, share, sub_dir))
+
+    async def rename_dir(self, server: str, share: str, sub_dir: str, new: str,
+                         opts: list[str]) -> None:
+        self._dir(server, share, sub_dir).rename(self._dir(server, share, new))
+
+    async def scrub_dir(self, server: str, path: str, opts: list[str]) -> None:
+        for child in self._dir(server, path).iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+class Harness:
+    def __init__(self, tmp: Path) -> None:
+        self.db = StateDB(tmp / "state.db")
+        self.shares = LocalShares(tmp / "nfs")
+        self.events: list[tuple[str, str, str]] = []
+        self.bound_notices = 0
+        self.controller = StorageController(AsyncStateDB(self.db), self.shares, self._record,
+                                            self._claims_changed)
+
+    async def _record(self, obj: dict[str, Any], type_: str, reason: str, msg: str) -> None:
+        self.events.append((obj["metadata"]["name"], reason, msg))
+
+    async def _claims_changed(self) -> None:
+        self.bound_notices += 1
+
+    async def pv(self, name: str, size: str, policy: str = "Retain", cls: str = "",
+                 **spec: Any) -> dict[str, Any]:
+        return await self.controller.create_volume(build_volume({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": policy, "storageClassName": cls,
+                     "nfs": {"server": "127.0.0.1", "path": f"/static/{name}"}, **spec}},
+            None))
+
+    async def pvc(self, name: str, size: str, cls: str | None = "") -> dict[str, Any]:
+        spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": size}}}
+        if cls is not None:
+            spec["storageClassName"] = cls
+        return await self.controller.create_claim(build_claim({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": spec}, None))
+
+    async def sc(self, name: str, on_delete: str = "delete", sub_dir: str | None = None,
+                 reclaim: str = "Delete", default: bool = False) -> None:
+        params = {"server": "127.0.0.1", "share": "/exports", "onDelete": on_delete}
+        if sub_dir:
+            params["subDir"] = sub_dir
+        annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
+        await self.controller.create_class(build_storage_class({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": name, "annotations": annotations},
+            "provisioner": "volfs.io/nfs", "reclaimPolicy": reclaim, "parameters": params},
+            None))
+
+    async def phase(self, kind: str, name: str) -> str | None:
+        if kind == "pv":
+            obj = await self.controller.get_volume(name)
+        else:
+            obj = await self.controller.get_claim("default", name)
+        return obj["status"]["phase"]
+
+
+def run(tmp_path: Path, scenario: Callable[[Harness], Awaitable[None]]) -> Harness:
+    harness = Harness(tmp_path)
+    trio.run(scenario, harness)
+    return harness
+
+
+def test_claim_waits_until_a_volume_fits_then_binds(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        claim = await h.pvc("data", "2Gi")
+        assert claim["status"]["phase"] == "Pending"
+        await h.pv("small", "1Gi")
+        assert await h.phase("pvc", "data") == "Pending"
+        await h.pv("fits", "5Gi")
+        claim = await h.controller.get_claim("default", "data")
+        assert claim["status"] == {"phase": "Bound", "accessModes": ["ReadWriteOnce"],
+                                   "capacity": {"storage": "5Gi"}}
+        assert claim["spec"]["volumeName"] == "fits"
+        pv = await h.controller.get_volume("fits")
+        assert pv["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
+        assert pv["status"]["phase"] == "Bound"
+    h = run(tmp_path, scenario)
+    assert ("data", "FailedBinding", "no persistent volumes available for this claim and no "
+            "storage class is set") in h.events
+    assert h.bound_notices == 1
+
+
+def test_bindings_survive_a_new_controller_on_the_same_database(tmp_path: Path) -> None:
+    async def first(h: Harness) -> None:
+        await h.pv("pv1", "1Gi")
+        await h.pvc("c1", "1Gi")
+    run(tmp_path, first)
+
+    async def second(h: Harness) -> None:
+        await h.controller.sync()
+        assert await h.phase("pvc", "c1") == "Bound"
+        assert await h.phase("pv", "pv1") == "Bound"
+    run(tmp_path, second)
+
+
+def test_retain_keeps_the_claim_ref_and_releases(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.pv("kept", "1Gi", "Retain")
+        claim = await h.pvc("c", "1Gi")
+        await h.controller.delete_claim("default", "c")
+        pv = await h.controller.get_volume("kept")
+        assert pv["status"]["phase"] == "Released"
+        assert pv["spec"]["claimRef"]["uid"] == claim["metadata"]["uid"]
+        again = await h.pvc("c", "1Gi")  # a new claim of the same name: a new uid
+        assert again["status"]["phase"] == "Pending"
+    run(tmp_path, scenario)
+
+
+def test_provisioning_and_reclaim_by_on_delete(tmp_path: Path) -> None:
+    share = tmp_path / "nfs" / "127.0.0.1" / "exports"
+
+    async def scenario(h: Harness) -> None:
+        await h.sc("gone", on_delete="delete", sub_dir="${pvc.metadata.namespace}/"
+                   "${pvc.metadata.name}")
+        await h.sc("kept", on_delete="archive", sub_dir="tenants/${pvc.metadata.namespace}/"
+                   "${pvc.metadata.name}")
+        a = await h.pvc("alpha", "1Gi", cls="gone")
+        b = await h.pvc("beta", "1Gi", cls="kept")
+        assert a["status"]["phase"] == b["status"]["phase"] == "Bound"
+        assert (share / "default" / "alpha").is_dir()
+        assert (share / "tenants" / "default" / "beta").is_dir()
+        (share / "tenants" / "default" / "beta" / "file").write_text("keep me")
+        pv_b = b["spec"]["volumeName"]
+        assert (await h.controller.get_volume(pv_b))["spec"]["nfs"]["path"] == \
+            "/exports/tenants/default/beta"
+        await h.controller.delete_claim("default", "alpha")
+        await h.controller.delete_claim("default", "beta")
+        assert await h.controller.list_volumes() == []
+    run(tmp_path, scenario)
+    assert not (share / "default" / "alpha").exists()
+    archived = share / "tenants" / "default" / "archived-beta" / "file"
+    assert archived.read_text() == "keep me"
+
+
+def test_recycle_scrubs_and_makes_the_volume_available(tmp_path: Path) -> None:
+    data = tmp_path / "nfs" / "127.0.0.1" / "static" / "r"
+
+    async def scenario(h: Harness) -> None:
+        data.mkdir(parents=True)
+        await h.pv("r", "1Gi", "Recycle")
+        await h.pvc("c", "1Gi")
+        (data / "old").write_text("secret")
+        await h.controller.delete_claim("default", "c")
+        pv = await h.controller.get_volume("r")
+        assert pv["status"]["phase"] == "Available" and "claimRef" not in pv["spec"]
+    run(tmp_path, scenario)
+    assert list(data.iterdir()) == []
+
+
+def test_deleting_a_bound_volume_loses_the_claim(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.pv("v", "1Gi")
+        await h.pvc("c", "1Gi")
+        await h.controller.delete_volume("v")
+        assert await h.phase("pvc", "c") == "Lost"
+    run(tmp_path, scenario)
+
+
+def test_default_class_provisions_unset_claims_only(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.sc("std", default=True)
+        unset = await h.pvc("unset", "1Gi", cls=None)
+        empty = await h.pvc("empty", "1Gi", cls="")
+        assert unset["status"]["phase"] == "Bound"
+        assert unset["spec"]["storageClassName"] == "std"
+        assert empty["status"]["phase"] == "Pending"
+    run(tmp_path, scenario)
+
+
+def test_a_claim_in_use_cannot_be_deleted(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.pv("v", "1Gi")
+        await h.pvc("c", "1Gi")
+        with pytest.raises(Conflict, match="in use by pod web"):
+            await h.controller.delete_claim("default", "c", in_use_by=["web"])
+        assert await h.phase("pvc", "c") == "Bound"
+    run(tmp_path, scenario)
+
+
+def test_static_volume_with_delete_policy_fails_rather_than_guessing(tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.pv("static", "1Gi", "Delete")
+        await h.pvc("c", "1Gi")
+        await h.controller.delete_claim("default", "c")
+        pv = await h.controller.get_volume("static")
+        assert pv["status"]["phase"] == "Failed"
+        assert "no deletable volume plugin matched" in pv["status"]["message"]
+    run(tmp_path, scenario)
+
+
+def test_sub_dir_templates() -> None:
+    claim = build_claim({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                         "metadata": {"name": "db", "namespace": "shop"},
+                         "spec": {"accessModes": ["ReadWriteOnce"],
+                                  "resources": {"requests": {"storage": "1Gi"}}}}, None)
+    assert expand_sub_dir("${pvc.metadata.namespace}/${pvc.metadata.name}/${pv.metadata.name}",
+                          claim, "pvc-1") == "shop/db/pvc-1"
+    with pytest.raises(ValueError):
+        expand_sub_dir("${pvc.spec}", claim, "pvc-1")

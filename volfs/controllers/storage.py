@@ -1,0 +1,432 @@
+"""The storage controller: PVs, claims and classes; binding, provisioning, reclaim.
+
+Every change request (create or delete of a PV, claim or class) is stored and then
+followed at once by :meth:`StorageController.sync`, one pass of the PV controller's
+loop: bind what can be bound, provision what a class can make, reclaim what was
+released. A periodic sync retries what failed (an NFS server that was down). Each
+step is idempotent and each binding is one transaction (PV and claim together), so
+a restart at any point resumes where it left off.
+
+Shapes and wording follow kube-controller-manager: PV phases Available / Bound /
+Released / Failed, claim phases Pending / Bound / Lost, a Released PV keeps its
+claimRef (with the uid) until an admin clears it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from volfs.api import ManifestError
+from volfs.api.storage import (
+    NFS_PROVISIONER,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    StorageClass,
+    build_claim,
+    build_storage_class,
+    build_volume,
+)
+from volfs.controllers.matching import effective_class, find_match, why_pending
+from volfs.lifecycle.errors import AlreadyExists, Conflict, NotFound
+from volfs.state import AsyncStateDB
+
+log = logging.getLogger(__name__)
+
+PV, PVC, SC = "PersistentVolume", "PersistentVolumeClaim", "StorageClass"
+Object = dict[str, Any]
+
+PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+SHARE_ANNOTATION = "volfs.io/share"
+SUBDIR_ANNOTATION = "volfs.io/sub-dir"
+ON_DELETE_ANNOTATION = "volfs.io/on-delete"
+BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
+DEFAULT_SUBDIR = "${pvc.metadata.namespace}-${pvc.metadata.name}-${pv.metadata.name}"
+_TEMPLATE_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+class ShareOps(Protocol):
+    """Directory work on an NFS share, for provisioning and reclaim (never blocks the loop)."""
+
+    async def make_dir(self, server: str, share: str, sub_dir: str,
+                       mount_options: list[str]) -> None: ...
+    async def remove_dir(self, server: str, share: str, sub_dir: str,
+                         mount_options: list[str]) -> None: ...
+    async def rename_dir(self, server: str, share: str, sub_dir: str, new_sub_dir: str,
+                         mount_options: list[str]) -> None: ...
+    async def scrub_dir(self, server: str, path: str, mount_options: list[str]) -> None: ...
+
+
+EventSink = Callable[[Object, str, str, str], Awaitable[None]]
+"""``record(involved_object, type, reason, message)``: Normal/Warning events."""
+
+
+@dataclass
+class _World:
+    """One consistent read of every storage object, for one sync pass."""
+
+    volumes: dict[str, Object]
+    claims: dict[tuple[str, str], Object]
+    classes: dict[str, Object]
+
+    def class_models(self) -> list[StorageClass]:
+        return [_as_class(o) for o in self.classes.values()]
+
+
+class StorageController:
+    def __init__(self, db: AsyncStateDB, shares: ShareOps, record: EventSink,
+                 claims_changed: Callable[[], Awaitable[None]]) -> None:
+        self._db = db
+        self._shares = shares
+        self._record = record
+        self._claims_changed = claims_changed
+        self._lock = trio.Lock()
+        self._last_reason: dict[str, str] = {}  # claim uid -> last Pending message recorded
+
+    # -- PersistentVolumes ----------------------------------------------------------
+
+    async def create_volume(self, pv: PersistentVolume) -> Object:
+        async with self._lock:
+            if await self._db.get(PV, "", pv.metadata.name):
+                raise AlreadyExists(PV, None, pv.metadata.name)
+            obj = _new_object(pv.to_k8s(), {"phase": "Available"})
+            await self._db.put(obj)
+        await self.sync()
+        return await self.get_volume(pv.metadata.name)
+
+    async def delete_volume(self, name: str) -> Object:
+        async with self._lock:
+            obj = await self._get(PV, "", name)
+            await self._db.delete(PV, "", name)
+        await self.sync()  # its claim, if any, is Lost now
+        return obj
+
+    async def get_volume(self, name: str) -> Object:
+        return await self._get(PV, "", name)
+
+    async def list_volumes(self) -> list[Object]:
+        return await self._db.list(PV)
+
+    # -- PersistentVolumeClaims -----------------------------------------------------
+
+    async def create_claim(self, pvc: PersistentVolumeClaim) -> Object:
+        async with self._lock:
+            ns, name = pvc.metadata.namespace, pvc.metadata.name
+            if await self._db.get(PVC, ns, name):
+                raise AlreadyExists(PVC, ns, name)
+            await self._db.put(_new_object(pvc.to_k8s(), {"phase": "Pending"}))
+        await self.sync()
+        return await self.get_claim(ns, name)
+
+    async def delete_claim(self, namespace: str, name: str,
+                           in_use_by: list[str] | None = None) -> Object:
+        """Delete a claim; its PV is then reclaimed as its policy says.
+
+        ``in_use_by`` names pods that use the claim: deleting it then is refused,
+        as Kubernetes' pvc-protection keeps a used claim alive.
+        """
+        if in_use_by:
+            raise Conflict(PVC, name, f'persistentvolumeclaim "{name}" is in use by pod '
+                           f'{", ".join(in_use_by)}; delete the pod first')
+        async with self._lock:
+            obj = await self._get(PVC, namespace, name)
+            await self._db.delete(PVC, namespace, name)
+        await self.sync()
+        return obj
+
+    async def get_claim(self, namespace: str, name: str) -> Object:
+        return await self._get(PVC, namespace, name)
+
+    async def list_claims(self, namespace: str | None = None) -> list[Object]:
+        return await self._db.list(PVC, namespace)
+
+    # -- StorageClasses ----------------------------------------------------------------
+
+    async def create_class(self, sc: StorageClass) -> Object:
+        async with self._lock:
+            if await self._db.get(SC, "", sc.metadata.name):
+                raise AlreadyExists(SC, None, sc.metadata.name)
+            await self._db.put(_new_object(sc.to_k8s(), None))
+        await self.sync()  # Pending claims of this class can be provisioned now
+        return await self._get(SC, "", sc.metadata.name)
+
+    async def delete_class(self, name: str) -> Object:
+        async with self._lock:
+            obj = await self._get(SC, "", name)
+            await self._db.delete(SC, "", name)
+            return obj
+
+    async def get_class(self, name: str) -> Object:
+        return await self._get(SC, "", name)
+
+    async def list_classes(self) -> list[Object]:
+        return await self._db.list(SC)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, interval: float = 5.0, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sync now and every ``interval`` seconds (retries what failed)."""
+        task_status.started()
+        while True:
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("storage sync failed; retrying in %gs", interval)
+            await trio.sleep(interval)
+
+    async def sync(self) -> None:
+        """One pass: bind, provision, reclaim, mark lost claims. Idempotent."""
+        async with self._lock:
+            world = await self._read_world()
+            bound_any = False
+            for key in sorted(world.claims):
+                bound_any |= await self._sync_claim(world, world.claims[key])
+            for name in sorted(world.volumes):
+                await self._sync_volume(world, world.volumes[name])
+        if bound_any:
+            await self._claims_changed()
+
+    async def _read_world(self) -> _World:
+        return _World(
+            volumes={o["metadata"]["name"]: o for o in await self._db.list(PV)},
+            claims={(o["metadata"]["namespace"], o["metadata"]["name"]): o
+                    for o in await self._db.list(PVC)},
+            classes={o["metadata"]["name"]: o for o in await self._db.list(SC)},
+        )
+
+    async def _sync_claim(self, world: _World, claim_obj: Object) -> bool:
+        """Bind (or provision for) a Pending claim; mark a Bound one Lost if its PV is gone."""
+        claim = _as_claim(claim_obj)
+        phase = claim_obj.get("status", {}).get("phase")
+        if phase in ("Bound", "Lost"):
+            if phase == "Bound" and claim.spec.volume_name not in world.volumes:
+                await self._mark_lost(claim_obj)
+            return False
+        classes = world.class_models()
+        claim_class = effective_class(claim, classes)
+        candidates = [(_as_volume(o), o["status"].get("phase", "Available"))
+                      for o in world.volumes.values()]
+        match = find_match(claim, candidates, claim_class)
+        if match is None:
+            match_obj = await self._provision(world, claim, claim_class)
+        else:
+            match_obj = world.volumes[match.metadata.name]
+        if match_obj is None:
+            await self._pending(claim_obj, claim, claim_class, classes)
+            return False
+        await self._bind(world, match_obj, claim_obj)
+        return True
+
+    async def _pending(self, claim_obj: Object, claim: PersistentVolumeClaim,
+                       claim_class: str, classes: list[StorageClass]) -> None:
+        reason, message = why_pending(claim, claim_class, classes)
+        uid = claim_obj["metadata"]["uid"]
+        if self._last_reason.get(uid) != message:  # one event per change, not per pass
+            self._last_reason[uid] = message
+            await self._record(claim_obj, "Warning" if reason != "FailedBinding" else "Normal",
+                               reason, message)
+
+    async def _bind(self, world: _World, pv_obj: Object, claim_obj: Object) -> None:
+        meta = claim_obj["metadata"]
+        pv_obj["spec"]["claimRef"] = {
+            "kind": PVC, "apiVersion": "v1", "namespace": meta["namespace"],
+            "name": meta["name"], "uid": meta["uid"]}
+        pv_obj["status"] = {"phase": "Bound"}
+        claim_obj["spec"]["volumeName"] = pv_obj["metadata"]["name"]
+        if claim_obj["spec"].get("storageClassName") is None:
+            claim_obj["spec"]["storageClassName"] = pv_obj["spec"].get("storageClassName", "")
+        claim_obj["metadata"].setdefault("annotations", {})[BOUND_BY_CONTROLLER] = "yes"
+        claim_obj["status"] = {"phase": "Bound",
+                               "accessModes": pv_obj["spec"]["accessModes"],
+                               "capacity": pv_obj["spec"]["capacity"]}
+        await self._db.write([pv_obj, claim_obj], [])
+        world.volumes[pv_obj["metadata"]["name"]] = pv_obj
+        self._last_reason.pop(meta["uid"], None)
+        await self._record(claim_obj, "Normal", "Bound",
+                           f"Successfully bound to volume {pv_obj['metadata']['name']}")
+
+    async def _mark_lost(self, claim_obj: Object) -> None:
+        claim_obj["status"] = dict(claim_obj.get("status", {}), phase="Lost")
+        await self._db.put(claim_obj)
+        await self._record(claim_obj, "Warning", "ClaimLost",
+                           "Bound claim has lost its PersistentVolume. Data on the volume "
+                           "is lost!")
+
+    # -- provisioning -------------------------------------------------------------------
+
+    async def _provision(self, world: _World, claim: PersistentVolumeClaim,
+                         claim_class: str) -> Object | None:
+        sc_obj = world.classes.get(claim_class)
+        if sc_obj is None or claim.spec.selector is not None:
+            return None
+        sc = _as_class(sc_obj)
+        if sc.provisioner != NFS_PROVISIONER:
+            return None
+        pv_name = f"pvc-{claim.metadata.uid}"
+        params = sc.parameters
+        share = params["share"].rstrip("/") or "/"
+        options = list(sc.mount_options)
+        try:
+            sub_dir = expand_sub_dir(params.get("subDir", DEFAULT_SUBDIR), claim, pv_name)
+            await self._shares.make_dir(params["server"], share, sub_dir, options)
+        except (OSError, ValueError) as exc:
+            await self._record(_claim_ref_obj(claim), "Warning", "ProvisioningFailed",
+                               f"failed to provision volume with StorageClass "
+                               f'"{claim_class}": {exc}')
+            return None
+        pv = {
+            "apiVersion": "v1", "kind": PV,
+            "metadata": {"name": pv_name, "annotations": {
+                PROVISIONED_BY: NFS_PROVISIONER, SHARE_ANNOTATION: share,
+                SUBDIR_ANNOTATION: sub_dir,
+                ON_DELETE_ANNOTATION: params.get("onDelete", "delete")}},
+            "spec": {"capacity": {"storage": claim.spec.resources.requests["storage"]},
+                     "accessModes": list(claim.spec.access_modes),
+                     "persistentVolumeReclaimPolicy": sc.reclaim_policy,
+                     "storageClassName": claim_class,
+                     "nfs": {"server": params["server"],
+                             "path": f"{share.rstrip('/')}/{sub_dir}"},
+                     "mountOptions": options},
+        }
+        obj = _new_object(build_volume(pv, None).to_k8s(), {"phase": "Available"})
+        await self._record(_claim_ref_obj(claim), "Normal", "ProvisioningSucceeded",
+                           f"Successfully provisioned volume {pv_name}")
+        return obj
+
+    # -- reclaim -------------------------------------------------------------------------
+
+    async def _sync_volume(self, world: _World, pv_obj: Object) -> None:
+        """A Bound PV whose claim is gone is Released, then reclaimed by its policy."""
+        ref = pv_obj["spec"].get("claimRef")
+        phase = pv_obj.get("status", {}).get("phase")
+        if ref is None or phase not in ("Bound", "Released"):
+            return
+        claim_obj = world.claims.get((ref.get("namespace", "default"), ref["name"]))
+        if claim_obj is not None and claim_obj["metadata"]["uid"] == ref.get("uid"):
+            return  # still bound to a live claim
+        if claim_obj is not None and ref.get("uid") is None:
+            return  # pre-bound to a claim that does not exist yet: wait for it
+        if phase == "Bound":
+            pv_obj["status"] = {"phase": "Released"}
+            await self._db.put(pv_obj)
+        policy = pv_obj["spec"].get("persistentVolumeReclaimPolicy", "Retain")
+        if policy == "Delete":
+            await self._reclaim_delete(pv_obj)
+        elif policy == "Recycle":
+            await self._reclaim_recycle(pv_obj)
+
+    async def _reclaim_delete(self, pv_obj: Object) -> None:
+        annotations = pv_obj["metadata"].get("annotations", {})
+        name = pv_obj["metadata"]["name"]
+        if annotations.get(PROVISIONED_BY) != NFS_PROVISIONER:
+            await self._fail(pv_obj, "VolumeFailedDelete",
+                             "error getting deleter volume plugin for volume "
+                             f'"{name}": no deletable volume plugin matched')
+            return
+        nfs = pv_obj["spec"]["nfs"]
+        share, sub_dir = annotations[SHARE_ANNOTATION], annotations[SUBDIR_ANNOTATION]
+        options = pv_obj["spec"].get("mountOptions", [])
+        on_delete = annotations.get(ON_DELETE_ANNOTATION, "delete")
+        try:
+            if on_delete == "delete":
+                await self._shares.remove_dir(nfs["server"], share, sub_dir, options)
+            elif on_delete == "archive":
+                parent, _, base = sub_dir.rpartition("/")
+                archived = f"{parent}/archived-{base}" if parent else f"archived-{base}"
+                await self._shares.rename_dir(nfs["server"], share, sub_dir, archived, options)
+        except OSError as exc:
+            await self._fail(pv_obj, "VolumeFailedDelete", f"{on_delete} of {sub_dir}: {exc}")
+            return
+        await self._db.delete(PV, "", name)
+
+    async def _reclaim_recycle(self, pv_obj: Object) -> None:
+        nfs = pv_obj["spec"]["nfs"]
+        try:
+            await self._shares.scrub_dir(nfs["server"], nfs["path"],
+                                         pv_obj["spec"].get("mountOptions", []))
+        except OSError as exc:
+            await self._fail(pv_obj, "VolumeFailedRecycle", f"recycle failed: {exc}")
+            return
+        pv_obj["spec"].pop("claimRef", None)
+        pv_obj["status"] = {"phase": "Available"}
+        await self._db.put(pv_obj)
+        await self._record(pv_obj, "Normal", "VolumeRecycled",
+                           f"Volume recycled: {nfs['path']} emptied")
+
+    async def _fail(self, pv_obj: Object, reason: str, message: str) -> None:
+        if pv_obj.get("status", {}).get("phase") == "Failed":
+            return
+        pv_obj["status"] = {"phase": "Failed", "reason": reason, "message": message}
+        await self._db.put(pv_obj)
+        await self._record(pv_obj, "Warning", reason, message)
+
+    async def _get(self, kind: str, namespace: str, name: str) -> Object:
+        obj = await self._db.get(kind, namespace, name)
+        if obj is None:
+            raise NotFound(kind, namespace or None, name)
+        return obj
+
+
+def expand_sub_dir(template: str, claim: PersistentVolumeClaim, pv_name: str) -> str:
+    """The subDir template with ``${pvc.metadata.namespace}``, ``${pvc.metadata.name}``,
+    ``${pv.metadata.name}`` replaced; nested paths (``a/${...}/b``) are allowed."""
+    values = {"pvc.metadata.namespace": claim.metadata.namespace,
+              "pvc.metadata.name": claim.metadata.name, "pv.metadata.name": pv_name}
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) not in values:
+            raise ValueError(f"unknown variable ${{{match.group(1)}}} in subDir")
+        return values[match.group(1)]
+
+    expanded = _TEMPLATE_VAR.sub(replace, template).strip("/")
+    if not expanded or ".." in expanded.split("/"):
+        raise ValueError(f"subDir {template!r} expands to {expanded!r}")
+    return expanded
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _new_object(obj: Object, status: Object | None) -> Object:
+    meta = obj.setdefault("metadata", {})
+    meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now())
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def _claim_ref_obj(claim: PersistentVolumeClaim) -> Object:
+    return {"kind": PVC, "apiVersion": "v1",
+            "metadata": {"namespace": claim.metadata.namespace, "name": claim.metadata.name,
+                         "uid": claim.metadata.uid}}
+
+
+def _stored(build: Callable[[Object, str | None], Any], obj: Object) -> Any:
+    try:
+        return build(obj, None)
+    except ManifestError as exc:  # only a hand-edited database gets here
+        raise ValueError(f"stored {obj.get('kind')} {obj['metadata'].get('name')}: {exc}") from exc
+
+
+def _as_volume(obj: Object) -> PersistentVolume:
+    pv: PersistentVolume = _stored(build_volume, obj)
+    return pv
+
+
+def _as_claim(obj: Object) -> PersistentVolumeClaim:
+    pvc: PersistentVolumeClaim = _stored(build_claim, obj)
+    return pvc
+
+
+def _as_class(obj: Object) -> StorageClass:
+    sc: StorageClass = _stored(build_storage_class, obj)
+    return sc
