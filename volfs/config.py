@@ -11,6 +11,8 @@ DEFAULT_ROOT = Path("/var/lib/volfs")
 DEFAULT_STATE_DIR = Path("/var/lib/volfs-state")
 SOCKET_ENV = "VOLFS_SOCKET"
 SOCKET_NAME = "volfs.sock"
+DOCKER_PLUGIN_DIR = Path("/run/docker/plugins")  # where Docker looks for plugin sockets
+DEFAULT_DOCKER_PLUGIN = "volfs"
 
 
 def default_socket(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
@@ -39,6 +41,9 @@ class DaemonConfig:
     hook_timeout: float = 30.0
     allow_host_paths: tuple[str, ...] = ()  # "PREFIX" or "PREFIX:ro"; none: no hostPath
     debug: bool = False
+    docker_host: str | None = None  # None: $DOCKER_HOST or unix:///run/docker.sock
+    docker_plugin: str = DEFAULT_DOCKER_PLUGIN  # "": serve no Docker volume plugin
+    docker_plugin_dir: Path = DOCKER_PLUGIN_DIR
 
     @property
     def socket_path(self) -> Path:
@@ -60,3 +65,10 @@ class DaemonConfig:
     @property
     def database_path(self) -> Path:
         return self.state_dir / "state.db"
+
+    @property
+    def docker_plugin_socket(self) -> Path | None:
+        """``<docker-plugin-dir>/<name>.sock``, or None when no plugin is served."""
+        if not self.docker_plugin:
+            return None
+        return self.docker_plugin_dir / f"{self.docker_plugin}.sock"

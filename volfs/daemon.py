@@ -2,7 +2,8 @@
 
 Start-up order matters: the state is restored and every known pod's volumes
 are set up *before* the mount appears, so a client never sees a half-restored
-tree; the control socket answers only once the mount is up.
+tree; the control socket (and Docker's volume-plugin socket) answer only once
+the mount is up.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
+from volfs.runtime.docker import DockerRuntime, default_docker_host
 from volfs.server.app import create_app
-from volfs.server.serve import serve_unix
+from volfs.server.docker_plugin import REFS_FILE, DockerVolumes, MountRefs, create_plugin_app
+from volfs.server.serve import SocketInUse, serve_unix
 from volfs.state import AsyncStateDB, StateDB
 
 log = logging.getLogger("volfs")
@@ -52,6 +55,15 @@ def run(config: DaemonConfig) -> int:
         trio.run(_serve, config)
     except (StartupError, MountPointBusy) as exc:
         print(f"volfs: {exc}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:  # raised inside the serving nursery
+        expected, rest = group.split((StartupError, MountPointBusy))
+        if expected is None or rest is not None:
+            raise
+        first: BaseException = expected
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        print(f"volfs: {first}", file=sys.stderr)
         return 1
     return 0
 
@@ -78,7 +90,8 @@ async def _serve(config: DaemonConfig) -> None:
             PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path),
                             HostPathPlugin(allow)]),
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
-            config.root)
+            config.root,
+            DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root)))
         await pods.restore([config.disk_volumes_dir, config.memory_path])
         prepare_mount_point(config.root)
         pyfuse3.init(fs.operations, str(config.root), MOUNT_OPTIONS)
@@ -87,6 +100,8 @@ async def _serve(config: DaemonConfig) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pyfuse3.main)
                 await nursery.start(serve_unix, create_app(pods), config.socket_path)
+                await _serve_docker_plugin(nursery, config, pods)
+                nursery.start_soon(pods.sweep_containers)
                 log.info("serving %s (state in %s, control socket %s)", config.root,
                          config.state_dir, config.socket_path)
                 await _until_stop_signal()
@@ -95,6 +110,23 @@ async def _serve(config: DaemonConfig) -> None:
             fs.mounted = False
             pyfuse3.close(unmount=True)
     log.info("stopped; %s unmounted", config.root)
+
+
+async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,
+                               pods: PodManager) -> None:
+    """Serve Docker's volume-plugin protocol on ``<plugin-dir>/<name>.sock``, if asked to."""
+    socket_path = config.docker_plugin_socket
+    if socket_path is None:
+        return
+    socket_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    app = create_plugin_app(DockerVolumes(pods, MountRefs(config.state_dir / REFS_FILE)))
+    try:
+        await nursery.start(serve_unix, app, socket_path)
+    except SocketInUse:
+        raise StartupError(f"another process serves the Docker volume plugin "
+                           f"{config.docker_plugin} on {socket_path}; choose another "
+                           "--docker-plugin NAME") from None
+    log.info("Docker volume plugin %s on %s", config.docker_plugin, socket_path)
 
 
 async def _until_stop_signal() -> None:

@@ -56,7 +56,9 @@ class Daemon:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [VOLFS, "serve", "--root", str(self.root), "--state-dir", str(self.state_dir),
-             "--socket", str(self.socket), *self.extra_args],
+             "--socket", str(self.socket),
+             "--docker-plugin", "",  # the plugin dir is machine-wide: a test names its own
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,15 @@ from volfs.api import ManifestError, Pod, load_manifests
 from volfs.cli.client import ApiError, Client, ClientError
 from volfs.cli.describe import describe_pod
 from volfs.cli.printers import dump, pods_table
-from volfs.config import DEFAULT_ROOT, DEFAULT_STATE_DIR, DaemonConfig, default_socket
+from volfs.config import (
+    DEFAULT_DOCKER_PLUGIN,
+    DEFAULT_ROOT,
+    DEFAULT_STATE_DIR,
+    DOCKER_PLUGIN_DIR,
+    DaemonConfig,
+    default_socket,
+)
+from volfs.runtime import RUN_ANNOTATION
 
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
@@ -96,7 +105,7 @@ def main() -> None:
 
 _CONFIG_KEYS = {"root": "root", "state-dir": "state_dir", "socket": "socket_path",
                 "hook-timeout": "hook_timeout", "allow-host-path": "allow_host_path",
-                "debug": "debug"}
+                "debug": "debug", "docker-host": "docker_host", "docker-plugin": "docker_plugin"}
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
@@ -117,6 +126,12 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
                 f"{value}: unknown setting {key!r} (known: {', '.join(_CONFIG_KEYS)})")
         defaults[name] = setting
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise click.BadParameter(f"{value!r}: letters, digits, '_', '.' and '-' only")
+    return value
 
 
 @main.command()
@@ -163,10 +178,26 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None)
     help="Allow hostPath volumes under PREFIX (whole path components, symlinks resolved); "
     "':ro' serves them read-only. Repeatable. Default: none allowed.",
 )
+@click.option(
+    "--docker-host",
+    default=None,
+    metavar="URL",
+    help="The Docker engine 'volfs run' starts containers on "
+    "[default: $DOCKER_HOST or unix:///run/docker.sock].",
+)
+@click.option(
+    "--docker-plugin",
+    default=DEFAULT_DOCKER_PLUGIN,
+    show_default=True,
+    metavar="NAME",
+    callback=_plugin_name,
+    help=f"Serve Docker's volume-plugin protocol on {DOCKER_PLUGIN_DIR}/NAME.sock "
+    "(docker volume create -d NAME); '' serves none.",
+)
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 def serve(
     root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float,
-    allow_host_path: tuple[str, ...], debug: bool
+    allow_host_path: tuple[str, ...], docker_host: str | None, docker_plugin: str, debug: bool
 ) -> None:
     """Run the daemon: mount the volume tree and serve the control API."""
     config = DaemonConfig(
@@ -176,6 +207,8 @@ def serve(
         hook_timeout=hook_timeout,
         allow_host_paths=tuple(allow_host_path),
         debug=debug,
+        docker_host=docker_host or None,
+        docker_plugin=docker_plugin,
     )
     from volfs.daemon import run
 
@@ -221,6 +254,53 @@ def apply(files: tuple[str, ...], socket_path: Path | None) -> None:
         sys.exit(worst)
 
 
+@main.command()
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    help="A manifest file (YAML, several documents allowed); '-' reads stdin. Repeatable.",
+)
+@click.option("--image", default=None, help="Run every container with this image instead.")
+@_socket_option
+@_reports_errors
+def run(files: tuple[str, ...], image: str | None, socket_path: Path | None) -> None:
+    """Create the pods in manifest files and run their containers.
+
+    The daemon sets each pod's volumes up, then starts every container on its
+    Docker engine (see 'volfs serve --docker-host') with the pod's volumeMounts as
+    bind mounts; a container that fails to start rolls the pod back. 'volfs delete
+    pod' stops and removes them first. The pods are annotated volfs.io/run=true.
+    """
+    manifests = [_load(name) for name in files]
+    if not any(m.pods for m in manifests):
+        raise Failure("no objects passed to run", EXIT_REFUSED)
+    worst = 0
+    with _client(socket_path) as client:
+        for manifest in manifests:
+            for pod in manifest.pods:
+                try:
+                    click.echo(_apply_pod(client, _to_run(pod, image), run=True))
+                except Failure as exc:
+                    click.echo(f"error: {manifest.source}: {exc}", err=True)
+                    worst = max(worst, exc.code)
+    if worst:
+        sys.exit(worst)
+
+
+def _to_run(pod: Pod, image: str | None) -> Pod:
+    """``pod`` annotated to have its containers run, with every image ``image`` if given."""
+    annotations = {**pod.metadata.annotations, RUN_ANNOTATION: "true"}
+    containers = [c.model_copy(update={"image": image}) if image else c
+                  for c in pod.spec.containers]
+    return pod.model_copy(update={
+        "metadata": pod.metadata.model_copy(update={"annotations": annotations}),
+        "spec": pod.spec.model_copy(update={"containers": containers}),
+    })
+
+
 def _load(name: str) -> _Manifest:
     source = "<stdin>" if name == "-" else name
     try:
@@ -238,17 +318,26 @@ def _load(name: str) -> _Manifest:
         raise Failure(str(exc), EXIT_REFUSED) from exc
 
 
-def _apply_pod(client: Client, pod: Pod) -> str:
+def _apply_pod(client: Client, pod: Pod, run: bool = False) -> str:
     """Create one pod; the line to print. Raises Failure (message without the file)."""
     obj = pod.to_k8s()
     name = pod.metadata.name
     namespace = pod.metadata.namespace or DEFAULT_NAMESPACE
     try:
-        client.create_pod(namespace, obj)
+        created = client.create_pod(namespace, obj)
+        if run:
+            statuses = (created.get("status") or {}).get("containerStatuses") or []
+            running = sum(1 for s in statuses if "running" in (s.get("state") or {}))
+            return f"pod/{name} created ({running}/{len(statuses)} containers running)"
         return f"pod/{name} created"
     except ApiError as exc:
         if exc.code == 409 and exc.reason == "AlreadyExists":
             stored = client.get_pod(namespace, name)
+            stored_run = ((stored.get("metadata") or {}).get("annotations") or {}).get(
+                RUN_ANNOTATION) == "true"
+            if run and not stored_run:
+                raise Failure(f'pod "{name}" already exists and its containers are not run '
+                              "by volfs; delete the pod first", EXIT_REFUSED) from exc
             if stored.get("spec") == json.loads(json.dumps(obj.get("spec"))):
                 return f"pod/{name} unchanged"
             raise Failure(

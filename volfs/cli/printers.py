@@ -97,9 +97,14 @@ def pods_table(
 ) -> str:
     """``volfs get pods``: NAME, STATUS, VOLUMES, AGE (NAMESPACE first with -A).
 
-    ``-o wide`` adds the pod's UID and the bytes its volumes use.
+    READY (``1/2``: running containers of all) follows NAME when any pod has
+    ``status.containerStatuses`` (its containers are run by volfs). ``-o wide``
+    adds the pod's UID and the bytes its volumes use.
     """
     header = ["NAME", "STATUS", "VOLUMES", "AGE"]
+    ready = any((p.get("status") or {}).get("containerStatuses") is not None for p in pods)
+    if ready:
+        header.insert(1, "READY")
     if all_namespaces:
         header.insert(0, "NAMESPACE")
     if wide:
@@ -115,6 +120,8 @@ def pods_table(
             str(len(volumes) if volumes else len((pod.get("spec") or {}).get("volumes") or [])),
             age(metadata.get("creationTimestamp"), now),
         ]
+        if ready:
+            row.insert(1, _ready(pod))
         if all_namespaces:
             row.insert(0, str(metadata.get("namespace", "")))
         if wide:
@@ -123,6 +130,15 @@ def pods_table(
             row += [str(metadata.get("uid") or "<none>"), format_bytes(total)]
         rows.append(row)
     return table(header, rows)
+
+
+def _ready(pod: dict[str, Any]) -> str:
+    """kubectl's READY: ready containers of all; ``-`` for a pod volfs runs none of."""
+    statuses = (pod.get("status") or {}).get("containerStatuses")
+    if statuses is None:
+        return "-"
+    ready = sum(1 for s in statuses if isinstance(s, dict) and s.get("ready"))
+    return f"{ready}/{len(statuses)}"
 
 
 def volume_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,11 @@ fatal), withdraw the volumes, forget the pod, wipe the volumes.
 After a restart, :meth:`PodManager.restore` sets up every pod the database
 knows (set-up is idempotent) and wipes volume directories no pod owns (left by
 a crash between a set-up and its commit, or a delete and its wipe).
+
+A pod annotated ``volfs.io/run: "true"`` also has its containers run by the
+ContainerRuntime (volfs.runtime): started after its volumes and create hooks (a
+failure to start rolls the pod back), stopped and removed before its volumes are
+torn down, and reported in ``status.containerStatuses``.
 """
 
 from __future__ import annotations
@@ -24,10 +29,28 @@ import trio
 
 from volfs.api import ManifestError, Pod, parse_object
 from volfs.fs import Filesystem, ServedVolume
-from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound, SetupFailed
+from volfs.lifecycle.errors import (
+    AlreadyExists,
+    Invalid,
+    LifecycleError,
+    NotFound,
+    SetupFailed,
+)
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookFailed, HookRunner
 from volfs.lifecycle.service import DeleteResult
 from volfs.lifecycle.volumes import PluginRegistry, VolumePlugin, VolumeRefused
+from volfs.runtime import (
+    ContainerRuntime,
+    ContainerState,
+    RunRefused,
+    RuntimeFailed,
+    RuntimeUnavailable,
+    check_runnable,
+    plan_pod,
+    pod_phase,
+    prepare_binds,
+    runs_containers,
+)
 from volfs.state import AsyncStateDB
 
 log = logging.getLogger(__name__)
@@ -36,16 +59,26 @@ POD = "Pod"
 Object = dict[str, Any]
 
 
+class ContainersNotRemoved(LifecycleError):
+    """The engine refused to remove a pod's containers: the pod and its volumes stay."""
+
+
 class PodManager:
-    """The PodService the control API calls (see volfs.lifecycle.service)."""
+    """The PodService the control API calls (see volfs.lifecycle.service).
+
+    ``runtime`` runs the containers of pods annotated ``volfs.io/run: "true"``;
+    without one, such pods are refused.
+    """
 
     def __init__(self, db: AsyncStateDB, fs: Filesystem, plugins: PluginRegistry,
-                 hooks: HookRunner, root: Path) -> None:
+                 hooks: HookRunner, root: Path, runtime: ContainerRuntime | None = None
+                 ) -> None:
         self._db = db
         self._fs = fs
         self._plugins = plugins
         self._hooks = hooks
         self._root = root
+        self._runtime = runtime
         # One change at a time: a create's checks and its commit must not interleave.
         self._lock = trio.Lock()
 
@@ -64,9 +97,11 @@ class PodManager:
                 self._fs.publish_pod(uid, served)
                 undo.callback(self._fs.withdraw_pod, uid)
                 await self._run_create_hooks(obj)
+                if runs_containers(obj):
+                    await self._start_containers(obj, pod, undo)
                 await self._db.put(obj)
                 undo.pop_all()
-            return self._with_volume_status(obj)
+            return (await self._with_container_status([self._with_volume_status(obj)]))[0]
 
     async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
         async with self._lock:
@@ -74,8 +109,9 @@ class PodManager:
             if obj is None:
                 raise NotFound(POD, namespace, name)
             reported = self._with_volume_status(obj)
-            warnings = await self._hooks.run_stage_reporting(ON_DELETE, obj)
             uid = obj["metadata"]["uid"]
+            warnings = await self._remove_containers(obj)
+            warnings += await self._hooks.run_stage_reporting(ON_DELETE, obj)
             self._fs.withdraw_pod(uid)
             await self._db.delete(POD, namespace, name)
             await self._tear_down(uid, _parse(obj))
@@ -85,10 +121,11 @@ class PodManager:
         obj = await self._db.get(POD, namespace, name)
         if obj is None:
             raise NotFound(POD, namespace, name)
-        return self._with_volume_status(obj)
+        return (await self._with_container_status([self._with_volume_status(obj)]))[0]
 
     async def list_pods(self, namespace: str | None) -> list[Object]:
-        return [self._with_volume_status(obj) for obj in await self._db.list(POD, namespace)]
+        return await self._with_container_status(
+            [self._with_volume_status(obj) for obj in await self._db.list(POD, namespace)])
 
     async def resource_version(self) -> str:
         return await self._db.resource_version()
@@ -114,11 +151,33 @@ class PodManager:
                     log.info("removing %s: it belongs to no pod", leftover)
                     await trio.to_thread.run_sync(_remove_any, leftover)
 
+    async def sweep_containers(self) -> int:
+        """Remove this daemon's containers whose pod is gone (a delete made while the
+        engine was unreachable, a crash between a start and its commit); how many pods'.
+
+        Best effort: an unreachable engine is left for the next sweep.
+        """
+        if self._runtime is None:
+            return 0
+        async with self._lock:
+            known = {obj["metadata"]["uid"] for obj in await self._db.list(POD)}
+            try:
+                orphans = set(await self._runtime.pod_states(None)) - known
+                for uid in sorted(orphans):
+                    log.info("removing the containers of pod %s: the pod is gone", uid)
+                    await self._runtime.remove_pod(uid, 0)
+            except (RuntimeUnavailable, RuntimeFailed) as exc:
+                log.info("containers of deleted pods not swept: %s", exc)
+                return 0
+            return len(orphans)
+
     # -- helpers -------------------------------------------------------------------------
 
     def _check(self, pod: Pod) -> None:
         """Every volume supported and acceptable to its plugin, before anything is made."""
         causes = []
+        if runs_containers(pod):
+            causes += check_runnable(pod)
         for index, volume in enumerate(pod.spec.volumes or []):
             kind = volume.source_kind()
             plugin = self._plugins.find(volume)
@@ -163,6 +222,63 @@ class PodManager:
         except HookFailed as exc:
             raise SetupFailed(str(exc)) from exc
 
+    async def _start_containers(self, obj: Object, pod: Pod, undo: AsyncExitStack) -> None:
+        """Start the pod's containers on its published volumes; undone by ``undo``."""
+        name = pod.metadata.name
+        if self._runtime is None:
+            raise SetupFailed(f"pod {name}: this volfs daemon runs no containers")
+        uid = obj["metadata"]["uid"]
+        try:
+            plan = plan_pod(pod, uid, self._with_volume_status(obj)["status"]["mounts"])
+        except RunRefused as exc:
+            raise Invalid(POD, name, [(exc.field, str(exc))]) from exc
+        undo.push_async_callback(self._remove_containers_quietly, uid)
+        try:
+            await trio.to_thread.run_sync(prepare_binds, plan)
+            await self._runtime.start_pod(plan)
+        except (RuntimeUnavailable, RuntimeFailed) as exc:
+            raise SetupFailed(f"pod {name}: containers not started: {exc}") from exc
+
+    async def _remove_containers_quietly(self, uid: str) -> None:
+        assert self._runtime is not None
+        try:
+            await self._runtime.remove_pod(uid, 0)
+        except (RuntimeUnavailable, RuntimeFailed) as exc:  # sweep_containers retries
+            log.error("pod %s: containers not removed during rollback: %s", uid, exc)
+
+    async def _remove_containers(self, obj: Object) -> list[str]:
+        """Stop and remove a run pod's containers; the warnings to report.
+
+        An unreachable engine is a warning (the delete goes on; a later sweep
+        removes what is left), an engine that refuses stops the delete.
+        """
+        if self._runtime is None or not runs_containers(obj):
+            return []
+        grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds")
+        try:
+            await self._runtime.remove_pod(obj["metadata"]["uid"],
+                                           30.0 if grace is None else float(grace))
+        except RuntimeUnavailable as exc:
+            return [f"containers not removed: {exc}"]
+        except RuntimeFailed as exc:
+            raise ContainersNotRemoved(
+                f'pods "{obj["metadata"]["name"]}": containers not removed, so the pod '
+                f"and its volumes stay: {exc}") from exc
+        return []
+
+    async def _with_container_status(self, objs: list[Object]) -> list[Object]:
+        """Objects with ``status.containerStatuses`` and phase for pods volfs runs."""
+        run = [obj for obj in objs if runs_containers(obj)]
+        states: dict[str, list[ContainerState]] = {}
+        unknown = ""
+        if run and self._runtime is not None:
+            try:
+                states = await self._runtime.pod_states([o["metadata"]["uid"] for o in run])
+            except (RuntimeUnavailable, RuntimeFailed) as exc:
+                unknown = str(exc)
+        return [_container_status(obj, states, unknown) if runs_containers(obj) else obj
+                for obj in objs]
+
     def _plugin(self, volume: Any) -> VolumePlugin:
         plugin = self._plugins.find(volume)
         if plugin is None:
@@ -189,6 +305,24 @@ class PodManager:
             volumes.append(info)
         status = dict(obj.get("status") or {}, volumes=volumes, mounts=_mounts(pod, volumes))
         return dict(obj, status=status)
+
+
+def _container_status(obj: Object, states: dict[str, list[ContainerState]],
+                      unknown: str) -> Object:
+    """``obj`` with its containers' states, in spec order, and the phase they imply."""
+    spec_names = [c.get("name") for c in (obj.get("spec") or {}).get("containers") or []]
+    found = {s.name: s for s in states.get(obj["metadata"]["uid"], [])}
+    statuses = []
+    for name in spec_names:
+        state = found.get(name)
+        if state is None:
+            state = ContainerState(name=str(name), state="waiting",
+                                   reason="ContainerStatusUnknown",
+                                   message=unknown or "no such container on the engine")
+        statuses.append(state)
+    status = dict(obj.get("status") or {}, containerStatuses=[s.to_k8s() for s in statuses],
+                  phase="Unknown" if unknown else pod_phase(statuses, len(spec_names)))
+    return dict(obj, status=status)
 
 
 def _refusal(pod: Pod, index: int, volume: Any, exc: VolumeRefused) -> tuple[str, str]:

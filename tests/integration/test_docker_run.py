@@ -1,0 +1,351 @@
+"""``volfs run``: a pod's containers on a real Docker engine, bound to volfs volumes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.daemon import Daemon
+from tests.integration.docker import IMAGE, Engine, docker_engine, volfs_for
+
+__all__ = ["docker_engine"]  # the fixture, used by name
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def volfs(open_tmp: Path, docker_engine: Engine) -> Iterator[Daemon]:
+    """One daemon for this module's tests, on the session's engine."""
+    base = open_tmp / f"docker-run-{os.getpid()}"
+    (base / "host").mkdir(parents=True)
+    daemon = volfs_for(docker_engine, base / "volfs",
+                       "--allow-host-path", str(base / "host")).start()
+    yield daemon
+    daemon.stop()
+
+
+def pod_yaml(name: str, containers: str, volumes: str, extra_spec: str = "") -> str:
+    return f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+{extra_spec}  containers:
+{containers}
+  volumes:
+{volumes}
+"""
+
+
+def run(volfs: Daemon, manifest: str, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+    return volfs.cli("run", "-f", "-", *args, input=manifest, check=check)
+
+
+def container(engine: Engine, pod: dict, name: str) -> str:  # type: ignore[type-arg]
+    found = engine.containers(f"label=io.volfs.pod.uid={pod['metadata']['uid']}",
+                              f"label=io.volfs.container.name={name}")
+    assert len(found) == 1, found
+    return found[0]
+
+
+def sh(engine: Engine, name: str, script: str, *options: str, check: bool = True):  # type: ignore[no-untyped-def]
+    return engine.docker("exec", *options, name, "sh", "-c", script, check=check)
+
+
+def pod_containers(engine: Engine, pod: dict) -> list[str]:  # type: ignore[type-arg]
+    return engine.containers(f"label=io.volfs.pod.uid={pod['metadata']['uid']}")
+
+
+def test_legacy_rc_two_containers_share_an_emptydir(
+    volfs: Daemon, docker_engine: Engine, shared_manifests: Path
+) -> None:
+    out = volfs.cli("run", "-f", str(shared_manifests / "legacy-rc-emptydir.yaml"),
+                    "--image", IMAGE).stdout
+    assert "(2/2 containers running)" in out, out
+    name = out.split()[0].removeprefix("pod/")
+    pod = volfs.pod(name)
+    volume = volfs.volume_path(name, "data")
+    first = container(docker_engine, pod, "share-apache2-1")
+    second = container(docker_engine, pod, "share-apache2-2")
+    assert first == f"volfs_{name}_share-apache2-1_{pod['metadata']['uid'].replace('-', '')[:8]}"
+
+    rows = {line.split()[0]: line.split() for line in volfs.cli("get", "pods").stdout.splitlines()}
+    assert rows["NAME"][:3] == ["NAME", "READY", "STATUS"]
+    assert rows[name][1:3] == ["2/2", "Running"]
+    statuses = {s["name"]: s for s in pod["status"]["containerStatuses"]}
+    assert statuses["share-apache2-1"]["ready"] is True
+    assert "running" in statuses["share-apache2-2"]["state"]
+
+    sh(docker_engine, first, "echo written by one > /data/greeting")
+    assert sh(docker_engine, second, "cat /data/greeting").stdout == "written by one\n"
+    assert (volume / "greeting").read_text() == "written by one\n"  # the host sees it too
+
+    volfs.cli("delete", "pod", name)
+    assert pod_containers(docker_engine, pod) == []
+    assert not volume.exists()
+    assert not any(Path(volfs.state_dir, "pods").iterdir())
+
+
+def test_command_args_env_working_dir_labels_and_no_network(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    run(volfs, pod_yaml(pod_name, """\
+    - name: app
+      image: volfs-test
+      command: ["sh", "-c"]
+      args: ["echo $(GREETING) $GREETING > out; exec sleep 600"]
+      workingDir: /work
+      env:
+        - {name: WHO, value: world}
+        - {name: GREETING, value: "hello $(WHO)"}
+      volumeMounts:
+        - {name: scratch, mountPath: /work}
+""", """\
+    - name: scratch
+      emptyDir: {}
+"""))
+    pod = volfs.pod(pod_name)
+    try:
+        name = container(docker_engine, pod, "app")
+        info = docker_engine.inspect(name)
+        assert info["HostConfig"]["NetworkMode"] == "none"
+        assert info["Config"]["Labels"]["io.volfs.pod.name"] == pod_name
+        assert info["Config"]["Labels"]["io.volfs.pod.namespace"] == "default"
+        assert info["Config"]["Hostname"] == pod_name
+        out = volfs.volume_path(pod_name, "scratch") / "out"
+        assert sh(docker_engine, name, "cat /work/out").stdout == "hello world hello world\n"
+        assert out.read_text() == "hello world hello world\n"
+    finally:
+        volfs.cli("delete", "pod", pod_name)
+    assert pod_containers(docker_engine, pod) == []
+
+
+def test_read_only_mount_refuses_writes_inside(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    run(volfs, pod_yaml(pod_name, """\
+    - name: writer
+      image: volfs-test
+      volumeMounts: [{name: shared, mountPath: /data}]
+    - name: reader
+      image: volfs-test
+      volumeMounts: [{name: shared, mountPath: /data, readOnly: true}]
+""", """\
+    - name: shared
+      emptyDir: {}
+"""))
+    pod = volfs.pod(pod_name)
+    try:
+        writer = container(docker_engine, pod, "writer")
+        reader = container(docker_engine, pod, "reader")
+        sh(docker_engine, writer, "echo ok > /data/f")
+        refused = sh(docker_engine, reader, "echo no > /data/g", check=False)
+        assert refused.returncode != 0
+        assert "Read-only file system" in refused.stderr
+        assert sh(docker_engine, reader, "cat /data/f").stdout == "ok\n"
+    finally:
+        volfs.cli("delete", "pod", pod_name)
+
+
+def test_sub_path_is_made_with_the_volume_roots_mode_and_bound(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    run(volfs, pod_yaml(pod_name, """\
+    - name: app
+      image: volfs-test
+      volumeMounts:
+        - {name: scratch, mountPath: /logs, subPath: app/logs}
+        - {name: scratch, mountPath: /all}
+""", """\
+    - name: scratch
+      emptyDir: {}
+"""))
+    pod = volfs.pod(pod_name)
+    try:
+        name = container(docker_engine, pod, "app")
+        volume = volfs.volume_path(pod_name, "scratch")
+        sh(docker_engine, name, "echo line > /logs/app.log")
+        assert (volume / "app" / "logs" / "app.log").read_text() == "line\n"
+        root_mode = volume.stat().st_mode & 0o7777
+        assert (volume / "app").stat().st_mode & 0o7777 == root_mode
+        assert (volume / "app" / "logs").stat().st_mode & 0o7777 == root_mode
+        assert sh(docker_engine, name, "cat /all/app/logs/app.log").stdout == "line\n"
+        mounts = {m["Destination"]: m["Source"] for m in docker_engine.inspect(name)["Mounts"]}
+        assert mounts["/logs"] == str(volume / "app" / "logs")
+    finally:
+        volfs.cli("delete", "pod", pod_name)
+
+
+def test_sub_path_leading_out_of_its_volume_is_refused(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    host_dir = Path(volfs.base.parent / "host") / pod_name
+    host_dir.mkdir(parents=True)
+    (host_dir / "escape").symlink_to("/etc")
+    result = run(volfs, pod_yaml(pod_name, """\
+    - name: app
+      image: volfs-test
+      volumeMounts: [{name: host, mountPath: /data, subPath: escape}]
+""", f"""\
+    - name: host
+      hostPath: {{path: {host_dir}}}
+"""), check=False)
+    assert result.returncode == 1
+    assert "subPath escape: leads out of its volume" in result.stderr
+    assert volfs.cli("get", "pod", pod_name, check=False).returncode != 0
+    assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []
+
+
+def test_uid_1000_meets_ordinary_permission_checks(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    run(volfs, pod_yaml(pod_name, """\
+    - name: root
+      image: volfs-test
+      volumeMounts: [{name: scratch, mountPath: /data}]
+    - name: user
+      image: volfs-test
+      securityContext: {runAsUser: 1000, runAsGroup: 1000}
+      volumeMounts: [{name: scratch, mountPath: /data}]
+""", """\
+    - name: scratch
+      emptyDir: {}
+"""))
+    pod = volfs.pod(pod_name)
+    try:
+        root = container(docker_engine, pod, "root")
+        user = container(docker_engine, pod, "user")
+        assert sh(docker_engine, user, "id -u").stdout == "1000\n"
+        sh(docker_engine, root, "mkdir /data/private && echo secret > /data/private/key "
+                                "&& chmod 0700 /data/private")
+        denied = sh(docker_engine, user, "cat /data/private/key", check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        denied = sh(docker_engine, user, "touch /data/private/mine", check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        sh(docker_engine, user, "echo mine > /data/mine")  # the EmptyDir itself is 0777
+        volume = volfs.volume_path(pod_name, "scratch")
+        assert (volume / "mine").stat().st_uid == 1000
+        assert sh(docker_engine, root, "cat /data/private/key").stdout == "secret\n"
+    finally:
+        volfs.cli("delete", "pod", pod_name)
+
+
+def test_size_limit_is_enospc_inside_the_container(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    run(volfs, pod_yaml(pod_name, """\
+    - name: app
+      image: volfs-test
+      volumeMounts: [{name: small, mountPath: /data}]
+""", """\
+    - name: small
+      emptyDir: {sizeLimit: 1Mi}
+"""))
+    pod = volfs.pod(pod_name)
+    try:
+        name = container(docker_engine, pod, "app")
+        full = sh(docker_engine, name, "dd if=/dev/zero of=/data/big bs=64k count=64", check=False)
+        assert full.returncode != 0
+        assert "No space left on device" in full.stderr
+        assert (volfs.volume_path(pod_name, "small") / "big").stat().st_size <= 1024 * 1024
+    finally:
+        volfs.cli("delete", "pod", pod_name)
+
+
+def test_finished_containers_show_in_get_pods(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    run(volfs, pod_yaml(pod_name, """\
+    - name: job
+      image: volfs-test
+      command: ["true"]
+""", "    []", extra_spec="  restartPolicy: Never\n"))
+    try:
+        for _ in range(100):
+            pod = volfs.pod(pod_name)
+            if pod["status"]["phase"] == "Succeeded":
+                break
+        state = pod["status"]["containerStatuses"][0]["state"]
+        assert state["terminated"]["exitCode"] == 0
+        assert state["terminated"]["reason"] == "Completed"
+        row = volfs.cli("get", "pod", pod_name).stdout.splitlines()[1].split()
+        assert row[1:3] == ["0/1", "Succeeded"]
+    finally:
+        volfs.cli("delete", "pod", pod_name)
+
+
+def test_a_container_that_cannot_start_rolls_the_pod_back(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    manifest = pod_yaml(pod_name, """\
+    - name: fine
+      image: volfs-test
+      volumeMounts: [{name: scratch, mountPath: /data}]
+    - name: missing
+      image: volfs-test
+      volumeMounts: [{name: scratch, mountPath: /data}]
+""", """\
+    - name: scratch
+      emptyDir: {}
+""")
+    result = run(volfs, manifest, "--image", "no-such-image:1", check=False)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "no-such-image:1 is not present and could not be pulled" in result.stderr
+    assert volfs.cli("get", "pod", pod_name, check=False).returncode != 0
+    assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []
+    assert not any(Path(volfs.state_dir, "pods").iterdir())
+
+
+def test_web_pod_with_a_claim(volfs: Daemon, docker_engine: Engine, shared_manifests: Path
+                              ) -> None:
+    result = volfs.cli("run", "-f", str(shared_manifests / "pod-web-pvc.yaml"),
+                       "--image", IMAGE, check=False)
+    if result.returncode == 0:  # claims are served: then the pod must wait for its claim
+        volfs.cli("delete", "pod", "web-frontend")
+        pytest.skip("claims are served now: run this pod on an NFS-backed claim instead")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "persistentVolumeClaim" in result.stderr
+    assert docker_engine.containers("label=io.volfs.pod.name=web-frontend") == []
+
+
+def test_run_without_an_engine_fails_in_one_line_and_apply_delete_work(
+    tmp_path: Path, pod_name: str
+) -> None:
+    daemon = Daemon(tmp_path / "volfs",
+                    extra_args=["--docker-host", f"unix://{tmp_path}/nothing.sock"]).start()
+    try:
+        manifest = pod_yaml(pod_name, """\
+    - name: app
+      image: volfs-test
+""", "    []")
+        result = run(daemon, manifest, check=False)
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1
+        assert "no Docker engine answers at unix://" in result.stderr
+        assert daemon.cli("get", "pod", pod_name, check=False).returncode != 0
+        daemon.apply(manifest)
+        assert "READY" not in daemon.cli("get", "pods").stdout
+        daemon.cli("delete", "pod", pod_name)
+    finally:
+        daemon.stop()
+
+
+def test_pods_not_run_by_volfs_show_no_container_states(
+    volfs: Daemon, pod_name: str
+) -> None:
+    volfs.apply(pod_yaml(pod_name, """\
+    - name: app
+      image: anything
+""", "    []"))
+    try:
+        assert "containerStatuses" not in volfs.pod(pod_name)["status"]
+        json.dumps(volfs.pod(pod_name))
+    finally:
+        volfs.cli("delete", "pod", pod_name)

@@ -1,0 +1,266 @@
+"""The Docker Engine side: a pod's containers through the Engine API (``docker`` SDK).
+
+Every SDK call blocks, so each runs in a worker thread (``trio.to_thread``) under a
+CapacityLimiter; the event loop, which also serves FUSE, never waits on the engine.
+The client connects lazily, at the first call, and negotiates the API version the
+engine speaks; a daemon without a reachable engine starts and serves as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import threading
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
+
+import docker
+import requests
+import trio
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
+
+from volfs.runtime.base import (
+    LABEL_CONTAINER,
+    LABEL_OWNER,
+    LABEL_UID,
+    ContainerPlan,
+    ContainerState,
+    PodPlan,
+    RuntimeFailed,
+    RuntimeUnavailable,
+    container_name,
+)
+
+DEFAULT_DOCKER_HOST = "unix:///run/docker.sock"
+ENGINE_TIMEOUT = 30.0  # seconds for one Engine API call (a stop adds its grace period)
+
+T = TypeVar("T")
+
+
+def default_docker_host() -> str:
+    """``$DOCKER_HOST``, else the engine's usual socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+class DockerRuntime:
+    """A ContainerRuntime backed by a Docker engine (see volfs.runtime.base).
+
+    ``owner`` (the volfs root) is put on every container as ``io.volfs.root``;
+    only containers carrying it are ever listed, stopped or removed.
+
+    Example::
+
+        runtime = DockerRuntime("unix:///run/docker.sock", owner="/var/lib/volfs")
+        await runtime.start_pod(plan)
+        states = await runtime.pod_states([plan.uid])
+    """
+
+    def __init__(self, host: str, owner: str, *, timeout: float = ENGINE_TIMEOUT) -> None:
+        self.host = host
+        self.owner = owner
+        self._timeout = timeout
+        self._client: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
+        self._limiter = trio.CapacityLimiter(16)
+
+    # -- ContainerRuntime ------------------------------------------------------------
+
+    async def start_pod(self, plan: PodPlan) -> None:
+        await self._run(self._start_pod, plan)
+
+    async def remove_pod(self, uid: str, grace_seconds: float) -> int:
+        ids = await self._run(self._container_ids, uid)
+        failures: list[Exception] = []
+
+        async def remove(container_id: str) -> None:
+            try:
+                await self._run(self._stop_and_remove, container_id, grace_seconds)
+            except (RuntimeFailed, RuntimeUnavailable) as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:  # stopped together, as kubelet does
+            for container_id in ids:
+                nursery.start_soon(remove, container_id)
+        if failures:
+            raise failures[0]
+        return len(ids)
+
+    async def pod_states(self, uids: Collection[str] | None) -> dict[str, list[ContainerState]]:
+        return await self._run(self._pod_states, None if uids is None else set(uids))
+
+    # -- in worker threads -----------------------------------------------------------------
+
+    def _start_pod(self, client: docker.DockerClient, plan: PodPlan) -> None:
+        for container in plan.containers:
+            self._ensure_image(client, container)
+        created = []
+        try:
+            for container in plan.containers:
+                created.append(client.containers.create(**self._create_args(plan, container)))
+            for made in created:
+                made.start()
+        except BaseException:
+            for made in created:
+                with contextlib.suppress(DockerException):  # rollback asks again, by label
+                    made.remove(force=True)
+            raise
+
+    def _create_args(self, plan: PodPlan, container: ContainerPlan) -> dict[str, Any]:
+        return {
+            "image": container.image,
+            "name": container_name(plan, container.name),
+            "entrypoint": None if container.command is None else list(container.command),
+            "command": None if container.args is None else list(container.args),
+            "environment": [f"{name}={value}" for name, value in container.env],
+            "working_dir": container.working_dir,
+            "user": container.user,
+            "tty": container.tty,
+            "stdin_open": container.stdin,
+            "hostname": plan.name[:63].rstrip(".-") or "pod",
+            "labels": plan.labels(container.name, self.owner),
+            "network_mode": "none",
+            "restart_policy": {"Name": plan.restart_policy},
+            "mounts": [Mount(target=bind.target, source=bind.source, type="bind",
+                             read_only=bind.read_only) for bind in container.binds],
+            "detach": True,
+        }
+
+    def _ensure_image(self, client: docker.DockerClient, container: ContainerPlan) -> None:
+        """Pull an image that is not here, unless its imagePullPolicy is Never.
+
+        A present image is used as it is, whatever the policy: volfs is often run
+        where no registry is reachable.
+        """
+        try:
+            client.images.get(container.image)
+            return
+        except ImageNotFound:
+            pass
+        where = f"container {container.name}: image {container.image}"
+        if container.pull_never:
+            raise RuntimeFailed(f"{where} is not present (imagePullPolicy: Never)")
+        try:
+            client.images.pull(container.image)
+        except APIError as exc:
+            raise RuntimeFailed(f"{where} is not present and could not be pulled: "
+                                f"{_explain(exc)}") from exc
+
+    def _container_ids(self, client: docker.DockerClient, uid: str) -> list[str]:
+        found = client.api.containers(all=True, filters={"label": [
+            f"{LABEL_OWNER}={self.owner}", f"{LABEL_UID}={uid}"]})
+        return [c["Id"] for c in found]
+
+    def _stop_and_remove(self, client: docker.DockerClient, container_id: str,
+                         grace_seconds: float) -> None:
+        try:
+            # stop, not kill: a stop also keeps the restart policy from starting it again
+            client.api.stop(container_id, timeout=max(0, math.ceil(grace_seconds)))
+            client.api.remove_container(container_id, force=True)
+        except NotFound:
+            pass  # already gone
+
+    def _pod_states(self, client: docker.DockerClient, uids: set[str] | None
+                    ) -> dict[str, list[ContainerState]]:
+        labels = [f"{LABEL_OWNER}={self.owner}"]
+        if uids is not None and len(uids) == 1:
+            labels.append(f"{LABEL_UID}={next(iter(uids))}")
+        states: dict[str, list[ContainerState]] = {}
+        for summary in client.api.containers(all=True, filters={"label": labels}):
+            found = summary.get("Labels") or {}
+            uid = found.get(LABEL_UID)
+            if uid is None or (uids is not None and uid not in uids):
+                continue
+            try:
+                info = client.api.inspect_container(summary["Id"])
+            except NotFound:
+                continue  # removed meanwhile
+            states.setdefault(uid, []).append(_state(found.get(LABEL_CONTAINER, ""), info))
+        return states
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(self._call, call, *args, limiter=self._limiter)
+
+    def _call(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(client, *args)`` with the SDK's exceptions as this layer's."""
+        client = self._docker()
+        try:
+            return call(client, *args)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            with self._client_lock:
+                self._client = None
+            raise RuntimeUnavailable(self._unreachable(exc)) from exc
+        except APIError as exc:
+            raise RuntimeFailed(_explain(exc)) from exc
+        except DockerException as exc:
+            raise RuntimeFailed(_one_line(str(exc))) from exc
+
+    def _docker(self) -> docker.DockerClient:
+        with self._client_lock:
+            if self._client is None:
+                try:
+                    self._client = docker.DockerClient(base_url=self.host, version="auto",
+                                                       timeout=self._timeout)
+                except DockerException as exc:
+                    raise RuntimeUnavailable(self._unreachable(exc)) from exc
+            return self._client
+
+    def _unreachable(self, exc: Exception) -> str:
+        return (f"no Docker engine answers at {self.host} ({_reason(exc)}); start dockerd, "
+                "or point 'volfs serve --docker-host' at one")
+
+
+_OS_ERROR = re.compile(r"\w+Error\(\d+, '([^']+)'\)")
+
+
+def _reason(exc: Exception) -> str:
+    """The OS's words for why a connection failed, from however deep the SDK wrapped them."""
+    text = str(exc)
+    match = _OS_ERROR.search(text)
+    if match:
+        return match.group(1)
+    if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    return _one_line(text)[:200]
+
+
+def _explain(exc: APIError) -> str:
+    return _one_line(str(exc.explanation or exc))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _time(value: object) -> str | None:
+    """The engine's RFC 3339 nanosecond time as Kubernetes writes it (seconds, ``Z``)."""
+    if not isinstance(value, str) or not value or value.startswith("0001-"):
+        return None
+    return value[:19] + "Z"
+
+
+def _state(name: str, info: dict[str, Any]) -> ContainerState:
+    """One inspected container in Kubernetes' terms."""
+    state = info.get("State") or {}
+    status = state.get("Status")
+    common: dict[str, Any] = {
+        "name": name, "restart_count": int(info.get("RestartCount") or 0),
+        "container_id": info.get("Id", ""), "image": (info.get("Config") or {}).get("Image", ""),
+        "image_id": info.get("Image", ""),
+    }
+    if status in ("running", "paused"):
+        return ContainerState(state="running", started_at=_time(state.get("StartedAt")), **common)
+    if status == "restarting":
+        return ContainerState(state="waiting", reason="CrashLoopBackOff", **common)
+    if status == "created":
+        return ContainerState(state="waiting", reason="ContainerCreating", **common)
+    code = int(state.get("ExitCode") or 0)
+    reason = "OOMKilled" if state.get("OOMKilled") else ("Completed" if code == 0 else "Error")
+    return ContainerState(state="terminated", reason=reason, exit_code=code,
+                          message=_one_line(str(state.get("Error") or "")),
+                          started_at=_time(state.get("StartedAt")),
+                          finished_at=_time(state.get("FinishedAt")), **common)
