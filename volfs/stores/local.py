@@ -240,7 +240,9 @@ class LocalStore:
         growth = max(0, start + len(data) - size)
         admitted = self.usage.admit(growth)
         if admitted < growth:
-            data = data[: len(data) - (growth - admitted)]
+            # The file may grow to size + admitted: keep the bytes that end there. A
+            # write that starts past that point (a hole first) stores nothing at all.
+            data = data[: max(0, size + admitted - start)]
             if not data:
                 raise QuotaExceeded()
         written = os.pwrite(fh, data, offset)
