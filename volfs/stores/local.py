@@ -207,18 +207,35 @@ class LocalStore:
 
     async def create(self, parent: int, name: bytes, mode: int, flags: int,
                      owner: Owner) -> tuple[FileHandle, Entry]:
-        truncated = 0
-        if flags & os.O_TRUNC and not flags & os.O_EXCL:
-            existing = _lstat_or_none(parent, name)
-            truncated = existing.st_size if existing and stat.S_ISREG(existing.st_mode) else 0
         flags = (flags & ~os.O_DIRECT) | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, mode, dir_fd=parent)
-        self.usage.grow(-truncated)
+        try:
+            # Always exclusive: only a file made here is the caller's to own.
+            fd = os.open(name, flags | os.O_EXCL, mode, dir_fd=parent)
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+            return await self._open_existing(parent, name, flags)
         fh = self._register(fd, flags)
         try:
             return fh, self._adopt(parent, name, owner, mode)
         except BaseException:
             await self.release(fh)
+            raise
+
+    async def _open_existing(self, parent: int, name: bytes,
+                             flags: int) -> tuple[FileHandle, Entry]:
+        """A create (without O_EXCL) of a name that exists after all.
+
+        The kernel asks to create a name it believes absent, but something may have
+        made it meanwhile (the host, behind a HostPath). open(2) would open that
+        file as it is: its owner and mode are not the caller's to change.
+        """
+        entry = await self.lookup(parent, name)
+        try:
+            fh = await self.open(entry.handle, flags)
+            return fh, Entry(entry.handle, os.fstat(entry.handle))
+        except BaseException:
+            self.forget(entry.handle)
             raise
 
     def _register(self, fd: int, flags: int) -> FileHandle:
