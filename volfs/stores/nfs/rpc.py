@@ -1,0 +1,375 @@
+"""ONC RPC over libnfs, driven by the trio loop: never a blocking call, many calls in flight.
+
+libnfs's raw layer queues a call and returns at once; the reply arrives through a
+C callback when ``rpc_service`` is told the socket is ready. :class:`RpcClient`
+plugs that into trio without a thread or a background task: the caller that
+waits for a reply *leads*, waiting on the socket with ``trio.lowlevel`` and
+servicing it, while every other caller sleeps on its own event; when the leader's
+reply has come it hands the socket to the next caller still waiting. Nothing
+watches the socket when nobody waits for anything, so a client owns no task and
+needs no nursery.
+
+Every call has a deadline (:class:`Timeouts`). A connection that breaks or a
+call unanswered for ``attempt`` seconds throws the connection away (its other
+calls fail over to a new one); calls are sent again on a new connection until
+the deadline, then fail with EIO (or ETIMEDOUT). Nothing waits without end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from volfs.stores.nfs import _libnfs as L
+
+log = logging.getLogger(__name__)
+
+lib = L.lib
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long calls wait: a bound for everything, never infinity.
+
+    ``attempt``: seconds one send may go unanswered before the connection is
+    made again and the call re-sent (NFS's ``timeo``). ``total``: seconds after
+    which the call fails with ``errno`` (soft: ``timeo x (retrans + 1)``; hard:
+    longer, but still bounded).
+    """
+
+    attempt: float = 60.0
+    total: float = 180.0
+    errno: int = errno.EIO
+
+
+class ServerUnreachable(OSError):
+    """The server did not answer before the deadline (an OSError: EIO, or ETIMEDOUT for
+    ``softerr``); ``str()`` is ``server not responding (<reason>)``."""
+
+    def __init__(self, reason: str, code: int = errno.EIO) -> None:
+        super().__init__(code, reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"server not responding ({self.reason})"
+
+
+class _Lost(Exception):
+    """The call's connection broke before its reply came: it may be sent again."""
+
+
+class _Call:
+    """One call in flight: what to decode its reply with, and where the outcome goes."""
+
+    __slots__ = ("conn", "decode", "keep", "finished", "result", "error", "wake")
+
+    def __init__(self, conn: _Connection | None, decode: Callable[[int], Any] | None,
+                 keep: Any) -> None:
+        self.conn = conn
+        self.decode = decode
+        self.keep = keep  # buffers the C side points into, alive until the reply
+        self.finished = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.wake = trio.Event()
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.result, self.error = result, error
+        self.keep = None
+        self.wake.set()
+
+
+# Calls by the id handed to libnfs as private_data; one C callback serves them all.
+_calls: dict[int, _Call] = {}
+_ids = itertools.count(1)
+
+
+def _reply(rpc: int, status: int, data: int | None, private: int | None) -> None:
+    call = _calls.pop(private or 0, None)
+    if call is None:
+        return  # a call we gave up on; its connection is gone or going
+    if call.conn is not None:
+        call.conn.calls.discard(private or 0)
+    try:
+        if status == L.RPC_STATUS_SUCCESS:
+            call.finish(call.decode(data or 0) if call.decode else None)
+        elif status == L.RPC_STATUS_ERROR:
+            text = ctypes.string_at(data).decode(errors="replace") if data else "rpc error"
+            call.finish(error=_Lost(text))
+        else:
+            call.finish(error=_Lost("cancelled" if status == L.RPC_STATUS_CANCEL else "timeout"))
+    except BaseException as exc:  # noqa: BLE001 - nothing may escape into C
+        call.finish(error=exc)
+
+
+_on_reply = L.rpc_cb(_reply)
+
+
+class _Connection:
+    """One libnfs RPC context: one TCP connection, thrown away when it breaks."""
+
+    __slots__ = ("rpc", "ready", "dead", "calls")
+
+    def __init__(self) -> None:
+        rpc = lib.rpc_init_context()
+        if not rpc:
+            raise OSError(errno.ENOMEM, "rpc_init_context failed")
+        self.rpc: int = rpc
+        self.ready = False
+        self.dead = False
+        self.calls: set[int] = set()
+
+    def error(self) -> str:
+        text = lib.rpc_get_error(self.rpc)
+        return text.decode(errors="replace") if text else "connection failed"
+
+
+Submit = Callable[[int, int], int]  # (rpc context, call id) -> libnfs return code
+
+
+class RpcClient:
+    """Calls to one RPC program of one server, over a connection made on demand.
+
+    ``port`` None asks the server's portmapper (port 111) where the program is.
+    """
+
+    def __init__(self, server: str, program: int, version: int, port: int | None,
+                 timeouts: Timeouts, name: str = "") -> None:
+        self.server = server
+        self.program = program
+        self.version = version
+        self.port = port
+        self.timeouts = timeouts
+        self.name = name or f"{server} program {program}"
+        self._conn: _Connection | None = None
+        self._connect_lock = trio.Lock()
+        self._pumping = False
+        self._waiters: dict[_Call, None] = {}
+        self._retry_at = 0.0
+        self._backoff = 0.05
+        self._closed = False
+        self.last_error = ""
+
+    # -- public ---------------------------------------------------------------------
+
+    async def call(self, submit: Submit, decode: Callable[[int], Any] | None, keep: Any = None,
+                   *, deadline: float | None = None) -> Any:
+        """Send a call (again after a broken connection) until it is answered or the deadline.
+
+        ``submit(rpc, call_id)`` queues the call with libnfs (returns its rc);
+        ``decode(res_ptr)`` turns the reply into a value or raises OSError; it
+        runs inside the C callback, while the reply's memory is valid.
+        """
+        if deadline is None:
+            deadline = trio.current_time() + self.timeouts.total
+        while True:
+            conn = await self._connected(deadline)
+            call = _Call(conn, decode, keep)
+            cid = next(_ids)
+            _calls[cid] = call
+            conn.calls.add(cid)
+            if submit(conn.rpc, cid) != 0:
+                _calls.pop(cid, None)
+                conn.calls.discard(cid)
+                reason = conn.error()
+                self._fail(conn, reason)
+                if trio.current_time() >= deadline:
+                    raise ServerUnreachable(reason, self.timeouts.errno)
+                continue
+            self._kick(conn)
+            attempt_end = min(deadline, trio.current_time() + self.timeouts.attempt)
+            with trio.move_on_at(attempt_end):
+                await self._wait(call)
+            if not call.finished:
+                # Unanswered: give up on this connection, as NFS clients do after timeo.
+                _calls.pop(cid, None)
+                call.finish(error=_Lost("timed out"))
+                self._fail(conn, "timed out")
+            if isinstance(call.error, _Lost):
+                self.last_error = str(call.error)
+                if trio.current_time() >= deadline:
+                    raise ServerUnreachable(self.last_error, self.timeouts.errno)
+                continue
+            if call.error is not None:
+                raise call.error
+            return call.result
+
+    async def ping(self, deadline: float) -> None:
+        """Connect (if need be) and make the program's NULL call."""
+        await self.call(lambda rpc, cid: lib.rpc_nfs3_null_async(rpc, _on_reply, cid)
+                        if self.program == L.NFS_PROGRAM
+                        else lib.rpc_mount3_null_async(rpc, _on_reply, cid),
+                        None, deadline=deadline)
+
+    def close(self) -> None:
+        """Drop the connection; calls still waiting fail. The client may be used again."""
+        if self._conn is not None:
+            self._fail(self._conn, "closed")
+
+    # -- connections ------------------------------------------------------------------
+
+    async def _connected(self, deadline: float) -> _Connection:
+        while True:
+            conn = self._conn
+            if conn is not None and conn.ready and not conn.dead:
+                return conn
+            async with self._connect_lock:
+                conn = self._conn
+                if conn is not None and conn.ready and not conn.dead:
+                    return conn
+                now = trio.current_time()
+                if now < self._retry_at:  # the last attempt failed just now: do not hammer
+                    if self._retry_at >= deadline:
+                        raise ServerUnreachable(self.last_error, self.timeouts.errno)
+                    await trio.sleep_until(self._retry_at)
+                try:
+                    return await self._connect(deadline)
+                except ServerUnreachable as exc:
+                    self.last_error = exc.reason
+                    self._retry_at = trio.current_time() + self._backoff
+                    self._backoff = min(self._backoff * 2, 1.0)
+                    if self._retry_at >= deadline:
+                        raise ServerUnreachable(exc.reason, self.timeouts.errno) from None
+
+    async def _connect(self, deadline: float) -> _Connection:
+        conn = _Connection()
+        self._conn = conn
+        call = _Call(conn, None, None)
+        cid = next(_ids)
+        _calls[cid] = call
+        conn.calls.add(cid)
+        host = self.server.encode()
+        if self.port is None:
+            rc = lib.rpc_connect_program_async(conn.rpc, host, self.program, self.version,
+                                               _on_reply, cid)
+        else:
+            rc = lib.rpc_connect_port_async(conn.rpc, host, self.port, self.program,
+                                            self.version, _on_reply, cid)
+        if rc != 0:
+            reason = conn.error()
+            _calls.pop(cid, None)
+            self._fail(conn, reason)
+            raise ServerUnreachable(_plain(reason))
+        with trio.move_on_at(min(deadline, trio.current_time() + self.timeouts.attempt)):
+            await self._wait(call)
+        if not call.finished:
+            _calls.pop(cid, None)
+            self._fail(conn, "connect timed out")
+            raise ServerUnreachable("connection timed out")
+        if call.error is not None:
+            self._fail(conn, str(call.error))
+            raise ServerUnreachable(_plain(str(call.error)))
+        conn.ready = True
+        self._backoff = 0.05
+        return conn
+
+    def _fail(self, conn: _Connection, reason: str) -> None:
+        """Throw a connection away: its calls fail with _Lost (and may be sent again)."""
+        if conn.dead:
+            return
+        conn.dead = True
+        if self._conn is conn:
+            self._conn = None
+        log.debug("%s: connection dropped: %s", self.name, reason)
+        fd = lib.rpc_get_fd(conn.rpc)
+        if fd >= 0:
+            trio.lowlevel.notify_closing(fd)  # wakes a leader waiting on it
+        lib.rpc_destroy_context(conn.rpc)  # cancels what libnfs still holds
+        for cid in list(conn.calls):
+            call = _calls.pop(cid, None)
+            if call is not None:
+                call.finish(error=_Lost(reason))
+        conn.calls.clear()
+
+    # -- driving the socket ----------------------------------------------------------------
+
+    def _kick(self, conn: _Connection) -> None:
+        """Send what was just queued, if the socket takes it now (it usually does)."""
+        if (conn.ready and not conn.dead and lib.rpc_which_events(conn.rpc) & L.POLLOUT
+                and lib.rpc_service(conn.rpc, L.POLLOUT) < 0):
+            self._fail(conn, conn.error())
+
+    async def _wait(self, call: _Call) -> None:
+        self._waiters[call] = None
+        try:
+            while not call.finished:
+                if not self._pumping:
+                    await self._pump(call)
+                else:
+                    call.wake = trio.Event()
+                    if not call.finished:
+                        await call.wake.wait()
+        finally:
+            del self._waiters[call]
+
+    async def _pump(self, call: _Call) -> None:
+        """Lead: service the socket until ``call`` is answered, then hand over."""
+        self._pumping = True
+        try:
+            while not call.finished:
+                conn = self._conn
+                if conn is None or conn.dead:
+                    return  # nothing to service: the call was failed with its connection
+                fd = lib.rpc_get_fd(conn.rpc)
+                if fd < 0:
+                    self._fail(conn, conn.error())
+                    continue
+                try:
+                    if lib.rpc_which_events(conn.rpc) & L.POLLOUT:
+                        revents = await _readable_or_writable(fd)
+                    else:
+                        await trio.lowlevel.wait_readable(fd)
+                        revents = L.POLLIN
+                except trio.ClosedResourceError:
+                    continue
+                if conn.dead:
+                    continue
+                if lib.rpc_service(conn.rpc, revents) < 0:
+                    self._fail(conn, conn.error())
+        finally:
+            self._pumping = False
+            for other in self._waiters:
+                if other is not call and not other.finished:
+                    other.wake.set()
+                    break
+
+
+async def _readable_or_writable(fd: int) -> int:
+    """Wait until ``fd`` can be read or written; the POLL* bits of what it can."""
+    revents = 0
+
+    async def wait(waiter: Callable[[int], Any], bit: int, scope: trio.CancelScope) -> None:
+        nonlocal revents
+        await waiter(fd)
+        revents |= bit
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait, trio.lowlevel.wait_readable, L.POLLIN, nursery.cancel_scope)
+        nursery.start_soon(wait, trio.lowlevel.wait_writable, L.POLLOUT, nursery.cancel_scope)
+    return revents
+
+
+def _plain(reason: str) -> str:
+    """libnfs's connect errors in the words users know (``connection refused``)."""
+    for code in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT,
+                 errno.ECONNRESET):
+        if f"({code})" in reason or os.strerror(code) in reason:
+            return os.strerror(code).lower()
+    return reason
+
+
+def deadline_in(seconds: float) -> float:
+    return trio.current_time() + seconds if math.isfinite(seconds) else math.inf

@@ -1,0 +1,446 @@
+"""NfsStore: one directory of an NFS export, served as a volume, over NFSv3 file handles.
+
+Handles are the server's NFSv3 file handles (``bytes``): a rename elsewhere,
+even of a directory above, never makes one point at the wrong object, and hard
+links are one object (``Entry.key`` is the server's fsid and fileid). NFS keeps
+no state per handle, so ``forget`` has nothing to do.
+
+Writes go out UNSTABLE (the server may hold them in memory) and ``flush``
+(close) and ``fsync`` COMMIT them, as Linux's NFS client does at close. Until
+the COMMIT, the written data is kept (up to ``_UNSTABLE_LIMIT`` per open file,
+then committed early): when the server's write verifier changes (it restarted
+and may have lost unstable data) it is written again, FILE_SYNC.
+
+New objects are made by root with the caller's uid and gid in the create call
+(the gid of a setgid directory stays the directory's, as the server's own
+filesystem decides). A file unlinked while open is renamed to
+``.volfs-nfs-<id>`` and removed at its last release (NFS's "silly rename"), so
+it stays readable through its descriptors; those names are hidden from
+listings.
+
+Capacity is enforced as LocalStore does it (``Usage``): ENOSPC, and no byte
+stored past the limit. The size of a file being written is known from the
+server's own reply to every WRITE (its post-op attributes), so the check costs
+no extra round trip.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from volfs.stores import syscalls
+from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner
+from volfs.stores.nfs import _libnfs as L
+from volfs.stores.nfs.nfs3 import FsInfo, Nfs3, SetAttrs, Written
+from volfs.stores.quota import QuotaExceeded, Usage
+
+log = logging.getLogger(__name__)
+
+SILLY_PREFIX = b".volfs-nfs-"
+NFS_CACHE_SECONDS = 1.0  # the share may change behind our back (other clients, the server)
+_UNSTABLE_LIMIT = 32 * 1024 * 1024
+_LISTED_TTL = 2.0  # seconds a READDIRPLUS entry may answer the lookup that follows it
+_LISTED_MAX = 65536
+_silly_ids = itertools.count(1)
+
+
+@dataclass
+class _OpenFile:
+    fh: bytes
+    append: bool
+    dirty: bool = False
+    verifier: bytes | None = None
+    unstable: list[tuple[int, bytes]] = field(default_factory=list)
+    unstable_bytes: int = 0
+
+
+class NfsStore:
+    """A volume on an NFS server (see the module docstring)."""
+
+    def __init__(self, nfs: Nfs3, root: bytes, info: FsInfo, *, usage: Usage | None = None,
+                 track_usage: bool = False, read_only: bool = False,
+                 cache_timeout: float = NFS_CACHE_SECONDS, name: str = "",
+                 on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.nfs = nfs
+        self.root = root
+        self.usage = usage or Usage()
+        self.track_usage = track_usage
+        self.read_only = read_only
+        self.cache_timeout = cache_timeout
+        self.name = name
+        self._rsize = max(4096, min(info.rtmax or 1 << 20, 1 << 20))
+        self._wsize = max(4096, min(info.wtmax or 1 << 20, 1 << 20))
+        self._files: dict[FileHandle, _OpenFile] = {}
+        self._next_fh = itertools.count(1)
+        self._open_count: dict[bytes, int] = {}
+        self._sizes: dict[bytes, int] = {}  # size of each open file, as the server last said
+        self._silly: dict[bytes, tuple[bytes, bytes]] = {}  # open fh -> (dir, hidden name)
+        self._dir_modes: dict[bytes, int] = {}
+        self._listed: dict[tuple[bytes, bytes], tuple[float, bytes, os.stat_result]] = {}
+        self._on_close = on_close
+        self.closed = False
+
+    async def close(self) -> None:
+        """Let go of the server connection (shared with other volumes on the same server)."""
+        if not self.closed:
+            self.closed = True
+            if self._on_close is not None:
+                await self._on_close()
+
+    # -- names -----------------------------------------------------------------------------
+
+    async def open_root(self) -> Entry:
+        return Entry(self.root, self._seen(self.root, await self.nfs.getattr(self.root)))
+
+    async def lookup(self, parent: bytes, name: bytes) -> Entry:
+        listed = self._listed.pop((parent, name), None)
+        if listed is not None and listed[0] > trio.current_time():
+            return Entry(listed[1], listed[2])
+        fh, attrs = await self.nfs.lookup(parent, name)
+        if attrs is None:
+            attrs = await self.nfs.getattr(fh)
+        return Entry(fh, self._seen(fh, attrs))
+
+    def forget(self, handle: bytes) -> None:
+        self._dir_modes.pop(handle, None)
+
+    async def getattr(self, handle: bytes) -> os.stat_result:
+        return self._seen(handle, await self.nfs.getattr(handle))
+
+    async def readlink(self, handle: bytes) -> bytes:
+        return await self.nfs.readlink(handle)
+
+    async def listdir(self, handle: bytes) -> Sequence[bytes]:
+        entries = await self.nfs.readdir(handle)
+        if len(self._listed) > _LISTED_MAX:
+            self._listed.clear()
+        until = trio.current_time() + min(_LISTED_TTL, max(self.cache_timeout, 0.1))
+        names = []
+        for entry in entries:
+            if entry.name.startswith(SILLY_PREFIX):
+                continue
+            names.append(entry.name)
+            if entry.fh is not None and entry.attrs is not None:
+                self._listed[(handle, entry.name)] = (until, entry.fh, entry.attrs)
+        return names
+
+    # -- attributes --------------------------------------------------------------------------
+
+    async def setattr(self, handle: bytes, changes: AttrChanges,
+                      fh: FileHandle | None) -> os.stat_result:
+        size_before: os.stat_result | None = None
+        if changes.size is not None and self.track_usage:
+            size_before = await self.nfs.getattr(handle)
+            growth = changes.size - size_before.st_size
+            if stat.S_ISREG(size_before.st_mode):
+                self.usage.require(growth)
+        owner_and_mode = changes.mode is not None and (changes.uid is not None
+                                                       or changes.gid is not None)
+        first = SetAttrs(
+            mode=None if owner_and_mode or changes.mode is None else stat.S_IMODE(changes.mode),
+            uid=changes.uid, gid=changes.gid, size=changes.size,
+            atime_ns=changes.atime_ns, mtime_ns=changes.mtime_ns)
+        after = await self.nfs.setattr(handle, first)
+        if owner_and_mode:  # chown clears setuid/setgid: the mode goes second, as chmod would
+            assert changes.mode is not None
+            after = await self.nfs.setattr(handle, SetAttrs(mode=stat.S_IMODE(changes.mode)))
+        if after is None:
+            after = await self.nfs.getattr(handle)
+        if size_before is not None and stat.S_ISREG(size_before.st_mode):
+            self.usage.grow(after.st_size - size_before.st_size)
+        if handle in self._sizes:
+            self._sizes[handle] = after.st_size
+        return self._seen(handle, after)
+
+    # -- making and removing names ---------------------------------------------------------
+
+    async def _attrs_for(self, parent: bytes, owner: Owner, mode: int | None) -> SetAttrs:
+        """What a new object gets: the caller's uid, and gid unless the directory is setgid."""
+        parent_mode = self._dir_modes.get(parent)
+        if parent_mode is None:
+            parent_mode = self._seen(parent, await self.nfs.getattr(parent)).st_mode
+        gid = None if parent_mode & stat.S_ISGID else owner.gid
+        return SetAttrs(mode=None if mode is None else stat.S_IMODE(mode), uid=owner.uid,
+                        gid=gid)
+
+    async def _made(self, parent: bytes, name: bytes, fh: bytes | None,
+                    attrs: os.stat_result | None) -> Entry:
+        self._listed.pop((parent, name), None)
+        if fh is None:
+            fh, attrs = await self.nfs.lookup(parent, name)
+        if attrs is None:
+            attrs = await self.nfs.getattr(fh)
+        return Entry(fh, self._seen(fh, attrs))
+
+    async def mknod(self, parent: bytes, name: bytes, mode: int, rdev: int,
+                    owner: Owner) -> Entry:
+        attrs = await self._attrs_for(parent, owner, mode)
+        if stat.S_ISREG(mode):
+            made = await self.nfs.create(parent, name, attrs, exclusive=True)
+        else:
+            made = await self.nfs.mknod(parent, name, mode, rdev, attrs)
+        return await self._made(parent, name, made.fh, made.attrs)
+
+    async def mkdir(self, parent: bytes, name: bytes, mode: int, owner: Owner) -> Entry:
+        made = await self.nfs.mkdir(parent, name, await self._attrs_for(parent, owner, mode))
+        return await self._made(parent, name, made.fh, made.attrs)
+
+    async def symlink(self, parent: bytes, name: bytes, target: bytes, owner: Owner) -> Entry:
+        made = await self.nfs.symlink(parent, name, target,
+                                      await self._attrs_for(parent, owner, None))
+        return await self._made(parent, name, made.fh, made.attrs)
+
+    async def unlink(self, parent: bytes, name: bytes) -> None:
+        self._listed.pop((parent, name), None)
+        if not self.track_usage and not self._open_count:
+            await self.nfs.remove(parent, name)
+            return
+        fh, gone = await self.nfs.lookup(parent, name)
+        if gone is None:
+            gone = await self.nfs.getattr(fh)
+        if self._open_count.get(fh) and stat.S_ISREG(gone.st_mode) and gone.st_nlink == 1:
+            await self._hide(fh, parent, name)  # still open: keep it until its last release
+            return
+        await self.nfs.remove(parent, name)
+        self._name_removed(gone)
+
+    async def rmdir(self, parent: bytes, name: bytes) -> None:
+        self._listed.pop((parent, name), None)
+        await self.nfs.rmdir(parent, name)
+
+    async def rename(self, old_parent: bytes, old_name: bytes, new_parent: bytes,
+                     new_name: bytes, flags: int) -> None:
+        if flags & syscalls.RENAME_EXCHANGE:
+            raise OSError(errno.EINVAL, "NFSv3 cannot exchange two names")
+        self._listed.pop((old_parent, old_name), None)
+        self._listed.pop((new_parent, new_name), None)
+        replaced = None
+        if flags & syscalls.RENAME_NOREPLACE or self.track_usage or self._open_count:
+            replaced = await self._lookup_or_none(new_parent, new_name)
+            if replaced is not None and flags & syscalls.RENAME_NOREPLACE:
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
+        if replaced is not None:
+            moved_fh, _ = await self.nfs.lookup(old_parent, old_name)
+            fh, attrs = replaced
+            if moved_fh == fh:
+                replaced = None  # two names of one object: rename(2) does nothing
+            elif self._open_count.get(fh) and stat.S_ISREG(attrs.st_mode) \
+                    and attrs.st_nlink == 1:
+                await self._hide(fh, new_parent, new_name)
+                replaced = None
+        await self.nfs.rename(old_parent, old_name, new_parent, new_name)
+        if replaced is not None:
+            self._name_removed(replaced[1])
+
+    async def link(self, handle: bytes, new_parent: bytes, new_name: bytes) -> os.stat_result:
+        self._listed.pop((new_parent, new_name), None)
+        attrs = await self.nfs.link(handle, new_parent, new_name)
+        return self._seen(handle, attrs if attrs is not None else await self.nfs.getattr(handle))
+
+    async def _lookup_or_none(self, parent: bytes,
+                              name: bytes) -> tuple[bytes, os.stat_result] | None:
+        try:
+            fh, attrs = await self.nfs.lookup(parent, name)
+        except FileNotFoundError:
+            return None
+        return fh, attrs if attrs is not None else await self.nfs.getattr(fh)
+
+    async def _hide(self, fh: bytes, parent: bytes, name: bytes) -> None:
+        hidden = SILLY_PREFIX + b"%x-%d" % (os.getpid(), next(_silly_ids))
+        await self.nfs.rename(parent, name, parent, hidden)
+        self._silly[fh] = (parent, hidden)
+
+    def _name_removed(self, gone: os.stat_result) -> None:
+        if self.track_usage and stat.S_ISREG(gone.st_mode) and gone.st_nlink <= 1:
+            self.usage.grow(-gone.st_size)
+
+    # -- open files --------------------------------------------------------------------------
+
+    async def open(self, handle: bytes, flags: int) -> FileHandle:
+        if flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR):
+            attrs = await self.nfs.getattr(handle) if self.track_usage else None
+            after = await self.nfs.setattr(handle, SetAttrs(size=0))
+            if attrs is not None and stat.S_ISREG(attrs.st_mode):
+                self.usage.grow(-attrs.st_size)
+            size = 0 if after is None else after.st_size
+        elif self.track_usage or flags & os.O_APPEND:
+            size = (await self.nfs.getattr(handle)).st_size
+        else:
+            size = -1  # unknown until a write tells: only a tracked or appending file needs it
+        return self._register(handle, flags, size)
+
+    async def create(self, parent: bytes, name: bytes, mode: int, flags: int,
+                     owner: Owner) -> tuple[FileHandle, Entry]:
+        attrs = await self._attrs_for(parent, owner, mode)
+        try:
+            made = await self.nfs.create(parent, name, attrs, exclusive=True)
+        except FileExistsError:
+            if flags & os.O_EXCL:
+                raise
+            entry = await self.lookup(parent, name)  # made meanwhile: open it instead
+            return await self.open(entry.handle, flags), entry
+        entry = await self._made(parent, name, made.fh, made.attrs)
+        return self._register(entry.handle, flags, entry.attrs.st_size), entry
+
+    def _register(self, fh: bytes, flags: int, size: int) -> FileHandle:
+        handle = next(self._next_fh)
+        self._files[handle] = _OpenFile(fh, bool(flags & os.O_APPEND))
+        self._open_count[fh] = self._open_count.get(fh, 0) + 1
+        if size >= 0:
+            self._sizes[fh] = size
+        return handle
+
+    async def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
+        file = self._files[fh]
+        chunks = []
+        while size > 0:
+            data, eof, _ = await self.nfs.read(file.fh, offset, min(size, self._rsize))
+            chunks.append(data)
+            offset += len(data)
+            size -= len(data)
+            if eof or not data:
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def write(self, fh: FileHandle, offset: int, data: bytes) -> int:
+        """Store what fits under the limit: a short write, then ENOSPC, as a full disk does."""
+        file = self._files[fh]
+        if file.append or self.track_usage:
+            size = self._sizes.get(file.fh)
+            if size is None:
+                size = self._sizes[file.fh] = (await self.nfs.getattr(file.fh)).st_size
+            if file.append:
+                offset = size
+            if self.track_usage:
+                growth = max(0, offset + len(data) - size)
+                admitted = self.usage.admit(growth)
+                if admitted < growth:
+                    data = data[: len(data) - (growth - admitted)]
+                    if not data:
+                        raise QuotaExceeded()
+        written = 0
+        while written < len(data):
+            chunk = data[written: written + self._wsize] if len(data) > self._wsize or written \
+                else data
+            before = self._sizes.get(file.fh)
+            reply = await self.nfs.write(file.fh, offset + written, chunk, L.UNSTABLE)
+            if reply.written == 0:
+                raise OSError(errno.EIO, "the server wrote nothing")
+            end = offset + written + reply.written
+            after = reply.attrs.st_size if reply.attrs is not None else max(before or 0, end)
+            if before is not None or self.track_usage:
+                self._sizes[file.fh] = after
+            if self.track_usage:
+                self.usage.grow(max(0, after - (before or 0)))
+            await self._note_unstable(file, offset + written, chunk[: reply.written], reply)
+            written += reply.written
+        return written
+
+    async def _note_unstable(self, file: _OpenFile, offset: int, data: bytes,
+                             reply: Written) -> None:
+        verifier = reply.verifier
+        if reply.committed == L.FILE_SYNC:
+            return
+        file.dirty = True
+        if file.verifier is not None and verifier != file.verifier:
+            await self._rewrite(file)  # the server restarted since: what it held may be lost
+        file.verifier = verifier
+        file.unstable.append((offset, data))
+        file.unstable_bytes += len(data)
+        if file.unstable_bytes > _UNSTABLE_LIMIT:
+            await self._commit(file)
+
+    async def _rewrite(self, file: _OpenFile) -> None:
+        """Write again, FILE_SYNC, what the server acknowledged only as unstable."""
+        log.warning("%s: the server restarted: writing %d unstable bytes again",
+                    self.name, file.unstable_bytes)
+        for offset, data in file.unstable:
+            done = 0
+            while done < len(data):
+                reply = await self.nfs.write(file.fh, offset + done, data[done:], L.FILE_SYNC)
+                if reply.written == 0:
+                    raise OSError(errno.EIO, "the server wrote nothing")
+                done += reply.written
+        file.unstable.clear()
+        file.unstable_bytes = 0
+
+    async def _commit(self, file: _OpenFile) -> None:
+        if not file.dirty:
+            return
+        verifier = await self.nfs.commit(file.fh)
+        if file.verifier is not None and verifier != file.verifier:
+            await self._rewrite(file)
+            await self.nfs.commit(file.fh)
+        file.verifier = None
+        file.unstable.clear()
+        file.unstable_bytes = 0
+        file.dirty = False
+
+    async def flush(self, fh: FileHandle) -> None:
+        await self._commit(self._files[fh])  # close-to-open: what was written is on the server
+
+    async def fsync(self, fh: FileHandle, datasync: bool) -> None:
+        await self._commit(self._files[fh])
+
+    async def release(self, fh: FileHandle) -> None:
+        file = self._files.pop(fh)
+        try:
+            if file.dirty:
+                await self._commit(file)
+        except OSError as exc:
+            log.warning("%s: committing at release failed: %s", self.name, exc)
+        finally:
+            remaining = self._open_count[file.fh] - 1
+            if remaining:
+                self._open_count[file.fh] = remaining
+            else:
+                del self._open_count[file.fh]
+                self._sizes.pop(file.fh, None)
+                hidden = self._silly.pop(file.fh, None)
+                if hidden is not None:
+                    await self._remove_hidden(file.fh, *hidden)
+
+    async def _remove_hidden(self, fh: bytes, parent: bytes, name: bytes) -> None:
+        try:
+            attrs = await self.nfs.getattr(fh)
+            await self.nfs.remove(parent, name)
+        except OSError as exc:
+            log.warning("%s: removing unlinked file %s failed: %s", self.name,
+                        name.decode(errors="replace"), exc)
+            return
+        self._name_removed(attrs)
+
+    # -- extended attributes: NFSv3 has none ------------------------------------------------
+
+    async def setxattr(self, handle: bytes, name: bytes, value: bytes) -> None:
+        raise OSError(errno.ENOTSUP, "NFSv3 has no extended attributes")
+
+    async def getxattr(self, handle: bytes, name: bytes) -> bytes:
+        raise OSError(errno.ENOTSUP, "NFSv3 has no extended attributes")
+
+    async def listxattr(self, handle: bytes) -> Sequence[bytes]:
+        raise OSError(errno.ENOTSUP, "NFSv3 has no extended attributes")
+
+    async def removexattr(self, handle: bytes, name: bytes) -> None:
+        raise OSError(errno.ENOTSUP, "NFSv3 has no extended attributes")
+
+    async def statfs(self) -> os.statvfs_result:
+        st = await self.nfs.fsstat(self.root)
+        bsize = 4096
+        return os.statvfs_result((bsize, bsize, st.tbytes // bsize, st.fbytes // bsize,
+                                  st.abytes // bsize, st.tfiles, st.ffiles, st.afiles, 0, 255))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _seen(self, fh: bytes, attrs: os.stat_result) -> os.stat_result:
+        if stat.S_ISDIR(attrs.st_mode):
+            self._dir_modes[fh] = attrs.st_mode
+        return attrs
