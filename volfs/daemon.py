@@ -28,6 +28,7 @@ from volfs.fs import Filesystem
 from volfs.fs.mount import MOUNT_OPTIONS, MountPointBusy, prepare_mount_point
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
+from volfs.lifecycle.nfs import NfsPlugin
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.runtime.docker import DockerRuntime, default_docker_host
@@ -88,7 +89,7 @@ async def _serve(config: DaemonConfig) -> None:
         pods = PodManager(
             AsyncStateDB(db), fs,
             PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path),
-                            HostPathPlugin(allow)]),
+                            HostPathPlugin(allow), NfsPlugin()]),
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
             config.root,
             DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root)))

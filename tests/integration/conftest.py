@@ -54,3 +54,37 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 def pod_name() -> str:
     """A pod name no other test on this worker uses."""
     return f"p{os.getpid()}-{next(_names)}"
+
+
+# -- NFS: a private nfs-ganesha per worker (tests/integration/nfs.py) --------------------
+
+from tests.integration.nfs import Ganesha, NfsShare, new_share  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ganesha(open_tmp: Path) -> Iterator[Ganesha]:
+    """This worker's NFS server: loopback, ports of its own; stopped at the end."""
+    server = Ganesha(open_tmp / "nfs-export", open_tmp / "nfs-ganesha")
+    try:
+        server.start()
+        (open_tmp / "nfs-export").chmod(0o755)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nfs_share(ganesha: Ganesha, request: pytest.FixtureRequest) -> NfsShare:
+    """A directory of this test's own in the worker's export."""
+    return new_share(ganesha, request.node.name)
+
+
+@pytest.fixture
+def own_ganesha(tmp_path: Path) -> Iterator[Ganesha]:
+    """A server of this test's own, for tests that stop, kill or restart it."""
+    server = Ganesha(tmp_path / "nfs-export", tmp_path / "nfs-ganesha")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
