@@ -38,6 +38,8 @@ IMAGE = "volfs-test:latest"
 IMAGE_CMD = ["sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait"]
 BUSYBOX = Path("/bin/busybox")
 BASE = Path("/tmp/volfs-dockerd")
+PLUGIN_DIR = Path("/run/docker/plugins")
+PLUGIN_PREFIX = "volfs-test-"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 ABANDONED_AFTER = 120.0  # seconds: an older engine folder with no live user is stale
@@ -94,7 +96,7 @@ class Engine:
 
 def plugin_name() -> str:
     """A Docker volume-plugin name no other test (or worker) uses."""
-    return f"volfs-test-{os.getpid()}-{next(_plugin_names)}"
+    return f"{PLUGIN_PREFIX}{os.getpid()}-{next(_plugin_names)}"
 
 
 def volfs_for(engine: Engine, base: Path, *extra: str, plugin: str | None = None) -> Daemon:
@@ -120,7 +122,6 @@ def shared_engine() -> Iterator[Engine]:
     _stop_abandoned()
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:12] or f"pid{os.getpid()}"
     engine = Engine(BASE / run)
-    engine.dir.mkdir(mode=0o700, exist_ok=True)
     with _locked(engine.dir):
         users = _users(engine) | {os.getpid()}
         _write_users(engine, users)
@@ -140,15 +141,28 @@ def shared_engine() -> Iterator[Engine]:
             _write_users(engine, users)
             if not users:
                 _stop(engine)
-        if not users:
-            shutil.rmtree(engine.dir, ignore_errors=True)
+                shutil.rmtree(engine.dir, ignore_errors=True)  # lock file included
 
 
 @contextlib.contextmanager
 def _locked(folder: Path, blocking: bool = True) -> Iterator[None]:
-    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold ``folder/lock``, making the folder if needed. A holder may remove the folder,
+    lock file and all: whoever waited on the removed file then starts over."""
+    while True:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            current = os.stat(folder / "lock").st_ino
+        except FileNotFoundError:
+            current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         yield
     finally:
         os.close(fd)
@@ -176,7 +190,13 @@ def _alive(pid: int) -> bool:
 
 
 def _stop_abandoned() -> None:
-    """Stop engines of earlier runs whose every user is gone."""
+    """Stop engines of earlier runs whose every user is gone, and remove plugin sockets
+    that test daemons which died left in the machine-wide plugin directory (Docker
+    would wait 30 s on each, for every unfiltered ``docker volume ls``)."""
+    for stale in PLUGIN_DIR.glob(f"{PLUGIN_PREFIX}*.sock"):
+        pid = stale.name.removeprefix(PLUGIN_PREFIX).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
     for folder in BASE.iterdir():
         # a young folder may be a run that has not written its users yet
         if not folder.is_dir() or time.time() - folder.stat().st_mtime < ABANDONED_AFTER:
@@ -184,12 +204,11 @@ def _stop_abandoned() -> None:
         try:
             with _locked(folder, blocking=False):
                 engine = Engine(folder)
-                if _users(engine):
-                    continue
-                _stop(engine)
+                if not _users(engine):
+                    _stop(engine)
+                    shutil.rmtree(folder, ignore_errors=True)
         except BlockingIOError:
             continue  # in use right now
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _start(engine: Engine) -> None:

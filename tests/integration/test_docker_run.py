@@ -349,3 +349,33 @@ def test_pods_not_run_by_volfs_show_no_container_states(
         json.dumps(volfs.pod(pod_name))
     finally:
         volfs.cli("delete", "pod", pod_name)
+
+
+def test_after_a_daemon_restart_a_restarted_container_binds_the_new_mount(
+    tmp_path: Path, docker_engine: Engine, pod_name: str
+) -> None:
+    daemon = volfs_for(docker_engine, tmp_path / "volfs").start()
+    try:
+        run(daemon, pod_yaml(pod_name, """\
+    - name: app
+      image: volfs-test
+      volumeMounts: [{name: scratch, mountPath: /data}]
+""", """\
+    - name: scratch
+      emptyDir: {}
+"""))
+        name = container(docker_engine, daemon.pod(pod_name), "app")
+        sh(docker_engine, name, "echo kept > /data/f")
+
+        daemon.stop()
+        daemon.start()
+        stale = sh(docker_engine, name, "cat /data/f", check=False)
+        assert "Transport endpoint is not connected" in stale.stderr
+        # same root, same uid, same volume: the same path, now on the new mount
+        docker_engine.docker("restart", "-t", "1", name)
+        assert sh(docker_engine, name, "cat /data/f").stdout == "kept\n"
+        assert daemon.pod(pod_name)["status"]["phase"] == "Running"
+    finally:
+        daemon.cli("delete", "pod", pod_name, check=False)
+        daemon.stop()
+    assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []

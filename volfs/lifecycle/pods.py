@@ -237,7 +237,7 @@ class PodManager:
             await trio.to_thread.run_sync(prepare_binds, plan)
             await self._runtime.start_pod(plan)
         except (RuntimeUnavailable, RuntimeFailed) as exc:
-            raise SetupFailed(f"pod {name}: containers not started: {exc}") from exc
+            raise SetupFailed(f"containers not started: {exc}") from exc
 
     async def _remove_containers_quietly(self, uid: str) -> None:
         assert self._runtime is not None

@@ -263,21 +263,23 @@ def prepare_binds(plan: PodPlan) -> None:
 
 
 def _make_sub_path(container: str, bind: Bind) -> None:
+    """Component by component: each one that exists is resolved and must stay inside the
+    volume before anything is made below it (a symlink never leads a mkdir out)."""
     where = f"container {container}: subPath {bind.sub_path}"
     root = os.path.realpath(bind.volume_path)
+    current = root
     try:
         mode = os.stat(root).st_mode & 0o7777
-        path = root
         for part in Path(bind.sub_path).parts:
-            path = os.path.join(path, part)
-            if not os.path.lexists(path):
-                os.mkdir(path, mode)
-                os.chmod(path, mode)
-        resolved = os.path.realpath(bind.source)
+            candidate = os.path.join(current, part)
+            if not os.path.lexists(candidate):
+                os.mkdir(candidate, mode)
+                os.chmod(candidate, mode)
+            current = os.path.realpath(candidate)
+            if current != root and not current.startswith(root + "/"):
+                raise RuntimeFailed(f"{where}: leads out of its volume (to {current})")
     except OSError as exc:
         raise RuntimeFailed(f"{where}: {exc.strerror or exc}") from exc
-    if resolved != root and not resolved.startswith(root + "/"):
-        raise RuntimeFailed(f"{where}: leads out of its volume (to {resolved})")
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -154,7 +154,7 @@ class DockerVolumes:
             try:
                 await self._pods.create_pod(volume_pod(name, options))
             except LifecycleError as exc:
-                raise PluginError(_lifecycle_message(exc)) from exc
+                raise PluginError(_lifecycle_message(exc, pod_name_for(name))) from exc
             log.info("docker volume %s created (%s)", name, _format_options(options))
 
     async def remove(self, name: str) -> None:
@@ -315,11 +315,13 @@ def _format_options(options: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "no options"
 
 
-def _lifecycle_message(exc: LifecycleError) -> str:
-    """The lifecycle's refusal without the pod's field paths, which Docker users never wrote."""
-    if isinstance(exc, Invalid):
-        return "; ".join(message for _, message in exc.causes)
-    return str(exc)
+def _lifecycle_message(exc: LifecycleError, pod_name: str) -> str:
+    """The lifecycle's refusal without the pod's field paths and names, which Docker
+    users never wrote."""
+    if not isinstance(exc, Invalid):
+        return str(exc)
+    ours = f"pod {pod_name}: volume {pod_name}: "
+    return "; ".join(m.removeprefix(ours) for _, m in exc.causes)
 
 
 def _load_refs(path: Path) -> dict[str, list[str]]:
