@@ -226,6 +226,53 @@ def test_many_calls_in_flight_at_once(nfs_share: NfsShare) -> None:
     assert (nfs_share.dir / "big").read_bytes() == b"".join(blocks[i] for i in range(32))
 
 
+def test_writes_behind_land_in_order_and_are_read_back(nfs_share: NfsShare) -> None:
+    async def main() -> None:
+        store = await _open(nfs_share)
+        root = (await store.open_root()).handle
+        fh, f = await store.create(root, b"w", stat.S_IFREG | 0o644, os.O_RDWR, USER)
+        for i in range(50):  # the same bytes, over and over: the last one wins
+            await store.write(fh, 4096, bytes([i]) * 8192)
+            await store.write(fh, 100_000 + i, b"x")
+        assert (await store.getattr(f.handle)).st_size == 100_050  # counts what is on its way
+        assert await store.read(fh, 4096, 8192) == bytes([49]) * 8192
+        second = await store.open(f.handle, os.O_RDONLY)
+        assert await store.read(second, 100_000, 100) == b"x" * 50
+        await store.release(second)
+        await store.release(fh)
+        await store.close()
+
+    run(main)
+    data = (nfs_share.dir / "w").read_bytes()
+    assert data[4096:12288] == bytes([49]) * 8192 and len(data) == 100_050
+
+
+def test_read_ahead_follows_the_file(nfs_share: NfsShare) -> None:
+    content = bytearray(os.urandom(5 << 20))
+    (nfs_share.dir / "r").write_bytes(content)
+    chunk = 128 * 1024
+
+    async def main() -> None:
+        store = await _open(nfs_share)
+        f = await store.lookup((await store.open_root()).handle, b"r")
+        fh = await store.open(f.handle, os.O_RDWR)
+        for offset in range(0, len(content), chunk):  # sequential: read ahead
+            assert await store.read(fh, offset, chunk) == content[offset:offset + chunk]
+        assert await store.read(fh, len(content), chunk) == b""
+        for offset in (3 << 20, 7, 1 << 20, (5 << 20) - 10):  # random
+            assert await store.read(fh, offset, 1000) == content[offset:offset + 1000]
+        for offset in range(0, 2 << 20, chunk):  # sequential again, then a write in the middle
+            await store.read(fh, offset, chunk)
+            if offset == 512 * 1024:
+                await store.write(fh, (2 << 20) - 5, b"NEW")
+                content[(2 << 20) - 5:(2 << 20) - 2] = b"NEW"
+        assert await store.read(fh, (2 << 20) - 10, 10) == content[(2 << 20) - 10:2 << 20]
+        await store.release(fh)
+        await store.close()
+
+    run(main)
+
+
 def test_capacity_is_enforced_with_enospc_and_nothing_past_it(nfs_share: NfsShare) -> None:
     (nfs_share.dir / "old").write_bytes(b"o" * 300_000)  # measured at set-up
     limit = 1_000_000
@@ -338,8 +385,10 @@ def test_a_stopped_server_gives_eio_within_the_soft_timeout_then_recovers(
             nursery.start_soon(_ticker(gaps))
             await trio.to_thread.run_sync(own_ganesha.stop)
             started = trio.current_time()
+            # The write is sent behind the caller's back; its error comes at the flush.
+            assert await store.write(fh, 6, b" during") == 7
             with pytest.raises(OSError) as info:
-                await store.write(fh, 6, b" during")
+                await store.flush(fh)
             waited = trio.current_time() - started
             assert info.value.errno == errno.EIO
             assert 1.0 <= waited < 4.0, waited

@@ -149,12 +149,13 @@ def test_a_missing_directory_or_bad_option_refuses_the_pod(shared_daemon: Daemon
 
 
 _WRITER = r"""
-import errno, sys, time
+import os, sys, time
 f = open(sys.argv[1], "wb", buffering=0)
 def step(data):
     started = time.monotonic()
     try:
         f.write(data)
+        os.fsync(f.fileno())
         code = 0
     except OSError as exc:
         code = exc.errno
@@ -180,7 +181,7 @@ def test_a_server_that_goes_away_gives_eio_in_time_and_other_volumes_keep_workin
     daemon.apply(pod_manifest(pod_name, volumes))
     data = daemon.volume_path(pod_name, "data")
     scratch = daemon.volume_path(pod_name, "scratch")
-    # A container's process writing a stream; the test itself holds no file of the volume.
+    # A container's process writing and fsyncing; the test itself holds no file of the volume.
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(data / "stream.bin")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -214,7 +215,7 @@ def test_a_server_that_goes_away_gives_eio_in_time_and_other_volumes_keep_workin
         f.write("resumed")
     assert (share.dir / "after.txt").read_text() == "resumed"
     content = (share.dir / "stream.bin").read_bytes()
-    assert content == b"a" * 65536 + b"c" * 65536
+    assert content.startswith(b"a" * 65536) and content.endswith(b"c" * 65536)
 
 
 def test_a_restarted_daemon_serves_the_volume_again(daemon: Daemon, nfs_share: NfsShare,

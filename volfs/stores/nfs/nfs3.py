@@ -13,14 +13,16 @@ import ctypes
 import errno
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import trio
 
 from volfs.stores.nfs import _libnfs as L
-from volfs.stores.nfs.rpc import RpcClient, ServerUnreachable, Timeouts, _on_reply
+from volfs.stores.nfs.rpc import Resend, RpcClient, ServerUnreachable, Timeouts, _on_reply
+
+T = TypeVar("T")
 
 lib = L.lib
 
@@ -125,6 +127,51 @@ class Made(NamedTuple):
     dir_attrs: os.stat_result | None
 
 
+class ReadReply(NamedTuple):
+    data: bytes
+    eof: bool
+    attrs: os.stat_result | None
+
+
+class Started(Generic[T]):
+    """A call on its way (read-ahead, write-behind): :meth:`result` waits for the reply,
+    and sends the call again, within its deadline, if its connection broke meanwhile."""
+
+    def __init__(self, client: RpcClient, call: Any, redo: Callable[[float], Awaitable[T]],
+                 deadline: float) -> None:
+        self._client = client
+        self._call = call
+        self._redo = redo
+        self._deadline = deadline
+        self._outcome: tuple[T | None, BaseException | None] | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self._outcome is not None or (self._call is not None and self._call.finished)
+
+    async def result(self) -> T:
+        if self._outcome is None:
+            try:
+                self._outcome = (await self._get(), None)
+            except (OSError, _Jukebox) as exc:
+                self._outcome = (None, exc)
+        value, error = self._outcome
+        if error is not None:
+            raise error
+        return value  # type: ignore[return-value]
+
+    async def _get(self) -> T:
+        if self._call is not None:
+            try:
+                value: T = await self._client.finish(self._call, self._deadline)
+                return value
+            except (Resend, _Jukebox):
+                pass
+            finally:
+                self._call = None
+        return await self._redo(self._deadline)
+
+
 class Written(NamedTuple):
     written: int
     committed: int
@@ -152,10 +199,11 @@ class Nfs3:
         self.client = client
 
     async def _do(self, proc: str, args: ctypes.Structure, decode: Callable[[int], Any],
-                  keep: Any = None) -> Any:
+                  keep: Any = None, deadline: float | None = None) -> Any:
         fn = getattr(lib, f"rpc_nfs3_{proc}_async")
         ref = ctypes.byref(args)
-        deadline = trio.current_time() + self.client.timeouts.total
+        if deadline is None:
+            deadline = trio.current_time() + self.client.timeouts.total
         pause = 0.1
         while True:
             try:
@@ -378,24 +426,35 @@ class Nfs3:
 
     # -- data ------------------------------------------------------------------------------
 
-    async def read(self, fh: bytes, offset: int,
-                   count: int) -> tuple[bytes, bool, os.stat_result | None]:
+    def _read_call(self, fh: bytes, offset: int, count: int
+                   ) -> tuple[L.READ3args, list[Any], Callable[[int], ReadReply]]:
         args, keep = L.READ3args(), _keep()
         self._fh(args.file, fh, keep)
         args.offset, args.count = offset, count
 
-        def decode(ptr: int) -> tuple[bytes, bool, os.stat_result | None]:
+        def decode(ptr: int) -> ReadReply:
             res = L.READ3res.from_address(ptr)
             _check(res.status)
             ok = res.resok
             data = ctypes.string_at(ok.data.val, ok.data.len) if ok.data.len else b""
-            return data, bool(ok.eof), _post_op(ok.file_attributes)
+            return ReadReply(data, bool(ok.eof), _post_op(ok.file_attributes))
 
-        result: tuple[bytes, bool, os.stat_result | None] = await self._do("read", args, decode,
-                                                                           keep)
+        return args, keep, decode
+
+    async def read(self, fh: bytes, offset: int, count: int,
+                   deadline: float | None = None) -> ReadReply:
+        args, keep, decode = self._read_call(fh, offset, count)
+        result: ReadReply = await self._do("read", args, decode, keep, deadline)
         return result
 
-    async def write(self, fh: bytes, offset: int, data: bytes, stable: int) -> Written:
+    def start_read(self, fh: bytes, offset: int, count: int) -> Started[ReadReply]:
+        """READ, sent now; its reply is taken later (read-ahead)."""
+        args, keep, decode = self._read_call(fh, offset, count)
+        return self._start("read", args, decode, keep,
+                           lambda deadline: self.read(fh, offset, count, deadline))
+
+    def _write_call(self, fh: bytes, offset: int, data: bytes, stable: int
+                    ) -> tuple[L.WRITE3args, list[Any], Callable[[int], Written]]:
         args, keep = L.WRITE3args(), _keep(data)
         self._fh(args.file, fh, keep)
         buf = ctypes.c_char_p(data)
@@ -410,8 +469,28 @@ class Nfs3:
             ok = res.resok
             return Written(ok.count, ok.committed, bytes(ok.verf), _post_op(ok.file_wcc.after))
 
-        result: Written = await self._do("write", args, decode, keep)
+        return args, keep, decode
+
+    async def write(self, fh: bytes, offset: int, data: bytes, stable: int,
+                    deadline: float | None = None) -> Written:
+        args, keep, decode = self._write_call(fh, offset, data, stable)
+        result: Written = await self._do("write", args, decode, keep, deadline)
         return result
+
+    def start_write(self, fh: bytes, offset: int, data: bytes, stable: int) -> Started[Written]:
+        """WRITE, sent now; its reply is taken later (write-behind)."""
+        args, keep, decode = self._write_call(fh, offset, data, stable)
+        return self._start("write", args, decode, keep,
+                           lambda deadline: self.write(fh, offset, data, stable, deadline))
+
+    def _start(self, proc: str, args: ctypes.Structure, decode: Callable[[int], T],
+               keep: Any, redo: Callable[[float], Awaitable[T]]) -> Started[T]:
+        fn = getattr(lib, f"rpc_nfs3_{proc}_async")
+        ref = ctypes.byref(args)
+        call = self.client.start(lambda rpc, cid: fn(rpc, _on_reply, ref, cid), decode,
+                                 (args, keep))
+        return Started(self.client, call, redo,
+                       trio.current_time() + self.client.timeouts.total)
 
     async def commit(self, fh: bytes) -> bytes:
         """Make every unstable write to the file stable; the server's write verifier."""
@@ -465,5 +544,5 @@ async def mount(server: str, export: str, port: int | None, timeouts: Timeouts,
         client.close()
 
 
-__all__ = ["BLKSIZE", "DirEntry", "FsInfo", "Made", "Nfs3", "ServerUnreachable", "SetAttrs",
-           "Written", "mount", "stat_of"]
+__all__ = ["BLKSIZE", "DirEntry", "FsInfo", "Made", "Nfs3", "ReadReply", "ServerUnreachable",
+           "SetAttrs", "Started", "Written", "mount", "stat_of"]

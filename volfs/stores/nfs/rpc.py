@@ -67,14 +67,20 @@ class _Lost(Exception):
     """The call's connection broke before its reply came: it may be sent again."""
 
 
+class Resend(Exception):
+    """A call started with :meth:`RpcClient.start` lost its connection: send it again."""
+
+
 class _Call:
     """One call in flight: what to decode its reply with, and where the outcome goes."""
 
-    __slots__ = ("conn", "decode", "keep", "finished", "result", "error", "wake")
+    __slots__ = ("conn", "decode", "keep", "finished", "result", "error", "wake", "cid", "sent")
 
     def __init__(self, conn: _Connection | None, decode: Callable[[int], Any] | None,
                  keep: Any) -> None:
         self.conn = conn
+        self.cid = 0
+        self.sent = trio.current_time()
         self.decode = decode
         self.keep = keep  # buffers the C side points into, alive until the reply
         self.finished = False
@@ -156,6 +162,8 @@ class RpcClient:
         self._conn: _Connection | None = None
         self._connect_lock = trio.Lock()
         self._pumping = False
+        self._background = False
+        self._background_scope: trio.CancelScope | None = None
         self._waiters: dict[_Call, None] = {}
         self._retry_at = 0.0
         self._backoff = 0.05
@@ -176,35 +184,67 @@ class RpcClient:
             deadline = trio.current_time() + self.timeouts.total
         while True:
             conn = await self._connected(deadline)
-            call = _Call(conn, decode, keep)
-            cid = next(_ids)
-            _calls[cid] = call
-            conn.calls.add(cid)
-            if submit(conn.rpc, cid) != 0:
-                _calls.pop(cid, None)
-                conn.calls.discard(cid)
-                reason = conn.error()
-                self._fail(conn, reason)
-                if trio.current_time() >= deadline:
-                    raise ServerUnreachable(reason, self.timeouts.errno)
-                continue
-            self._kick(conn)
-            attempt_end = min(deadline, trio.current_time() + self.timeouts.attempt)
-            with trio.move_on_at(attempt_end):
-                await self._wait(call)
-            if not call.finished:
-                # Unanswered: give up on this connection, as NFS clients do after timeo.
-                _calls.pop(cid, None)
-                call.finish(error=_Lost("timed out"))
-                self._fail(conn, "timed out")
-            if isinstance(call.error, _Lost):
+            call = self._send(conn, submit, decode, keep)
+            if call is not None:
+                await self._settle(call, deadline)
+                if not isinstance(call.error, _Lost):
+                    if call.error is not None:
+                        raise call.error
+                    return call.result
                 self.last_error = str(call.error)
-                if trio.current_time() >= deadline:
-                    raise ServerUnreachable(self.last_error, self.timeouts.errno)
-                continue
-            if call.error is not None:
-                raise call.error
-            return call.result
+            if trio.current_time() >= deadline:
+                raise ServerUnreachable(self.last_error, self.timeouts.errno)
+
+    def start(self, submit: Submit, decode: Callable[[int], Any] | None,
+              keep: Any = None) -> _Call | None:
+        """Queue a call now and return without waiting (None: no connection is up).
+
+        The reply is taken with :meth:`finish`; until then it arrives whenever
+        some caller of this client waits for anything.
+        """
+        conn = self._conn
+        if conn is None or not conn.ready or conn.dead:
+            return None
+        call = self._send(conn, submit, decode, keep)
+        self._hand_over()  # nobody may be waiting: its reply must still be read
+        return call
+
+    async def finish(self, call: _Call, deadline: float) -> Any:
+        """The reply to a started call. Resend if its connection broke: the caller sends it
+        again (with :meth:`call`); an unanswered call drops the connection, as in call()."""
+        await self._settle(call, deadline)
+        if isinstance(call.error, _Lost):
+            self.last_error = str(call.error)
+            raise Resend(self.last_error)
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _send(self, conn: _Connection, submit: Submit, decode: Callable[[int], Any] | None,
+              keep: Any) -> _Call | None:
+        call = _Call(conn, decode, keep)
+        call.cid = next(_ids)
+        _calls[call.cid] = call
+        conn.calls.add(call.cid)
+        if submit(conn.rpc, call.cid) != 0:
+            _calls.pop(call.cid, None)
+            conn.calls.discard(call.cid)
+            self.last_error = conn.error()
+            self._fail(conn, self.last_error)
+            return None
+        self._kick(conn)
+        return call
+
+    async def _settle(self, call: _Call, deadline: float) -> None:
+        """Wait for the reply; unanswered for ``attempt`` seconds (or at the deadline), the
+        connection is dropped and the call fails with _Lost."""
+        with trio.move_on_at(min(deadline, call.sent + self.timeouts.attempt)):
+            await self._wait(call)
+        if not call.finished:
+            _calls.pop(call.cid, None)
+            call.finish(error=_Lost("timed out"))
+            if call.conn is not None:
+                self._fail(call.conn, "timed out")
 
     async def ping(self, deadline: float) -> None:
         """Connect (if need be) and make the program's NULL call."""
@@ -217,6 +257,8 @@ class RpcClient:
         """Drop the connection; calls still waiting fail. The client may be used again."""
         if self._conn is not None:
             self._fail(self._conn, "closed")
+        if self._background_scope is not None:
+            self._background_scope.cancel()
 
     # -- connections ------------------------------------------------------------------
 
@@ -247,7 +289,7 @@ class RpcClient:
         conn = _Connection()
         self._conn = conn
         call = _Call(conn, None, None)
-        cid = next(_ids)
+        cid = call.cid = next(_ids)
         _calls[cid] = call
         conn.calls.add(cid)
         host = self.server.encode()
@@ -306,22 +348,24 @@ class RpcClient:
         try:
             while not call.finished:
                 if not self._pumping:
-                    await self._pump(call)
+                    await self._pump(lambda: call.finished)
                 else:
                     call.wake = trio.Event()
                     if not call.finished:
                         await call.wake.wait()
         finally:
             del self._waiters[call]
+            self._hand_over()
 
-    async def _pump(self, call: _Call) -> None:
-        """Lead: service the socket until ``call`` is answered, then hand over."""
+    async def _pump(self, done: Callable[[], bool]) -> None:
+        """Lead: service the socket until ``done()``. One leader at a time (the flag is
+        tested and set with no checkpoint between)."""
         self._pumping = True
         try:
-            while not call.finished:
+            while not done():
                 conn = self._conn
                 if conn is None or conn.dead:
-                    return  # nothing to service: the call was failed with its connection
+                    return  # nothing to service: its calls were failed with it
                 fd = lib.rpc_get_fd(conn.rpc)
                 if fd < 0:
                     self._fail(conn, conn.error())
@@ -340,10 +384,43 @@ class RpcClient:
                     self._fail(conn, conn.error())
         finally:
             self._pumping = False
-            for other in self._waiters:
-                if other is not call and not other.finished:
-                    other.wake.set()
-                    break
+
+    def _hand_over(self) -> None:
+        """Nobody leads: wake a caller still waiting to lead, or, if calls that nobody
+        waits for (read-ahead, write-behind) are out, service them in the background."""
+        if self._pumping:
+            return
+        for other in self._waiters:
+            if not other.finished:
+                other.wake.set()
+                return
+        if self._busy() and not self._background:
+            self._background = True
+            trio.lowlevel.spawn_system_task(self._pump_in_background,
+                                            name=f"volfs nfs pump {self.name}")
+
+    def _busy(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.ready and not conn.dead and bool(conn.calls)
+
+    async def _pump_in_background(self) -> None:
+        """Service the socket while calls are out and nobody else does; then end.
+
+        Owned by the client: it ends when no call is out, when the connection is
+        dropped, or when :meth:`close` cancels it.
+        """
+        try:
+            if self._pumping:
+                return
+            with trio.CancelScope() as scope:
+                self._background_scope = scope
+                await self._pump(lambda: not self._busy())
+        except Exception:  # noqa: BLE001 - a system task must not raise
+            log.exception("%s: servicing the connection failed", self.name)
+        finally:
+            self._background = False
+            self._background_scope = None
+            self._hand_over()
 
 
 async def _readable_or_writable(fd: int) -> int:

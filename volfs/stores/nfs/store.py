@@ -11,6 +11,14 @@ the COMMIT, the written data is kept (up to ``_UNSTABLE_LIMIT`` per open file,
 then committed early): when the server's write verifier changes (it restarted
 and may have lost unstable data) it is written again, FILE_SYNC.
 
+A FUSE write returns once its WRITE is sent (write-behind, up to
+``_WRITE_BEHIND`` bytes per file on their way, never two overlapping): a stream
+of writes costs bandwidth, not a round trip each. A WRITE that fails makes the
+file's next write, or its flush at close, fail with that error, as NFS reports
+write errors at close. Reads and attribute calls on the file wait for its
+writes first. Sequential reads are read ahead (``_READ_AHEAD_WINDOWS`` READs of
+``_READ_AHEAD`` on their way).
+
 New objects are made by root with the caller's uid and gid in the create call
 (the gid of a setgid directory stays the directory's, as the server's own
 filesystem decides). A file unlinked while open is renamed to
@@ -31,6 +39,7 @@ import itertools
 import logging
 import os
 import stat
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -39,27 +48,55 @@ import trio
 from volfs.stores import syscalls
 from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner
 from volfs.stores.nfs import _libnfs as L
-from volfs.stores.nfs.nfs3 import FsInfo, Nfs3, SetAttrs, Written
+from volfs.stores.nfs.nfs3 import FsInfo, Nfs3, ReadReply, SetAttrs, Started, Written
 from volfs.stores.quota import QuotaExceeded, Usage
 
 log = logging.getLogger(__name__)
 
 SILLY_PREFIX = b".volfs-nfs-"
 NFS_CACHE_SECONDS = 1.0  # the share may change behind our back (other clients, the server)
-_UNSTABLE_LIMIT = 32 * 1024 * 1024
+_UNSTABLE_LIMIT = 32 * 1024 * 1024  # uncommitted bytes kept per file (to write again)
+_WRITE_BEHIND = 8 * 1024 * 1024  # bytes of WRITEs a file may have on their way
+_READ_AHEAD = 1024 * 1024  # one READ of read-ahead
+_READ_AHEAD_WINDOWS = 4
+_SEQUENTIAL = 1  # sequential reads seen before read-ahead starts
 _LISTED_TTL = 2.0  # seconds a READDIRPLUS entry may answer the lookup that follows it
 _LISTED_MAX = 65536
 _silly_ids = itertools.count(1)
 
 
 @dataclass
+class _Flight:
+    """A WRITE on its way."""
+
+    offset: int
+    data: bytes
+    started: Started[Written]
+
+
+@dataclass
+class _Window:
+    """A READ of read-ahead."""
+
+    offset: int
+    length: int
+    started: Started[ReadReply]
+
+
+@dataclass
 class _OpenFile:
     fh: bytes
     append: bool
-    dirty: bool = False
+    dirty: bool = False  # unstable writes not yet committed
     verifier: bytes | None = None
     unstable: list[tuple[int, bytes]] = field(default_factory=list)
     unstable_bytes: int = 0
+    flights: deque[_Flight] = field(default_factory=deque)
+    flight_bytes: int = 0
+    error: OSError | None = None  # a WRITE that failed while nobody of this file waited
+    next_read: int = 0
+    sequential: int = 0
+    windows: deque[_Window] = field(default_factory=deque)
 
 
 class NfsStore:
@@ -80,7 +117,9 @@ class NfsStore:
         self._wsize = max(4096, min(info.wtmax or 1 << 20, 1 << 20))
         self._files: dict[FileHandle, _OpenFile] = {}
         self._next_fh = itertools.count(1)
-        self._open_count: dict[bytes, int] = {}
+        self._by_fh: dict[bytes, set[FileHandle]] = {}  # the open files of each object
+        self._flying: dict[bytes, int] = {}  # WRITEs on their way, by object
+        self._unsure: set[bytes] = set()  # objects whose size a failed WRITE left unknown
         self._sizes: dict[bytes, int] = {}  # size of each open file, as the server last said
         self._silly: dict[bytes, tuple[bytes, bytes]] = {}  # open fh -> (dir, hidden name)
         self._dir_modes: dict[bytes, int] = {}
@@ -102,17 +141,20 @@ class NfsStore:
 
     async def lookup(self, parent: bytes, name: bytes) -> Entry:
         listed = self._listed.pop((parent, name), None)
-        if listed is not None and listed[0] > trio.current_time():
+        if listed is not None and listed[0] > trio.current_time() \
+                and not self._flying.get(listed[1]):
             return Entry(listed[1], listed[2])
         fh, attrs = await self.nfs.lookup(parent, name)
-        if attrs is None:
-            attrs = await self.nfs.getattr(fh)
+        if attrs is None or self._flying.get(fh):
+            attrs = await self.getattr(fh)
         return Entry(fh, self._seen(fh, attrs))
 
     def forget(self, handle: bytes) -> None:
         self._dir_modes.pop(handle, None)
 
     async def getattr(self, handle: bytes) -> os.stat_result:
+        if self._flying.get(handle):
+            await self._settle(handle)  # the size the server gives must count them
         return self._seen(handle, await self.nfs.getattr(handle))
 
     async def readlink(self, handle: bytes) -> bytes:
@@ -136,6 +178,10 @@ class NfsStore:
 
     async def setattr(self, handle: bytes, changes: AttrChanges,
                       fh: FileHandle | None) -> os.stat_result:
+        if self._flying.get(handle):
+            await self._settle(handle)  # a truncate must come after the writes before it
+        if changes.size is not None:
+            self._forget_read_ahead(handle)
         size_before: os.stat_result | None = None
         if changes.size is not None and self.track_usage:
             size_before = await self.nfs.getattr(handle)
@@ -200,13 +246,13 @@ class NfsStore:
 
     async def unlink(self, parent: bytes, name: bytes) -> None:
         self._listed.pop((parent, name), None)
-        if not self.track_usage and not self._open_count:
+        if not self.track_usage and not self._by_fh:
             await self.nfs.remove(parent, name)
             return
         fh, gone = await self.nfs.lookup(parent, name)
         if gone is None:
             gone = await self.nfs.getattr(fh)
-        if self._open_count.get(fh) and stat.S_ISREG(gone.st_mode) and gone.st_nlink == 1:
+        if self._by_fh.get(fh) and stat.S_ISREG(gone.st_mode) and gone.st_nlink == 1:
             await self._hide(fh, parent, name)  # still open: keep it until its last release
             return
         await self.nfs.remove(parent, name)
@@ -223,7 +269,7 @@ class NfsStore:
         self._listed.pop((old_parent, old_name), None)
         self._listed.pop((new_parent, new_name), None)
         replaced = None
-        if flags & syscalls.RENAME_NOREPLACE or self.track_usage or self._open_count:
+        if flags & syscalls.RENAME_NOREPLACE or self.track_usage or self._by_fh:
             replaced = await self._lookup_or_none(new_parent, new_name)
             if replaced is not None and flags & syscalls.RENAME_NOREPLACE:
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
@@ -232,7 +278,7 @@ class NfsStore:
             fh, attrs = replaced
             if moved_fh == fh:
                 replaced = None  # two names of one object: rename(2) does nothing
-            elif self._open_count.get(fh) and stat.S_ISREG(attrs.st_mode) \
+            elif self._by_fh.get(fh) and stat.S_ISREG(attrs.st_mode) \
                     and attrs.st_nlink == 1:
                 await self._hide(fh, new_parent, new_name)
                 replaced = None
@@ -242,6 +288,8 @@ class NfsStore:
 
     async def link(self, handle: bytes, new_parent: bytes, new_name: bytes) -> os.stat_result:
         self._listed.pop((new_parent, new_name), None)
+        if self._flying.get(handle):
+            await self._settle(handle)
         attrs = await self.nfs.link(handle, new_parent, new_name)
         return self._seen(handle, attrs if attrs is not None else await self.nfs.getattr(handle))
 
@@ -266,6 +314,9 @@ class NfsStore:
 
     async def open(self, handle: bytes, flags: int) -> FileHandle:
         if flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR):
+            if self._flying.get(handle):
+                await self._settle(handle)
+            self._forget_read_ahead(handle)
             attrs = await self.nfs.getattr(handle) if self.track_usage else None
             after = await self.nfs.setattr(handle, SetAttrs(size=0))
             if attrs is not None and stat.S_ISREG(attrs.st_mode):
@@ -293,30 +344,92 @@ class NfsStore:
     def _register(self, fh: bytes, flags: int, size: int) -> FileHandle:
         handle = next(self._next_fh)
         self._files[handle] = _OpenFile(fh, bool(flags & os.O_APPEND))
-        self._open_count[fh] = self._open_count.get(fh, 0) + 1
+        self._by_fh.setdefault(fh, set()).add(handle)
         if size >= 0:
             self._sizes[fh] = size
         return handle
 
+    # -- reading: read-ahead on sequential reads ----------------------------------------------
+
     async def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
         file = self._files[fh]
-        chunks = []
+        if self._flying.get(file.fh):
+            await self._settle(file.fh)  # read what was written
+        if offset != file.next_read:
+            file.windows.clear()
+            file.sequential = 0
+        else:
+            file.sequential += 1
+        parts: list[bytes] = []
+        pos, end, eof = offset, offset + size, False
+        while pos < end and file.windows:
+            window = file.windows[0]
+            if not window.offset <= pos < window.offset + window.length:
+                file.windows.clear()
+                break
+            try:
+                reply = await window.started.result()
+            except OSError:
+                file.windows.clear()  # read again below: its error is the one to give
+                break
+            got = reply.data[pos - window.offset: end - window.offset]
+            parts.append(got)
+            pos += len(got)
+            if len(reply.data) < window.length:  # the end of the file
+                eof = pos >= window.offset + len(reply.data)
+                file.windows.clear()
+                break
+            if pos >= window.offset + window.length:
+                file.windows.popleft()
+        if pos < end and not eof:
+            data, eof = await self._read_now(file.fh, pos, end - pos)
+            parts.append(data)
+            pos += len(data)
+        file.next_read = pos
+        if not eof and file.sequential >= _SEQUENTIAL:
+            self._read_ahead(file, pos)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _read_now(self, fh: bytes, offset: int, size: int) -> tuple[bytes, bool]:
+        chunks, eof = [], False
         while size > 0:
-            data, eof, _ = await self.nfs.read(file.fh, offset, min(size, self._rsize))
+            data, eof, _ = await self.nfs.read(fh, offset, min(size, self._rsize))
             chunks.append(data)
             offset += len(data)
             size -= len(data)
             if eof or not data:
+                eof = True
                 break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), eof
+
+    def _read_ahead(self, file: _OpenFile, pos: int) -> None:
+        """Keep _READ_AHEAD_WINDOWS READs on their way past ``pos``."""
+        start = file.windows[-1].offset + file.windows[-1].length if file.windows else pos
+        while len(file.windows) < _READ_AHEAD_WINDOWS:
+            length = min(_READ_AHEAD, self._rsize)
+            file.windows.append(_Window(start, length,
+                                        self.nfs.start_read(file.fh, start, length)))
+            start += length
+
+    def _forget_read_ahead(self, fh: bytes) -> None:
+        for handle in self._by_fh.get(fh, ()):
+            self._files[handle].windows.clear()
+
+    # -- writing: write-behind, COMMIT at flush ------------------------------------------------
 
     async def write(self, fh: FileHandle, offset: int, data: bytes) -> int:
-        """Store what fits under the limit: a short write, then ENOSPC, as a full disk does."""
+        """Store what fits under the limit: a short write, then ENOSPC, as a full disk does.
+
+        The WRITE is sent and the call returns: up to _WRITE_BEHIND bytes per file are on
+        their way at once, so a stream of writes is not one round trip each. A WRITE that
+        fails makes the next write (or the flush at close) fail with its error.
+        """
         file = self._files[fh]
+        if file.error is not None:
+            error, file.error = file.error, None
+            raise error
         if file.append or self.track_usage:
-            size = self._sizes.get(file.fh)
-            if size is None:
-                size = self._sizes[file.fh] = (await self.nfs.getattr(file.fh)).st_size
+            size = await self._known_size(file)
             if file.append:
                 offset = size
             if self.track_usage:
@@ -326,33 +439,96 @@ class NfsStore:
                     data = data[: len(data) - (growth - admitted)]
                     if not data:
                         raise QuotaExceeded()
+        self._forget_read_ahead(file.fh)
         written = 0
         while written < len(data):
-            chunk = data[written: written + self._wsize] if len(data) > self._wsize or written \
-                else data
+            chunk = data if len(data) <= self._wsize else data[written: written + self._wsize]
+            at = offset + written
+            await self._make_room(file, at, len(chunk))
+            flight = _Flight(at, chunk, self.nfs.start_write(file.fh, at, chunk, L.UNSTABLE))
+            file.flights.append(flight)
+            file.flight_bytes += len(chunk)
+            self._flying[file.fh] = self._flying.get(file.fh, 0) + 1
             before = self._sizes.get(file.fh)
-            reply = await self.nfs.write(file.fh, offset + written, chunk, L.UNSTABLE)
-            if reply.written == 0:
-                raise OSError(errno.EIO, "the server wrote nothing")
-            end = offset + written + reply.written
-            after = reply.attrs.st_size if reply.attrs is not None else max(before or 0, end)
-            if before is not None or self.track_usage:
-                self._sizes[file.fh] = after
-            if self.track_usage:
-                self.usage.grow(max(0, after - (before or 0)))
-            await self._note_unstable(file, offset + written, chunk[: reply.written], reply)
-            written += reply.written
+            if before is not None:
+                self._sizes[file.fh] = max(before, at + len(chunk))
+                if self.track_usage:
+                    self.usage.grow(max(0, at + len(chunk) - before))
+            written += len(chunk)
         return written
+
+    async def _known_size(self, file: _OpenFile) -> int:
+        size = self._sizes.get(file.fh)
+        if size is None or file.fh in self._unsure:
+            if self._flying.get(file.fh):
+                await self._settle(file.fh)
+            actual = (await self.nfs.getattr(file.fh)).st_size
+            if self.track_usage and size is not None:
+                self.usage.grow(actual - size)  # what a failed write had counted
+            self._unsure.discard(file.fh)
+            size = self._sizes[file.fh] = actual
+        return size
+
+    async def _make_room(self, file: _OpenFile, offset: int, length: int) -> None:
+        """Land flights until this one may go: never two overlapping WRITEs on their way
+        (the server may apply them in either order), never more than _WRITE_BEHIND."""
+        for handle in list(self._by_fh.get(file.fh, ())):
+            other = self._files.get(handle)
+            while other is not None and any(f.offset < offset + length and offset < f.offset
+                                            + len(f.data) for f in other.flights):
+                await self._land(other)
+        while file.flights and file.flight_bytes + length > _WRITE_BEHIND:
+            await self._land(file)
+
+    async def _land(self, file: _OpenFile) -> None:
+        """Take the reply to the oldest WRITE on its way; raise its error."""
+        flight = file.flights.popleft()
+        file.flight_bytes -= len(flight.data)
+        count = self._flying[file.fh] - 1
+        if count:
+            self._flying[file.fh] = count
+        else:
+            del self._flying[file.fh]
+        try:
+            reply = await flight.started.result()
+            done = reply.written
+            while done < len(flight.data):  # the server took less: the rest, now
+                reply = await self.nfs.write(file.fh, flight.offset + done,
+                                             flight.data[done:], L.UNSTABLE)
+                if reply.written == 0:
+                    raise OSError(errno.EIO, "the server wrote nothing")
+                done += reply.written
+        except OSError:
+            self._unsure.add(file.fh)  # the size we assumed may be wrong: ask at next write
+            raise
+        await self._note_unstable(file, flight.offset, flight.data, reply)
+
+    async def _land_all(self, file: _OpenFile) -> OSError | None:
+        """Land every flight of the file; the first error, if any (also one kept before)."""
+        error, file.error = file.error, None
+        while file.flights:
+            try:
+                await self._land(file)
+            except OSError as exc:
+                error = error or exc
+        return error
+
+    async def _settle(self, fh: bytes) -> None:
+        """Land every WRITE on its way to ``fh`` (before reading it or its attributes);
+        errors wait for the writer's next call."""
+        for handle in list(self._by_fh.get(fh, ())):
+            file = self._files.get(handle)
+            if file is not None and file.flights:
+                file.error = await self._land_all(file)
 
     async def _note_unstable(self, file: _OpenFile, offset: int, data: bytes,
                              reply: Written) -> None:
-        verifier = reply.verifier
         if reply.committed == L.FILE_SYNC:
             return
         file.dirty = True
-        if file.verifier is not None and verifier != file.verifier:
+        if file.verifier is not None and reply.verifier != file.verifier:
             await self._rewrite(file)  # the server restarted since: what it held may be lost
-        file.verifier = verifier
+        file.verifier = reply.verifier
         file.unstable.append((offset, data))
         file.unstable_bytes += len(data)
         if file.unstable_bytes > _UNSTABLE_LIMIT:
@@ -384,26 +560,33 @@ class NfsStore:
         file.unstable_bytes = 0
         file.dirty = False
 
+    async def _sync(self, file: _OpenFile) -> None:
+        error = await self._land_all(file)
+        if error is not None:
+            raise error
+        await self._commit(file)
+
     async def flush(self, fh: FileHandle) -> None:
-        await self._commit(self._files[fh])  # close-to-open: what was written is on the server
+        await self._sync(self._files[fh])  # close-to-open: what was written is on the server
 
     async def fsync(self, fh: FileHandle, datasync: bool) -> None:
-        await self._commit(self._files[fh])
+        await self._sync(self._files[fh])
 
     async def release(self, fh: FileHandle) -> None:
-        file = self._files.pop(fh)
+        file = self._files[fh]
         try:
-            if file.dirty:
-                await self._commit(file)
+            if file.flights or file.dirty:
+                await self._sync(file)
         except OSError as exc:
-            log.warning("%s: committing at release failed: %s", self.name, exc)
+            log.warning("%s: writing back at release failed: %s", self.name, exc)
         finally:
-            remaining = self._open_count[file.fh] - 1
-            if remaining:
-                self._open_count[file.fh] = remaining
-            else:
-                del self._open_count[file.fh]
+            del self._files[fh]
+            handles = self._by_fh[file.fh]
+            handles.discard(fh)
+            if not handles:
+                del self._by_fh[file.fh]
                 self._sizes.pop(file.fh, None)
+                self._unsure.discard(file.fh)
                 hidden = self._silly.pop(file.fh, None)
                 if hidden is not None:
                     await self._remove_hidden(file.fh, *hidden)
