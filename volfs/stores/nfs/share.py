@@ -44,6 +44,7 @@ T = TypeVar("T")
 
 SET_UP_SECONDS = 10.0  # the longest a volume set-up waits for a server that does not answer
 _WALK_PARALLEL = 8
+_PORTMAPPER_SECONDS = 1.0  # how long to look for a portmapper before trying mountd's port
 
 
 # -- shared connections -----------------------------------------------------------------
@@ -106,7 +107,7 @@ async def _mount(target: NfsTarget, export: str, deadline: float) -> bytes:
     if options.mount_port is not None:
         return await mount(target.server, export, options.mount_port, options.timeouts, deadline)
     try:  # ask the portmapper, as mount.nfs does; without one, mountd's usual port
-        portmapper_deadline = min(deadline, trio.current_time() + options.timeouts.attempt)
+        portmapper_deadline = min(deadline, trio.current_time() + _PORTMAPPER_SECONDS)
         return await mount(target.server, export, None, options.timeouts, portmapper_deadline)
     except ServerUnreachable:
         return await mount(target.server, export, DEFAULT_MOUNT_PORT, options.timeouts,
