@@ -414,3 +414,18 @@ def test_unknown_config_setting_is_one_line_error(tmp_path: Path) -> None:
                             timeout=30, check=False)
     assert result.returncode == 2
     assert "unknown setting 'allow-hostpath'" in result.stderr
+
+
+def test_a_host_path_into_volfs_itself_is_refused_without_hanging(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path / "v", extra_args=["--allow-host-path", str(tmp_path)]).start()
+    try:
+        daemon.apply(hostpath_pod("outer", tmp_path / "data", "DirectoryOrCreate"))
+        inner = daemon.volume_path("outer", "host")  # a path inside the volfs mount
+        escape = tmp_path / "link-into-volfs"
+        escape.symlink_to(inner)
+        for path in (inner, escape):
+            message = refused(daemon, "loop", path, "Directory")
+            assert "lies in a volfs mount" in message
+        assert os.listdir(daemon.root / "pods")  # the daemon still answers
+    finally:
+        daemon.stop()

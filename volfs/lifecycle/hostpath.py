@@ -15,6 +15,8 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import trio
+
 from volfs.api import HostPathVolumeSource, Volume
 from volfs.lifecycle.volumes import VolumeRefused
 from volfs.stores.base import Store
@@ -88,18 +90,33 @@ class HostPathPlugin:
     kind_dir: str = HOST_PATH_KIND
 
     def check(self, volume: Volume) -> None:
-        """Refuse, before anything is made, what set-up would refuse."""
-        source = _source(volume)
-        resolved, _ = self.allow.match(source.path)
-        _check_type(source, resolved, creating=False)
+        """Refuse what needs no look at the disk; set-up checks the rest.
+
+        Nothing here touches the filesystem: a host path may lead into a FUSE
+        mount (volfs's own, even), and this runs on the event loop that serves it.
+        """
+        if not self.allow.prefixes:
+            self.allow.match(_source(volume).path)  # refuses, saying how to allow
 
     async def set_up(self, pod_uid: str, volume: Volume, read_only: bool) -> Store:
-        source = _source(volume)
-        resolved, prefix_read_only = self.allow.match(source.path)
-        _create_if_asked(source, resolved)
-        _check_type(source, resolved, creating=True)
+        # Resolving, checking and creating touch the host's filesystems: in a
+        # worker thread, so the loop keeps serving FUSE meanwhile.
+        resolved, prefix_read_only = await trio.to_thread.run_sync(
+            self._prepare, _source(volume))
         return LocalStore(resolved, read_only=read_only or prefix_read_only,
                           cache_timeout=HOST_PATH_CACHE_SECONDS, track_usage=False)
+
+    def _prepare(self, source: HostPathVolumeSource) -> tuple[str, bool]:
+        """Allow-list, type check, creation if asked: the resolved path and its ro-ness."""
+        resolved, prefix_read_only = self.allow.match(source.path)
+        inside = _volfs_mount_holding(resolved)
+        if inside is not None:
+            raise HostPathRefused(f"{source.path}: lies in a volfs mount ({inside}); volfs "
+                                  "does not serve its own tree")
+        _check_type(source, resolved, creating=False)
+        _create_if_asked(source, resolved)
+        _check_type(source, resolved, creating=True)
+        return resolved, prefix_read_only
 
     async def tear_down(self, pod_uid: str, volume: Volume) -> None:
         return None  # host data outlives every pod, whatever the type
@@ -107,6 +124,19 @@ class HostPathPlugin:
     def describe(self, volume: Volume) -> dict[str, object]:
         source = _source(volume)
         return {"hostPath": source.path, "type": source.type}
+
+
+def _volfs_mount_holding(path: str) -> str | None:
+    """The volfs mount point at or above ``path``, if any (serving it would loop)."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            separator = fields.index("-")
+            mount_point = fields[4].replace("\\040", " ")
+            if fields[separator + 1] == "fuse.volfs" and (
+                    path == mount_point or path.startswith(mount_point.rstrip("/") + "/")):
+                return mount_point
+    return None
 
 
 def _source(volume: Volume) -> HostPathVolumeSource:
