@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,33 @@ def default_socket(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
     """The control socket clients use: ``$VOLFS_SOCKET`` or ``<state-dir>/volfs.sock``."""
     env = os.environ.get(SOCKET_ENV)
     return Path(env) if env else state_dir / SOCKET_NAME
+
+
+def parse_kube_api(text: str) -> tuple[str, int]:
+    """``--kube-api HOST:PORT`` as ``(host, port)``; the host must be a loopback IP.
+
+    ``[::1]:PORT`` for IPv6; port 0 picks a free port (``volfs kubeconfig`` tells which).
+
+    >>> parse_kube_api("127.0.0.1:6443"), parse_kube_api("[::1]:0")
+    (('127.0.0.1', 6443), ('::1', 0))
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:6443")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not address.is_loopback:
+        raise ValueError(f"{text!r}: {host} is not a loopback address; the Kubernetes API "
+                         "is served on loopback only (127.0.0.1 or ::1)")
+    return host, int(port)
 
 
 def default_memory_dir(state_dir: Path) -> Path:
@@ -38,6 +66,7 @@ class DaemonConfig:
     state_dir: Path = DEFAULT_STATE_DIR
     socket: Path | None = None  # None: <state_dir>/volfs.sock
     memory_dir: Path | None = None  # None: default_memory_dir(state_dir)
+    kube_api: tuple[str, int] | None = None  # loopback (host, port); None: no TCP listener
     hook_timeout: float = 30.0
     allow_host_paths: tuple[str, ...] = ()  # "PREFIX" or "PREFIX:ro"; none: no hostPath
     debug: bool = False

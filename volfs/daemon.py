@@ -9,16 +9,19 @@ the mount is up.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import errno
 import fcntl
 import logging
 import os
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyfuse3
 import trio
@@ -34,6 +37,15 @@ from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.runtime.docker import DockerRuntime, default_docker_host
 from volfs.server.app import create_app
 from volfs.server.docker_plugin import REFS_FILE, DockerVolumes, MountRefs, create_plugin_app
+from volfs.server.kinds import core_registry
+from volfs.server.kubeapi import (
+    Credentials,
+    bind_loopback,
+    describe_bind_error,
+    load_or_create_credentials,
+    serve_kube_api,
+)
+from volfs.server.resources import ResourceRegistry
 from volfs.server.serve import SocketInUse, serve_unix
 from volfs.state import AsyncStateDB, StateDB
 
@@ -84,10 +96,13 @@ async def _serve(config: DaemonConfig) -> None:
         _make_private_dir(private)
     for public in (config.hooks_dir, config.hooks_dir / ON_CREATE, config.hooks_dir / ON_DELETE):
         public.mkdir(mode=0o755, exist_ok=True)
-    with _exclusive(config.state_dir), _opened(config.database_path) as db:
+    started = datetime.datetime.now(datetime.UTC)
+    with (_exclusive(config.state_dir), _opened(config.database_path) as db,
+          _kube_api_listener(config) as kube_api):
         fs = Filesystem(statfs_path=str(config.state_dir))
+        state = AsyncStateDB(db)
         pods = PodManager(
-            AsyncStateDB(db), fs,
+            state, fs,
             PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path),
                             HostPathPlugin(allow), NfsPlugin()]),
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
@@ -100,7 +115,10 @@ async def _serve(config: DaemonConfig) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pyfuse3.main)
-                await nursery.start(serve_unix, create_app(pods), config.socket_path)
+                registry = core_registry(pods, state, started)
+                kubeconfig = await _serve_kube_api(nursery, registry, kube_api)
+                await nursery.start(serve_unix, create_app(registry, kubeconfig=lambda: kubeconfig),
+                                    config.socket_path)
                 await _serve_docker_plugin(nursery, config, pods)
                 nursery.start_soon(pods.sweep_containers)
                 log.info("serving %s (state in %s, control socket %s)", config.root,
@@ -172,6 +190,42 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+async def _serve_kube_api(nursery: trio.Nursery, registry: ResourceRegistry,
+                          listener: tuple[socket.socket, Credentials] | None
+                          ) -> dict[str, Any] | None:
+    """Serve the API on the ``--kube-api`` listener, if any; the kubeconfig that reaches it."""
+    if listener is None:
+        return None
+    kubeconfig: dict[str, Any] = await nursery.start(serve_kube_api, create_app(registry),
+                                                     *listener)
+    log.info("Kubernetes API on %s", kubeconfig["clusters"][0]["cluster"]["server"])
+    return kubeconfig
+
+
+@contextmanager
+def _kube_api_listener(config: DaemonConfig
+                       ) -> Iterator[tuple[socket.socket, Credentials] | None]:
+    """The bound ``--kube-api`` socket and its credentials, or None; before the mount."""
+    if config.kube_api is None:
+        yield None
+        return
+    host, port = config.kube_api
+    try:
+        credentials = load_or_create_credentials(config.state_dir)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"--kube-api: credentials in {config.state_dir}: {exc}") from None
+    try:
+        sock = bind_loopback(host, port)
+    except ValueError as exc:
+        raise StartupError(f"--kube-api: {exc}") from None
+    except OSError as exc:
+        raise StartupError(f"--kube-api {host}:{port}: {describe_bind_error(exc)}") from None
+    try:
+        yield sock, credentials
+    finally:
+        sock.close()
 
 
 @contextmanager

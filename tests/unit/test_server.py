@@ -1,4 +1,6 @@
-"""The control API in process (httpx's ASGI transport), and serve_unix on a real socket."""
+"""The control API's pod paths in process (httpx's ASGI transport), and serve_unix on a
+real socket. The generic Kubernetes API (registry, tables, patches, discovery) is in
+test_server_kube.py."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import pytest
 import trio
 
 from volfs.api import Pod
-from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound, SetupFailed
+from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
 from volfs.lifecycle.service import DeleteResult
+from volfs.lifecycle.updates import pod_update_causes
 from volfs.server import SocketInUse, create_app, serve_unix
 
 VOLUME_DIRS = {
@@ -92,6 +95,28 @@ class MemoryPods:
     async def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
         self.calls.append(("list", namespace, None))
         return [p for (ns, _), p in self.pods.items() if namespace in (None, ns)]
+
+    async def update_pod(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """PodManager's rules: resourceVersion precondition, Kubernetes' immutable spec."""
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace", "default"), meta["name"]
+        self.calls.append(("update", namespace, name))
+        stored = self.pods.get((namespace, name))
+        if stored is None:
+            raise NotFound("Pod", namespace, name)
+        if meta.get("resourceVersion") not in (None, stored["metadata"]["resourceVersion"]):
+            raise Conflict("Pod", name, f'Operation cannot be fulfilled on pods "{name}": '
+                           "the object has been modified")
+        new = Pod.model_validate(obj).to_k8s()
+        causes = pod_update_causes(stored, new)
+        if causes:
+            raise Invalid("Pod", name, causes)
+        self._counter += 1
+        metadata = {**stored["metadata"], "labels": new["metadata"].get("labels", {}),
+                    "annotations": new["metadata"].get("annotations", {}),
+                    "resourceVersion": str(self._counter)}
+        self.pods[(namespace, name)] = dict(stored, metadata=metadata, spec=new["spec"])
+        return self.pods[(namespace, name)]
 
 
 def pod_body(name: str = "web", namespace: str | None = "default", **spec: Any) -> dict[str, Any]:
@@ -331,7 +356,7 @@ def test_delete_warnings_go_out_as_warning_headers() -> None:
     run_against_app(scenario, service)
 
 
-def test_discovery() -> None:
+def test_discovery_serves_pods() -> None:
     async def scenario(client: httpx.AsyncClient, service: MemoryPods) -> None:
         version = (await client.get("/version")).json()
         assert (version["major"], version["minor"]) == ("1", "30")
@@ -344,14 +369,15 @@ def test_discovery() -> None:
         resources = (await client.get("/api/v1")).json()
         assert resources["kind"] == "APIResourceList"
         assert resources["groupVersion"] == "v1"
-        (pods,) = resources["resources"]
+        pods = next(r for r in resources["resources"] if r["name"] == "pods")
         assert pods == {
             "name": "pods",
             "singularName": "pod",
             "namespaced": True,
             "kind": "Pod",
-            "verbs": ["create", "delete", "get", "list"],
+            "verbs": ["create", "delete", "get", "list", "patch", "update"],
             "shortNames": ["po"],
+            "categories": ["all"],
         }
         healthz = await client.get("/healthz")
         assert (healthz.status_code, healthz.text) == (200, "ok")
@@ -362,7 +388,13 @@ def test_discovery() -> None:
 def test_unknown_paths_and_methods_answer_with_statuses() -> None:
     async def scenario(client: httpx.AsyncClient, service: MemoryPods) -> None:
         assert_status(await client.get("/api/v1/services"), 404, "NotFound")
-        assert_status(await client.put(f"{PODS}/web", json={}), 405, "MethodNotAllowed")
+        assert_status(await client.get("/api/v2"), 404, "NotFound")
+        assert_status(await client.get("/api/v1/namespaces/default/pods/web/log"), 404,
+                      "NotFound")
+        assert_status(await client.post("/api/v1/pods", json=pod_body()), 405,
+                      "MethodNotAllowed")
+        assert_status(await client.delete(PODS), 405, "MethodNotAllowed")
+        assert_status(await client.post("/api", json={}), 405, "MethodNotAllowed")
 
     run_against_app(scenario)
 

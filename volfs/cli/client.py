@@ -105,6 +105,10 @@ class Client:
         """The deleted pod, and the warnings the daemon sent with it."""
         return self._json("DELETE", _pod(namespace, name))
 
+    def kubeconfig(self) -> dict[str, Any]:
+        """A kubeconfig for the daemon's ``--kube-api`` listener (its address and token)."""
+        return self._json("GET", "/volfs/v1/kubeconfig")[0]
+
     def _json(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], list[str]]:

@@ -32,6 +32,7 @@ from volfs.config import (
     DOCKER_PLUGIN_DIR,
     DaemonConfig,
     default_socket,
+    parse_kube_api,
 )
 from volfs.runtime import RUN_ANNOTATION
 
@@ -105,7 +106,8 @@ def main() -> None:
 
 _CONFIG_KEYS = {"root": "root", "state-dir": "state_dir", "socket": "socket_path",
                 "hook-timeout": "hook_timeout", "allow-host-path": "allow_host_path",
-                "debug": "debug", "docker-host": "docker_host", "docker-plugin": "docker_plugin"}
+                "debug": "debug", "docker-host": "docker_host", "docker-plugin": "docker_plugin",
+                "kube-api": "kube_api"}
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
@@ -194,10 +196,20 @@ def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help=f"Serve Docker's volume-plugin protocol on {DOCKER_PLUGIN_DIR}/NAME.sock "
     "(docker volume create -d NAME); '' serves none.",
 )
+@click.option(
+    "--kube-api",
+    default=None,
+    metavar="HOST:PORT",
+    callback=lambda ctx, param, value: _kube_api(value),
+    help="Also serve the Kubernetes API to kubectl on this loopback address "
+    "(127.0.0.1:PORT or [::1]:PORT; PORT 0 picks one), with a bearer token; "
+    "'volfs kubeconfig' prints a kubeconfig for it.",
+)
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 def serve(
     root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float,
-    allow_host_path: tuple[str, ...], docker_host: str | None, docker_plugin: str, debug: bool
+    allow_host_path: tuple[str, ...], docker_host: str | None, docker_plugin: str, debug: bool,
+    kube_api: tuple[str, int] | None,
 ) -> None:
     """Run the daemon: mount the volume tree and serve the control API."""
     config = DaemonConfig(
@@ -207,12 +219,37 @@ def serve(
         hook_timeout=hook_timeout,
         allow_host_paths=tuple(allow_host_path),
         debug=debug,
+        kube_api=kube_api,
         docker_host=docker_host or None,
         docker_plugin=docker_plugin,
     )
     from volfs.daemon import run
 
     sys.exit(run(config))
+
+
+def _kube_api(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    try:
+        return parse_kube_api(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command()
+@_socket_option
+@_reports_errors
+def kubeconfig(socket_path: Path | None) -> None:
+    """Print a kubeconfig for kubectl: the daemon's --kube-api address and its token.
+
+    \b
+      volfs kubeconfig > ~/.kube/volfs.conf
+      kubectl --kubeconfig ~/.kube/volfs.conf get pods
+    """
+    with _client(socket_path) as client:
+        config = client.kubeconfig()
+    click.echo(yaml.safe_dump(config, sort_keys=False, default_flow_style=False).rstrip("\n"))
 
 
 @dataclass

@@ -31,13 +31,16 @@ from volfs.api import ManifestError, Pod, parse_object
 from volfs.fs import Filesystem, ServedVolume
 from volfs.lifecycle.errors import (
     AlreadyExists,
+    Conflict,
     Invalid,
     LifecycleError,
     NotFound,
     SetupFailed,
 )
+from volfs.lifecycle.events import WARNING, record_event
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookFailed, HookRunner
 from volfs.lifecycle.service import DeleteResult
+from volfs.lifecycle.updates import pod_update_causes
 from volfs.lifecycle.volumes import PluginRegistry, VolumePlugin, VolumeRefused
 from volfs.runtime import (
     ContainerRuntime,
@@ -57,6 +60,10 @@ log = logging.getLogger(__name__)
 
 POD = "Pod"
 Object = dict[str, Any]
+# Metadata an update cannot set: kept from the stored pod.
+_SYSTEM_METADATA = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp",
+                    "deletionTimestamp", "deletionGracePeriodSeconds", "generation",
+                    "selfLink", "managedFields")
 
 
 class ContainersNotRemoved(LifecycleError):
@@ -101,6 +108,8 @@ class PodManager:
                     await self._start_containers(obj, pod, undo)
                 await self._db.put(obj)
                 undo.pop_all()
+            await record_event(self._db, obj, "Created",
+                               f"Created pod {name}; volumes set up: {_volume_names(pod)}")
             return (await self._with_container_status([self._with_volume_status(obj)]))[0]
 
     async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
@@ -109,6 +118,9 @@ class PodManager:
             if obj is None:
                 raise NotFound(POD, namespace, name)
             reported = self._with_volume_status(obj)
+            await record_event(self._db, obj, "Killing",
+                               f"Deleting pod {name}; tearing down volumes: "
+                               f"{_volume_names(_parse(obj))}")
             uid = obj["metadata"]["uid"]
             warnings = await self._remove_containers(obj)
             warnings += await self._hooks.run_stage_reporting(ON_DELETE, obj)
@@ -129,6 +141,35 @@ class PodManager:
 
     async def resource_version(self) -> str:
         return await self._db.resource_version()
+
+    async def update_pod(self, obj: Object) -> Object:
+        meta = obj.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", str(meta.get("name") or "")
+        async with self._lock:
+            stored = await self._db.get(POD, namespace, name)
+            if stored is None:
+                raise NotFound(POD, namespace, name)
+            expected = meta.get("resourceVersion")
+            if expected and expected != stored["metadata"].get("resourceVersion"):
+                raise Conflict(POD, name, f'Operation cannot be fulfilled on pods "{name}": the '
+                               "object has been modified; please apply your changes to the "
+                               "latest version and try again")
+            try:
+                parsed = parse_object(obj, None)
+            except ManifestError as exc:
+                raise Invalid(POD, name, list(exc.causes)) from exc
+            if len(parsed) != 1:
+                raise Invalid(POD, name, [("kind", "an update takes exactly one Pod")])
+            new = parsed[0].to_k8s()
+            causes = pod_update_causes(stored, new)
+            if causes:
+                raise Invalid(POD, name, causes)
+            kept = {k: v for k, v in stored["metadata"].items() if k in _SYSTEM_METADATA}
+            given = {k: v for k, v in new["metadata"].items() if k not in _SYSTEM_METADATA}
+            updated = dict(stored, metadata={**kept, **given}, spec=new["spec"])
+            if updated != stored:
+                await self._db.put(updated)
+        return await self.get_pod(namespace, name)
 
     # -- restart -------------------------------------------------------------------------
 
@@ -201,13 +242,21 @@ class PodManager:
             try:
                 store = await plugin.set_up(uid, volume, _mounted_read_only(pod, volume.name))
             except VolumeRefused as exc:
-                raise Invalid(POD, pod.metadata.name, [_refusal(pod, index, volume, exc)]) from exc
+                field, message = _refusal(pod, index, volume, exc)
+                await self._failed_mount(uid, pod, message)
+                raise Invalid(POD, pod.metadata.name, [(field, message)]) from exc
             except OSError as exc:
+                await self._failed_mount(uid, pod, f"volume {volume.name}: set-up failed: {exc}")
                 raise SetupFailed(f"volume {volume.name}: set-up failed: {exc}") from exc
             if undo is not None:
                 undo.push_async_callback(plugin.tear_down, uid, volume)
             served.append(ServedVolume(uid, plugin.kind_dir, volume.name, store))
         return served
+
+    async def _failed_mount(self, uid: str, pod: Pod, message: str) -> None:
+        obj = pod.to_k8s()
+        obj["metadata"]["uid"] = uid
+        await record_event(self._db, obj, "FailedMount", message, WARNING)
 
     async def _tear_down(self, uid: str, pod: Pod) -> None:
         for volume in pod.spec.volumes or []:
@@ -323,6 +372,10 @@ def _container_status(obj: Object, states: dict[str, list[ContainerState]],
     status = dict(obj.get("status") or {}, containerStatuses=[s.to_k8s() for s in statuses],
                   phase="Unknown" if unknown else pod_phase(statuses, len(spec_names)))
     return dict(obj, status=status)
+
+
+def _volume_names(pod: Pod) -> str:
+    return ", ".join(v.name for v in pod.spec.volumes or []) or "none"
 
 
 def _refusal(pod: Pod, index: int, volume: Any, exc: VolumeRefused) -> tuple[str, str]:

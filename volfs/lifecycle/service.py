@@ -1,4 +1,4 @@
-"""The interface the control API calls: create, read and delete pods.
+"""The interface the control API calls: create, read, update and delete pods.
 
 Objects cross this boundary as plain JSON-able dicts shaped like Kubernetes v1
 objects (``metadata.uid``, ``metadata.resourceVersion``,
@@ -35,6 +35,18 @@ class PodService(Protocol):
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
         """Raises NotFound."""
+
+    async def update_pod(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Replace the stored pod named by ``obj``'s metadata with ``obj``.
+
+        Only what Kubernetes lets a pod update change is accepted: labels,
+        annotations, container images and the like; the spec otherwise (its volumes
+        above all) is refused with Invalid. ``status``, ``uid`` and
+        ``creationTimestamp`` are kept from the stored pod. A
+        ``metadata.resourceVersion`` in ``obj`` must match the stored one.
+
+        Raises NotFound, Conflict, Invalid.
+        """
 
     async def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
         """All pods, or those of one namespace, oldest first."""

@@ -1,18 +1,28 @@
-"""The control API: a slice of the Kubernetes REST API, served over a unix socket.
+"""The control API: a faithful subset of the Kubernetes REST API, for volfs and kubectl.
 
-Paths and payloads are the API server's, so anything that speaks Kubernetes
-(the volfs CLI today, ``kubectl`` later) can drive the daemon:
+Every kind in the resource registry (``volfs.server.resources``) is served by the same
+handlers, at the API server's paths::
 
-    GET    /api/v1/pods                                 PodList, all namespaces
-    GET    /api/v1/namespaces/{namespace}/pods          PodList
-    POST   /api/v1/namespaces/{namespace}/pods          201 + the created Pod
-    GET    /api/v1/namespaces/{namespace}/pods/{name}   the Pod
-    DELETE /api/v1/namespaces/{namespace}/pods/{name}   200 + the deleted Pod
-    GET    /version, /api, /apis, /api/v1, /healthz     discovery and liveness
+    GET    /api/v1/{resource}                                  list (every namespace)
+    GET    /api/v1/namespaces/{ns}/{resource}                  list     (labelSelector,
+    POST   /api/v1/namespaces/{ns}/{resource}                  create    fieldSelector)
+    GET    /api/v1/namespaces/{ns}/{resource}/{name}           get
+    PUT    /api/v1/namespaces/{ns}/{resource}/{name}           update (replace)
+    PATCH  /api/v1/namespaces/{ns}/{resource}/{name}           strategic merge, merge, JSON patch
+    DELETE /api/v1/namespaces/{ns}/{resource}/{name}           delete
+    .../api/v1/{resource}/{name}                               the same, cluster-scoped kinds
+    /apis/{group}/{version}/...                                the same, named groups
 
-Every refusal is a Kubernetes ``Status`` (see ``status.py``); an unexpected
-exception in a handler is logged in one line and answered with a 500 Status,
-never allowed to reach the HTTP server.
+    GET    /version, /api, /apis, /api/v1, /apis/{group}[/{version}]   discovery
+    GET    /healthz, /livez, /readyz                                   liveness
+    GET    /volfs/v1/kubeconfig        a kubeconfig for the TCP listener (unix socket only)
+
+``get`` and ``list`` answer with a ``meta.k8s.io`` Table when the Accept header asks
+for one (as ``kubectl get`` does). Every refusal is a Kubernetes ``Status`` (see
+``status.py``); an unexpected exception in a handler is logged in one line and
+answered with a 500 Status, never allowed to reach the HTTP server. Not served:
+watch, deletecollection, subresources, dry runs, server-side apply (415), OpenAPI v3
+and schemas (``/openapi/v2`` describes no kind; see ``discovery.py``).
 """
 
 from __future__ import annotations
@@ -20,10 +30,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import platform
+import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import yaml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,98 +42,475 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-import volfs
-from volfs.api import ManifestError, parse_object
-from volfs.lifecycle.errors import LifecycleError
+from volfs.api import ManifestError
+from volfs.lifecycle.errors import (
+    AlreadyExists,
+    Conflict,
+    Invalid,
+    LifecycleError,
+    NotFound,
+    SetupFailed,
+)
+from volfs.lifecycle.service import DeleteResult, PodService
+from volfs.server import discovery
 from volfs.server import status as st
-
-if TYPE_CHECKING:
-    from volfs.lifecycle.service import PodService
+from volfs.server.kinds import core_registry
+from volfs.server.media import Media, negotiate
+from volfs.server.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from volfs.server.resources import Registered, Resource, ResourceRegistry
+from volfs.server.selectors import (
+    SelectorError,
+    field_matcher,
+    parse_field_selector,
+    parse_label_selector,
+)
+from volfs.server.tables import table
 
 log = logging.getLogger("volfs.server")
 
-KUBERNETES_MAJOR, KUBERNETES_MINOR = "1", "30"
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the API server's own limit for one object
+# A PATCH that loses a race with another write is applied again to the new object.
+PATCH_ATTEMPTS = 5
+KUBECONFIG_PATH = "/volfs/v1/kubeconfig"
 
-POD_RESOURCE: dict[str, Any] = {
-    "name": "pods",
-    "singularName": "pod",
-    "namespaced": True,
-    "kind": "Pod",
-    "verbs": ["create", "delete", "get", "list"],
-    "shortNames": ["po"],
+_PATCH_TYPES = {
+    "application/strategic-merge-patch+json": "strategic",
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
 }
-
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+_GENERATED_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName
 
 Handler = Callable[[Request], Awaitable[Response]]
+Object = dict[str, Any]
 
 
-def create_app(pods: PodService) -> ASGIApp:
-    """The control API's ASGI app, answering from ``pods``.
+def create_app(
+    resources: ResourceRegistry | PodService,
+    *,
+    kubeconfig: Callable[[], Object | None] | None = None,
+) -> ASGIApp:
+    """The control API's ASGI app, serving every kind in ``resources``.
+
+    ``resources`` may also be a bare PodService, served as pods and namespaces.
+    ``kubeconfig`` answers ``GET /volfs/v1/kubeconfig`` (a kubeconfig for the TCP
+    listener, or None when there is none); leave it out on apps anyone but root can reach.
 
     Example::
 
-        app = create_app(service)
-        await serve_unix(app, Path("/var/lib/volfs-state/volfs.sock"))
+        registry = core_registry(pods, db)
+        registry.register(STORAGE_CLASSES, classes)
+        await serve_unix(create_app(registry), Path("/var/lib/volfs-state/volfs.sock"))
     """
+    registry = (resources if isinstance(resources, ResourceRegistry)
+                else core_registry(resources))
 
     @_answers_with_status
-    async def list_all(request: Request) -> Response:
-        return _json(_pod_list(await pods.list_pods(None)))
+    async def core_discovery(request: Request) -> Response:
+        _plain(request)
+        answer = discovery.resource_list(registry, "", request.path_params["version"])
+        if answer is None:
+            raise st.StatusError(_no_such_path())
+        return _json(answer)
 
     @_answers_with_status
-    async def list_namespaced(request: Request) -> Response:
-        namespace = request.path_params["namespace"]
-        return _json(_pod_list(await pods.list_pods(namespace)))
+    async def group_discovery(request: Request) -> Response:
+        _plain(request)
+        answer = discovery.api_group(registry, request.path_params["group"])
+        if answer is None:
+            raise st.StatusError(_no_such_path())
+        return _json(answer)
 
     @_answers_with_status
-    async def create(request: Request) -> Response:
-        namespace = request.path_params["namespace"]
-        body = await _json_body(request)
-        name = _body_name(body)
-        try:
-            parsed = parse_object(_with_namespace(body, namespace), None)
-        except ManifestError as exc:
-            raise st.StatusError(st.manifest_invalid(exc, name)) from exc
-        if len(parsed) != 1:
-            raise st.StatusError(
-                st.bad_request(f"expected one Pod in the request body, got {len(parsed)}")
-            )
-        created = await pods.create_pod(parsed[0])
-        return _json(_as_pod(created), status_code=201)
-
-    @_answers_with_status
-    async def get(request: Request) -> Response:
+    async def group_version_discovery(request: Request) -> Response:
+        _plain(request)
         params = request.path_params
-        return _json(_as_pod(await pods.get_pod(params["namespace"], params["name"])))
+        answer = discovery.resource_list(registry, params["group"], params["version"])
+        if answer is None:
+            raise st.StatusError(_no_such_path())
+        return _json(answer)
 
     @_answers_with_status
-    async def delete(request: Request) -> Response:
-        params = request.path_params
-        result = await pods.delete_pod(params["namespace"], params["name"])
-        response = _json(_as_pod(result.object))
-        for text in result.warnings:
-            response.raw_headers.append((b"warning", _warning_header(text)))
-        return response
+    async def versions(request: Request) -> Response:
+        _plain(request)
+        return _json(discovery.api_versions(registry))
 
+    @_answers_with_status
+    async def groups(request: Request) -> Response:
+        _plain(request)
+        return _json(discovery.api_groups(registry))
+
+    @_answers_with_status
+    async def core_resource(request: Request) -> Response:
+        params = request.path_params
+        return await _serve(registry, request, "", params["version"], params["path"])
+
+    @_answers_with_status
+    async def group_resource(request: Request) -> Response:
+        params = request.path_params
+        return await _serve(registry, request, params["group"], params["version"],
+                            params["path"])
+
+    @_answers_with_status
+    async def kubeconfig_handler(request: Request) -> Response:
+        config = kubeconfig() if kubeconfig is not None else None
+        if config is None:
+            raise st.StatusError(st.status(
+                "NotFound", "this volfs daemon serves no Kubernetes API on TCP: start it "
+                "with --kube-api 127.0.0.1:PORT"))
+        return _json(config)
+
+    any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
         Route("/healthz", _healthz, methods=["GET"]),
+        Route("/livez", _healthz, methods=["GET"]),
+        Route("/readyz", _healthz, methods=["GET"]),
         Route("/version", _version, methods=["GET"]),
-        Route("/api", _api_versions, methods=["GET"]),
-        Route("/apis", _api_groups, methods=["GET"]),
-        Route("/api/v1", _api_resources, methods=["GET"]),
-        Route("/api/v1/pods", list_all, methods=["GET"]),
-        Route("/api/v1/namespaces/{namespace}/pods", list_namespaced, methods=["GET"]),
-        Route("/api/v1/namespaces/{namespace}/pods", create, methods=["POST"]),
-        Route("/api/v1/namespaces/{namespace}/pods/{name}", get, methods=["GET"]),
-        Route("/api/v1/namespaces/{namespace}/pods/{name}", delete, methods=["DELETE"]),
+        Route("/openapi/v2", _openapi_v2, methods=["GET"]),
+        Route("/api", versions, methods=["GET"]),
+        Route("/apis", groups, methods=["GET"]),
+        Route("/api/{version}", core_discovery, methods=["GET"]),
+        Route("/apis/{group}", group_discovery, methods=["GET"]),
+        Route("/apis/{group}/{version}", group_version_discovery, methods=["GET"]),
+        Route("/api/{version}/{path:path}", core_resource, methods=any_method),
+        Route("/apis/{group}/{version}/{path:path}", group_resource, methods=any_method),
+        Route(KUBECONFIG_PATH, kubeconfig_handler, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception},
         max_body_size=MAX_BODY_BYTES,
     )
+
+
+# -- the generic resource handlers ------------------------------------------------------------
+
+
+async def _serve(registry: ResourceRegistry, request: Request, group: str, version: str,
+                 path: str) -> Response:
+    """Route a request under ``/api/{version}`` or ``/apis/{group}/{version}`` to its kind."""
+    segments = path.strip("/").split("/") if path.strip("/") else []
+    namespace: str | None = None
+    if len(segments) >= 3 and segments[0] == "namespaces":
+        namespace, segments = segments[1], segments[2:]
+    if not segments:
+        raise st.StatusError(_no_such_path())
+    entry = registry.lookup(group, version, segments[0])
+    name = segments[1] if len(segments) > 1 else None
+    if (entry is None or len(segments) > 2 or (namespace is not None
+                                                and not entry.resource.namespaced)
+            or (name is not None and namespace is None and entry.resource.namespaced)):
+        raise st.StatusError(_no_such_path())
+    method = request.method
+    if name is None:
+        verb = {"GET": "list", "POST": "create"}.get(method)
+        if method == "POST" and entry.resource.namespaced and namespace is None:
+            verb = None
+    else:
+        verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+    if verb == "list" and request.query_params.get("watch") in ("true", "1"):
+        verb = None  # watch is not served
+    if verb is None or verb not in entry.resource.verbs:
+        raise st.StatusError(st.method_not_allowed(method, request.url.path))
+    try:
+        if verb == "list":
+            return await _list(request, entry, namespace)
+        assert verb == "create" or name is not None
+        if verb == "create":
+            return await _create(request, entry, namespace)
+        assert name is not None
+        if verb == "get":
+            return await _get(request, entry, namespace, name)
+        if verb == "delete":
+            return await _delete(request, entry, namespace, name)
+        if verb == "update":
+            return await _update(request, entry, namespace, name)
+        return await _patch(request, entry, namespace, name)
+    except (LifecycleError, ManifestError) as exc:
+        raise st.StatusError(_refusal(exc, entry.resource, registry, name)) from exc
+
+
+async def _list(request: Request, entry: Registered, namespace: str | None) -> Response:
+    resource = entry.resource
+    media = negotiate(request.headers.get("accept"), tables=True)
+    query = request.query_params
+    try:
+        labels = parse_label_selector(query.get("labelSelector", ""))
+        fields = field_matcher(parse_field_selector(query.get("fieldSelector", "")),
+                               resource.selectable_fields())
+    except SelectorError as exc:
+        raise st.StatusError(st.bad_request(str(exc))) from exc
+    items = [_typed(resource, obj) for obj in await entry.service.list(namespace)]
+    items = [obj for obj in items if labels.matches_object(obj) and fields(obj)]
+    resource_version = _newest_resource_version(items)
+    if media.table_version is not None:
+        return _table(resource, items, media, request, resource_version)
+    return _json({
+        "apiVersion": resource.group_version,
+        "kind": f"{resource.kind}List",
+        "metadata": {"resourceVersion": resource_version},
+        "items": items,
+    })
+
+
+async def _get(request: Request, entry: Registered, namespace: str | None,
+               name: str) -> Response:
+    media = negotiate(request.headers.get("accept"), tables=True)
+    obj = _typed(entry.resource, await entry.service.get(namespace, name))
+    if media.table_version is not None:
+        version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        return _table(entry.resource, [obj], media, request, version)
+    return _json(obj)
+
+
+async def _create(request: Request, entry: Registered, namespace: str | None) -> Response:
+    resource = entry.resource
+    negotiate(request.headers.get("accept"), tables=False)
+    _refuse_dry_run(request)
+    body = _of_kind(resource, await _body(request))
+    body = _in_namespace(resource, body, namespace)
+    metadata = body["metadata"]
+    if not metadata.get("name") and isinstance(metadata.get("generateName"), str):
+        suffix = "".join(random.choice(_GENERATED_SUFFIX) for _ in range(5))
+        metadata["name"] = metadata["generateName"] + suffix
+    try:
+        created = await entry.service.create(body)
+    except ManifestError as exc:
+        raise st.StatusError(st.manifest_invalid(exc, metadata.get("name"), resource.kind,
+                                                 resource.group)) from exc
+    return _json(_typed(resource, created), status_code=201)
+
+
+async def _delete(request: Request, entry: Registered, namespace: str | None,
+                  name: str) -> Response:
+    negotiate(request.headers.get("accept"), tables=False)
+    _refuse_dry_run(request)
+    options = await _body(request, optional=True)
+    preconditions = options.get("preconditions") if options else None
+    if isinstance(preconditions, dict) and any(preconditions.values()):
+        meta = (await entry.service.get(namespace, name)).get("metadata") or {}
+        for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            wanted = preconditions.get(key)
+            if wanted and wanted != meta.get(key):
+                raise Conflict(entry.resource.kind, name,
+                               f'Operation cannot be fulfilled on {_qualified(entry.resource)} '
+                               f'"{name}": Precondition failed: {label} in precondition: '
+                               f"{wanted}, {label} in object meta: {meta.get(key)}")
+    result = await entry.service.delete(namespace, name)
+    if isinstance(result, DeleteResult):
+        obj, warnings = result.object, result.warnings
+    else:
+        obj, warnings = result, []
+    response = _json(_typed(entry.resource, obj))
+    for text in warnings:
+        response.raw_headers.append((b"warning", _warning_header(text)))
+    return response
+
+
+async def _update(request: Request, entry: Registered, namespace: str | None,
+                  name: str) -> Response:
+    resource = entry.resource
+    negotiate(request.headers.get("accept"), tables=False)
+    _refuse_dry_run(request)
+    body = _in_namespace(resource, _of_kind(resource, await _body(request)), namespace)
+    _same_name(body, name)
+    return _json(_typed(resource, await entry.service.update(body)))
+
+
+async def _patch(request: Request, entry: Registered, namespace: str | None,
+                 name: str) -> Response:
+    resource = entry.resource
+    negotiate(request.headers.get("accept"), tables=False)
+    _refuse_dry_run(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    patch_type = _PATCH_TYPES.get(content_type)
+    if patch_type is None:
+        raise st.StatusError(st.status(
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format ({content_type or 'none'}) - "
+            f"accepted media types include: {', '.join(_PATCH_TYPES)}"))
+    patch = _decode_json(await request.body())
+    for attempt in range(1, PATCH_ATTEMPTS + 1):
+        current = _typed(resource, await entry.service.get(namespace, name))
+        try:
+            if patch_type == "json":
+                patched = json_patch(current, patch)
+            elif not isinstance(patch, dict):
+                raise PatchError("the patch must be a JSON object")
+            elif patch_type == "merge":
+                patched = merge_patch(current, patch)
+            else:
+                patched = strategic_merge_patch(current, patch, resource.patch_schema)
+        except PatchError as exc:
+            raise st.StatusError(st.status("Invalid", f"the patch cannot be applied: {exc}",
+                                           name=name, kind=resource.kind)) from exc
+        if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
+            raise st.StatusError(st.bad_request("the patched object has no metadata"))
+        patched = _in_namespace(resource, _of_kind(resource, patched), namespace)
+        _same_name(patched, name)
+        if patched == current:
+            return _json(current)
+        current_version = current["metadata"].get("resourceVersion")
+        client_precondition = patched["metadata"].get("resourceVersion") != current_version
+        if not client_precondition:
+            patched["metadata"]["resourceVersion"] = current_version
+        try:
+            return _json(_typed(resource, await entry.service.update(patched)))
+        except Conflict:
+            if client_precondition or attempt == PATCH_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _qualified(resource: Resource) -> str:
+    """``pods``, ``storageclasses.storage.k8s.io``: how messages name a kind's objects."""
+    return f"{resource.name}.{resource.group}" if resource.group else resource.name
+
+
+def _typed(resource: Resource, obj: Object) -> Object:
+    """``obj`` with the descriptor's apiVersion and kind, first, whatever the service said."""
+    rest = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+    return {"apiVersion": resource.group_version, "kind": resource.kind, **rest}
+
+
+def _of_kind(resource: Resource, body: Object) -> Object:
+    """``body`` with apiVersion and kind filled in from the path when absent; others are 400."""
+    body = dict(body)
+    for key, expected in (("apiVersion", resource.group_version), ("kind", resource.kind)):
+        given = body.get(key)
+        if given in (None, ""):
+            body[key] = expected
+        elif given != expected:
+            raise st.StatusError(st.bad_request(
+                f"the {key} of the object in the request body ({given!r}) does not match "
+                f"the resource's ({expected!r} for {resource.name})"))
+    metadata = body.get("metadata")
+    if metadata is None:
+        body["metadata"] = {}
+    elif not isinstance(metadata, dict):
+        raise st.StatusError(st.bad_request("metadata must be an object"))
+    else:
+        body["metadata"] = dict(metadata)
+    return body
+
+
+def _in_namespace(resource: Resource, body: Object, namespace: str | None) -> Object:
+    """``body`` with the path's namespace filled in; a different one is a 400.
+
+    Cluster-scoped objects have no namespace: one in the body is dropped.
+    """
+    metadata = body["metadata"]
+    given = metadata.get("namespace")
+    if not resource.namespaced or namespace is None:
+        metadata.pop("namespace", None)
+    elif given in (None, ""):
+        metadata["namespace"] = namespace
+    elif given != namespace:
+        raise st.StatusError(st.bad_request(
+            "the namespace of the provided object does not match the namespace sent on "
+            f"the request ({given!r} in the object, {namespace!r} in the path)"))
+    return body
+
+
+def _same_name(body: Object, name: str) -> None:
+    given = body["metadata"].get("name")
+    if given in (None, ""):
+        body["metadata"]["name"] = name
+    elif given != name:
+        raise st.StatusError(st.bad_request(
+            f"the name of the object ({given}) does not match the name on the URL ({name})"))
+
+
+def _refuse_dry_run(request: Request) -> None:
+    if request.query_params.get("dryRun"):
+        raise st.StatusError(st.bad_request("dryRun is not supported by volfs"))
+
+
+async def _body(request: Request, *, optional: bool = False) -> Object:
+    """The request body as an object: JSON, or YAML when the Content-Type says so."""
+    raw = await request.body()
+    if optional and not raw.strip():
+        return {}
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+        try:
+            body = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            message = str(exc).splitlines()[0]
+            raise st.StatusError(st.bad_request(
+                f"the request body is not valid YAML: {message}")) from exc
+    elif content_type in ("", "application/json", "*/*"):
+        body = _decode_json(raw)
+    else:
+        raise st.StatusError(st.status(
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format ({content_type}) - accepted "
+            "media types include: application/json, application/yaml"))
+    if not isinstance(body, dict):
+        raise st.StatusError(st.bad_request("the request body must be a JSON object"))
+    return body
+
+
+def _decode_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise st.StatusError(st.bad_request(f"the request body is not valid JSON: {exc}")) from exc
+
+
+def _table(resource: Resource, items: list[Object], media: Media, request: Request,
+           resource_version: str) -> Response:
+    include = request.query_params.get("includeObject", "Metadata")
+    if include not in ("None", "Metadata", "Object"):
+        raise st.StatusError(st.bad_request(
+            f'includeObject: Unsupported value: "{include}": supported values: "None", '
+            '"Metadata", "Object"'))
+    assert media.table_version is not None
+    answer = table(resource.columns, items, version=media.table_version,
+                   include_object=include, resource_version=resource_version)
+    return JSONResponse(answer, media_type=media.content_type)
+
+
+def _newest_resource_version(items: list[Object]) -> str:
+    """The newest ``metadata.resourceVersion`` among ``items`` ("0" for none).
+
+    Kubernetes resource versions are opaque strings; volfs's are counters, so the
+    largest numeric one names the newest state the list reflects.
+    """
+    newest = 0
+    for item in items:
+        version = (item.get("metadata") or {}).get("resourceVersion")
+        if isinstance(version, str) and version.isdigit():
+            newest = max(newest, int(version))
+        elif isinstance(version, int):
+            newest = max(newest, version)
+    return str(newest)
+
+
+def _refusal(exc: Exception, resource: Resource, registry: ResourceRegistry,
+             name: str | None) -> dict[str, Any]:
+    """The Status for an error a service raised, worded with the kinds' registered names."""
+
+    def names(kind: str) -> tuple[str, str]:
+        target = resource if kind == resource.kind else registry.by_kind(kind)
+        return (target.name, target.group) if target else (kind.lower() + "s", "")
+
+    if isinstance(exc, NotFound):
+        return st.not_found(*names(exc.kind), name=exc.name)
+    if isinstance(exc, AlreadyExists):
+        return st.already_exists(*names(exc.kind), name=exc.name)
+    if isinstance(exc, Conflict):
+        resource_name, group = names(exc.kind)
+        return st.status("Conflict", str(exc), name=exc.name, group=group, kind=resource_name)
+    if isinstance(exc, Invalid):
+        return st.invalid(exc.kind, exc.name, exc.causes, names(exc.kind)[1])
+    if isinstance(exc, ManifestError):
+        return st.manifest_invalid(exc, name, resource.kind, resource.group)
+    if isinstance(exc, SetupFailed):
+        return st.internal_error(str(exc))
+    return st.internal_error(str(exc))  # a LifecycleError this layer does not know yet
 
 
 def _answers_with_status(handler: Handler) -> Handler:
@@ -136,11 +524,6 @@ def _answers_with_status(handler: Handler) -> Handler:
             return _status_response(exc.status)
         except HTTPException:
             raise  # Starlette's own (body too large): _http_exception answers it
-        except (LifecycleError, ManifestError) as exc:
-            answer = st.from_exception(exc)
-            if answer is None:  # a LifecycleError subclass this layer does not know yet
-                answer = st.internal_error(str(exc))
-            return _status_response(answer)
         except Exception as exc:
             log.error(
                 "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
@@ -153,71 +536,13 @@ def _answers_with_status(handler: Handler) -> Handler:
     return wrapper
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise st.StatusError(st.bad_request(f"the request body is not valid JSON: {exc}")) from exc
-    if not isinstance(body, dict):
-        raise st.StatusError(st.bad_request("the request body must be a JSON object"))
-    return body
+def _plain(request: Request) -> None:
+    """Discovery documents are plain JSON only (no Tables, no aggregated discovery)."""
+    negotiate(request.headers.get("accept"), tables=False)
 
 
-def _body_name(body: dict[str, Any]) -> str | None:
-    metadata = body.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def _with_namespace(body: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """``body`` with the path's namespace filled in; a different one is a 400.
-
-    A ``metadata`` that is not an object is left for the parser to report.
-    """
-    metadata = body.get("metadata")
-    if not isinstance(metadata, dict):
-        return body
-    given = metadata.get("namespace")
-    if given in (None, ""):
-        return {**body, "metadata": {**metadata, "namespace": namespace}}
-    if given != namespace:
-        raise st.StatusError(
-            st.bad_request(
-                "the namespace of the provided object does not match the namespace sent on "
-                f"the request ({given!r} in the object, {namespace!r} in the path)"
-            )
-        )
-    return body
-
-
-def _as_pod(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", **obj}
-
-
-def _pod_list(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PodList",
-        "metadata": {"resourceVersion": _list_resource_version(items)},
-        "items": [_as_pod(item) for item in items],
-    }
-
-
-def _list_resource_version(items: list[dict[str, Any]]) -> str:
-    """The newest ``metadata.resourceVersion`` among ``items`` ("0" for none).
-
-    Kubernetes resource versions are opaque strings; volfs's are counters, so the
-    largest numeric one names the newest state the list reflects.
-    """
-    newest = 0
-    for item in items:
-        version = item.get("metadata", {}).get("resourceVersion")
-        if isinstance(version, str) and version.isdigit():
-            newest = max(newest, int(version))
-        elif isinstance(version, int):
-            newest = max(newest, version)
-    return str(newest)
+def _no_such_path() -> dict[str, Any]:
+    return st.status("NotFound", "the server could not find the requested resource")
 
 
 def _warning_header(text: str) -> bytes:
@@ -242,17 +567,13 @@ def _status_response(status: dict[str, Any], headers: dict[str, str] | None = No
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such path, wrong method, body too large) as Statuses."""
     assert isinstance(exc, HTTPException)
-    reason = {
-        404: "NotFound",
-        405: "MethodNotAllowed",
-        413: "RequestEntityTooLarge",
-    }.get(exc.status_code, "BadRequest")
-    message = {
-        404: "the server could not find the requested resource",
-        405: f"the server does not allow this method on the requested resource "
-        f"({request.method} {request.url.path})",
-    }.get(exc.status_code, exc.detail)
-    answer = st.status(reason, message, code=exc.status_code)
+    if exc.status_code == 404:
+        answer = _no_such_path()
+    elif exc.status_code == 405:
+        answer = st.method_not_allowed(request.method, request.url.path)
+    else:
+        reason = {413: "RequestEntityTooLarge"}.get(exc.status_code, "BadRequest")
+        answer = st.status(reason, str(exc.detail), code=exc.status_code)
     return _status_response(answer, headers=dict(exc.headers or {}))
 
 
@@ -261,41 +582,10 @@ async def _healthz(request: Request) -> Response:
 
 
 async def _version(request: Request) -> Response:
-    return _json(
-        {
-            "major": KUBERNETES_MAJOR,
-            "minor": KUBERNETES_MINOR,
-            "gitVersion": f"v{KUBERNETES_MAJOR}.{KUBERNETES_MINOR}.0-volfs.{volfs.__version__}",
-            "gitCommit": "",
-            "gitTreeState": "",
-            "buildDate": "",
-            "goVersion": "",
-            "compiler": "",
-            "platform": f"linux/{_GOARCH.get(platform.machine(), platform.machine())}",
-        }
-    )
+    return _json(discovery.version())
 
 
-async def _api_versions(request: Request) -> Response:
-    return _json(
-        {
-            "kind": "APIVersions",
-            "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
-        }
-    )
-
-
-async def _api_groups(request: Request) -> Response:
-    return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
-
-
-async def _api_resources(request: Request) -> Response:
-    return _json(
-        {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": "v1",
-            "resources": [POD_RESOURCE],
-        }
-    )
+async def _openapi_v2(request: Request) -> Response:
+    protobuf = "protobuf" in request.headers.get("accept", "")
+    return Response(discovery.openapi_v2(protobuf),
+                    media_type=discovery.OPENAPI_V2_PROTOBUF if protobuf else "application/json")

@@ -65,41 +65,61 @@ async def serve_unix(
     sock = _bind_private(socket_path)
     identity = os.lstat(socket_path)
     try:
-        config = _UnixConfig(sock)
-        stop = trio.Event()
-        server_scope = trio.CancelScope(shield=True)
-
-        async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
-            # Shielded so that an outer cancel becomes a graceful stop (via ``stop``)
-            # instead of cutting every in-flight request off at once. hypercorn reports
-            # started once the socket listens; from then on the kernel queues
-            # connections until its accept loop takes them.
-            with server_scope:
-                await hypercorn.trio.serve(
-                    cast(Framework, app),
-                    config,
-                    shutdown_trigger=stop.wait,
-                    task_status=task_status,
-                )
-
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_server)
-            task_status.started()
-            try:
-                await trio.sleep_forever()
-            finally:
-                stop.set()
-                server_scope.deadline = trio.current_time() + GRACEFUL_TIMEOUT + 1.0
+        await serve_socket(app, sock, task_status=task_status)
     finally:
         sock.close()
         _remove_if_ours(socket_path, identity)
 
 
-class _UnixConfig(Config):
-    """Hypercorn settings for one already-bound socket, with quiet logs."""
+async def serve_socket(
+    app: ASGIApp,
+    sock: socket.socket,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``sock`` (bound and listening, unix or TCP) until cancelled.
 
-    def __init__(self, sock: socket.socket) -> None:
+    ``tls`` is ``(certificate file, key file)`` to serve HTTPS instead of HTTP.
+    ``task_status.started()`` is called once connections are accepted. Cancelling
+    stops accepting and gives in-flight requests ``GRACEFUL_TIMEOUT`` seconds; the
+    caller closes ``sock``.
+    """
+    sock.setblocking(False)
+    config = _SocketConfig(sock, tls)
+    stop = trio.Event()
+    server_scope = trio.CancelScope(shield=True)
+
+    async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
+        # Shielded so that an outer cancel becomes a graceful stop (via ``stop``)
+        # instead of cutting every in-flight request off at once. hypercorn reports
+        # started once the socket listens; from then on the kernel queues
+        # connections until its accept loop takes them.
+        with server_scope:
+            await hypercorn.trio.serve(
+                cast(Framework, app),
+                config,
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_server)
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            stop.set()
+            server_scope.deadline = trio.current_time() + GRACEFUL_TIMEOUT + 1.0
+
+
+class _SocketConfig(Config):
+    """Hypercorn settings for one already-bound socket (unix or TCP), with quiet logs."""
+
+    def __init__(self, sock: socket.socket, tls: tuple[Path, Path] | None = None) -> None:
         self._sock = sock
+        if tls is not None:
+            self.certfile, self.keyfile = str(tls[0]), str(tls[1])
         self.accesslog = None
         # A logger object, not "-": hypercorn would otherwise replace the handlers
         # of its own logger. Only real errors reach the daemon's log, one line each.
@@ -110,6 +130,8 @@ class _UnixConfig(Config):
         self.include_server_header = False
 
     def create_sockets(self) -> Sockets:
+        if self.ssl_enabled:
+            return Sockets(secure_sockets=[self._sock], insecure_sockets=[], quic_sockets=[])
         return Sockets(secure_sockets=[], insecure_sockets=[self._sock], quic_sockets=[])
 
 

@@ -14,19 +14,34 @@ from collections.abc import Sequence
 from typing import Any
 
 from volfs.api import ManifestError
-from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound, SetupFailed
 
 # The HTTP code Kubernetes uses for each reason.
 _CODES = {
     "BadRequest": 400,
+    "Unauthorized": 401,
+    "Forbidden": 403,
     "NotFound": 404,
     "MethodNotAllowed": 405,
+    "NotAcceptable": 406,
     "AlreadyExists": 409,
+    "Conflict": 409,
     "RequestEntityTooLarge": 413,
     "UnsupportedMediaType": 415,
     "Invalid": 422,
     "InternalError": 500,
 }
+
+# A field error's reason, told by how its message starts (as Kubernetes' field.Error
+# words them: "Required value", "Invalid value: ...", "Forbidden: ...").
+_CAUSE_REASONS = (
+    ("Required value", "FieldValueRequired"),
+    ("Forbidden", "FieldValueForbidden"),
+    ("Unsupported value", "FieldValueNotSupported"),
+    ("Duplicate value", "FieldValueDuplicate"),
+    ("Not found", "FieldValueNotFound"),
+    ("Too long", "FieldValueTooLong"),
+    ("Too many", "FieldValueTooMany"),
+)
 
 
 class StatusError(Exception):
@@ -43,18 +58,26 @@ def status(
     *,
     code: int | None = None,
     name: str | None = None,
+    group: str | None = None,
     kind: str | None = None,
     causes: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """A failure Status. ``code`` defaults to the one Kubernetes uses for ``reason``."""
+    """A failure Status. ``code`` defaults to the one Kubernetes uses for ``reason``.
+
+    ``causes`` are ``(field, message)`` pairs; each becomes a ``details.causes[]``
+    entry whose reason is read off its message (``"Forbidden: ..."`` ->
+    ``FieldValueForbidden``, anything unrecognised -> ``FieldValueInvalid``).
+    """
     details: dict[str, Any] = {}
     if name is not None:
         details["name"] = name
+    if group:
+        details["group"] = group
     if kind is not None:
         details["kind"] = kind
     if causes:
         details["causes"] = [
-            {"reason": "FieldValueInvalid", "message": cause_message, "field": field}
+            {"reason": cause_reason(cause_message), "message": cause_message, "field": field}
             for field, cause_message in causes
         ]
     result: dict[str, Any] = {
@@ -62,7 +85,7 @@ def status(
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
-        "message": message,
+        "message": " ".join(message.split()),  # one line, whatever a cause said
         "reason": reason,
         "code": code if code is not None else _CODES.get(reason, 500),
     }
@@ -71,57 +94,75 @@ def status(
     return result
 
 
+def cause_reason(message: str) -> str:
+    """The ``details.causes[].reason`` for a field error's message.
+
+    >>> cause_reason("Forbidden: pod updates may not change fields"), cause_reason("bad")
+    ('FieldValueForbidden', 'FieldValueInvalid')
+    """
+    for prefix, reason in _CAUSE_REASONS:
+        if message.startswith(prefix):
+            return reason
+    return "FieldValueInvalid"
+
+
 def bad_request(message: str) -> dict[str, Any]:
     return status("BadRequest", message)
 
 
-def invalid(kind: str, name: str | None, causes: Sequence[tuple[str, str]]) -> dict[str, Any]:
+def not_found(resource: str, group: str = "", *, name: str) -> dict[str, Any]:
+    """404 for an object: ``pods "web" not found``, ``storageclasses.storage.k8s.io "x" ...``."""
+    qualified = f"{resource}.{group}" if group else resource
+    return status("NotFound", f'{qualified} "{name}" not found', name=name, group=group,
+                  kind=resource)
+
+
+def already_exists(resource: str, group: str = "", *, name: str) -> dict[str, Any]:
+    qualified = f"{resource}.{group}" if group else resource
+    return status("AlreadyExists", f'{qualified} "{name}" already exists', name=name,
+                  group=group, kind=resource)
+
+
+def invalid(
+    kind: str, name: str | None, causes: Sequence[tuple[str, str]], group: str = ""
+) -> dict[str, Any]:
     """422 Invalid, worded as the API server words it.
 
     >>> invalid("Pod", "web", [("spec.volumes[0].name", "Required value")])["message"]
     'Pod "web" is invalid: spec.volumes[0].name: Required value'
     """
     parts = [f"{field}: {message}" if field else message for field, message in causes]
-    what = f'{kind} "{name}"' if name else kind
+    what = f'{kind}.{group} "{name}"' if group and name else f'{kind} "{name}"' if name else kind
     joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return status(
         "Invalid",
         f"{what} is invalid: {joined}",
         name=name,
+        group=group,
         kind=kind,
         causes=list(causes),
     )
 
 
-def manifest_invalid(exc: ManifestError, name: str | None) -> dict[str, Any]:
+def manifest_invalid(
+    exc: ManifestError, name: str | None, kind: str = "Pod", group: str = ""
+) -> dict[str, Any]:
     """422 Invalid for a body the manifest parser refused."""
     causes = [(str(field), str(message)) for field, message in exc.causes]
-    return invalid("Pod", name, causes or [("", str(exc))])
+    return invalid(kind, name, causes or [("", str(exc))], group)
+
+
+def method_not_allowed(method: str, path: str) -> dict[str, Any]:
+    return status(
+        "MethodNotAllowed",
+        f"the server does not allow this method on the requested resource ({method} {path})",
+    )
+
+
+def unauthorized() -> dict[str, Any]:
+    """401, exactly as the API server answers a request it cannot authenticate."""
+    return status("Unauthorized", "Unauthorized")
 
 
 def internal_error(message: str) -> dict[str, Any]:
     return status("InternalError", message)
-
-
-def from_exception(exc: Exception, *, name: str | None = None) -> dict[str, Any] | None:
-    """The Status for an error the lifecycle or the manifest parser raised.
-
-    ``name`` is the object's name where the error does not carry it (a
-    ManifestError). Returns None for an exception that is not a refusal but a
-    bug; the caller answers those with a generic 500.
-    """
-    if isinstance(exc, NotFound):
-        return status("NotFound", str(exc), name=exc.name, kind=_plural(exc.kind))
-    if isinstance(exc, AlreadyExists):
-        return status("AlreadyExists", str(exc), name=exc.name, kind=_plural(exc.kind))
-    if isinstance(exc, Invalid):
-        return invalid(exc.kind, exc.name, exc.causes)
-    if isinstance(exc, ManifestError):
-        return manifest_invalid(exc, name)
-    if isinstance(exc, SetupFailed):
-        return internal_error(str(exc))
-    return None
-
-
-def _plural(kind: str) -> str:
-    return kind.lower() + "s"

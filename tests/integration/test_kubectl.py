@@ -1,0 +1,272 @@
+"""A real kubectl against a real daemon's ``--kube-api`` listener.
+
+kubectl is the one on PATH (``scripts/setup`` installs Debian's ``kubernetes-client``,
+1.20); ``VOLFS_TEST_KUBECTL=/path/to/kubectl`` runs the same tests with another one
+(they pass with 1.20 and 1.32).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.daemon import VOLFS, Daemon, DaemonError
+
+KUBECTL = os.environ.get("VOLFS_TEST_KUBECTL") or shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(
+    KUBECTL is None, reason="no kubectl (scripts/setup installs Debian's kubernetes-client)")
+
+
+@dataclass
+class Kube:
+    """kubectl with a kubeconfig from ``volfs kubeconfig`` and a discovery cache of its own."""
+
+    daemon: Daemon
+    kubeconfig: Path
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True
+                 ) -> subprocess.CompletedProcess[str]:
+        assert KUBECTL is not None
+        result = subprocess.run(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig),
+             "--cache-dir", str(self.daemon.base / "kube-cache"), *args],
+            input=input, capture_output=True, text=True, timeout=60, check=False)
+        if check and result.returncode != 0:
+            raise DaemonError(f"kubectl {' '.join(args)} exited {result.returncode}:\n"
+                              f"{result.stderr}\n--- daemon log ---\n{self.daemon.log()}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load(self.kubeconfig.read_text())
+        return loaded
+
+
+def kube_for(daemon: Daemon) -> Kube:
+    path = daemon.base / "kubeconfig"
+    path.write_text(daemon.cli("kubeconfig").stdout)
+    path.chmod(0o600)
+    return Kube(daemon, path)
+
+
+@pytest.fixture(scope="module")
+def kube(open_tmp: Path) -> Iterator[Kube]:
+    """One daemon per worker serving the Kubernetes API on a loopback port it picks."""
+    daemon = Daemon(open_tmp / f"kube-{os.getpid()}",
+                    extra_args=["--kube-api", "127.0.0.1:0"]).start()
+    try:
+        yield kube_for(daemon)
+    finally:
+        daemon.stop()
+
+
+def pod_yaml(name: str, *, namespace: str = "default", size: str = "64Mi",
+             labels: dict[str, str] | None = None) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {
+            "containers": [{"name": "app", "image": "busybox",
+                            "volumeMounts": [{"name": "scratch", "mountPath": "/data"}]}],
+            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": size}}],
+        },
+    })
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line.strip()]
+
+
+def test_apply_get_describe_reapply_and_delete(kube: Kube, pod_name: str) -> None:
+    manifest = pod_yaml(pod_name, labels={"app": "web"})
+    assert kube("apply", "-f", "-", input=manifest).stdout.strip() == f"pod/{pod_name} created"
+
+    rows = table_rows(kube("get", "pods").stdout)
+    assert rows[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    (row,) = [r for r in rows[1:] if r[0] == pod_name]
+    assert row[1:4] == ["0/1", "Running", "0"]
+    assert row[4][-1] in "smhd"
+
+    pod = kube.json("get", "pod", pod_name)
+    uid = pod["metadata"]["uid"]
+    (volume,) = pod["status"]["volumes"]
+    path = Path(volume["path"])
+    assert path == (kube.daemon.root / "pods" / uid / "volumes" / "kubernetes.io~empty-dir"
+                    / "scratch")
+    assert path.is_dir()
+    assert "kubectl.kubernetes.io/last-applied-configuration" in pod["metadata"]["annotations"]
+    assert kube.daemon.pod(pod_name)["metadata"]["uid"] == uid  # the volfs CLI sees the same
+
+    described = kube("describe", "pod", pod_name).stdout
+    assert "Events:" in described
+    created = [line.split() for line in described.splitlines() if " Created " in line]
+    assert created and created[0][:2] == ["Normal", "Created"] and "volfs" in created[0]
+    assert "EmptyDir" in described
+
+    again = kube("apply", "-f", "-", input=manifest).stdout.strip()
+    assert again == f"pod/{pod_name} unchanged"
+
+    relabelled = pod_yaml(pod_name, labels={"app": "web", "tier": "front"})
+    assert kube("apply", "-f", "-", input=relabelled).stdout.strip() == (
+        f"pod/{pod_name} configured")
+    stored = kube.daemon.pod(pod_name)
+    assert stored["metadata"]["labels"] == {"app": "web", "tier": "front"}
+    assert stored["metadata"]["uid"] == uid
+
+    resized = pod_yaml(pod_name, labels={"app": "web", "tier": "front"}, size="128Mi")
+    refused = kube("apply", "-f", "-", input=resized, check=False)
+    assert refused.returncode != 0
+    assert (f'The Pod "{pod_name}" is invalid: spec: Forbidden: pod updates may not change '
+            "fields other than") in refused.stderr
+    after = kube.json("get", "pod", pod_name)
+    assert after["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "64Mi"
+    assert after["metadata"]["uid"] == uid
+
+    assert kube("delete", "-f", "-", input=manifest).stdout.strip() == (
+        f'pod "{pod_name}" deleted')
+    missing = kube.daemon.cli("get", "pod", pod_name, check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr
+    assert not path.exists()
+    gone = kube("get", "pod", pod_name, check=False)
+    assert f'pods "{pod_name}" not found' in gone.stderr
+
+    events = kube("get", "events", "--field-selector", f"involvedObject.name={pod_name}").stdout
+    reasons = [row[2] for row in table_rows(events)[1:]]
+    assert reasons == ["Created", "Killing"]
+
+
+def test_pods_made_by_the_volfs_cli_are_seen_by_kubectl_and_back(kube: Kube,
+                                                                 pod_name: str) -> None:
+    kube.daemon.apply(pod_yaml(pod_name))
+    assert kube.json("get", "pod", pod_name)["metadata"]["uid"] == (
+        kube.daemon.pod(pod_name)["metadata"]["uid"])
+    assert kube("delete", "pod", pod_name).returncode == 0
+    assert pod_name not in kube.daemon.cli("get", "pods").stdout
+
+
+def test_label_and_field_selectors(kube: Kube, pod_name: str) -> None:
+    namespace = f"sel-{pod_name}"
+    pods = {f"{pod_name}-a": {"tier": "web", "env": "prod"},
+            f"{pod_name}-b": {"tier": "db", "env": "prod"},
+            f"{pod_name}-c": {"tier": "web"}}
+    manifest = "---\n".join(pod_yaml(name, namespace=namespace, labels=labels)
+                            for name, labels in pods.items())
+    kube("apply", "-f", "-", input=manifest)
+
+    def names(*args: str) -> list[str]:
+        out = kube("get", "pods", "-n", namespace, "-o", "name", *args).stdout
+        return [line.removeprefix("pod/") for line in out.split()]
+
+    a, b, c = pods
+    assert names("-l", "tier=web") == [a, c]
+    assert names("-l", "tier=web,env=prod") == [a]
+    assert names("-l", "env!=prod") == [c]
+    assert names("-l", "tier in (db,cache)") == [b]
+    assert names("-l", "tier notin (db)") == [a, c]
+    assert names("-l", "!env") == [c]
+    assert names("--field-selector", f"metadata.name={b}") == [b]
+    assert names("--field-selector", f"metadata.name!={b}") == [a, c]
+    everywhere = kube("get", "pods", "-A", "-l", "tier=db").stdout
+    assert table_rows(everywhere)[0][:2] == ["NAMESPACE", "NAME"]
+    assert [r[:2] for r in table_rows(everywhere)[1:]] == [[namespace, b]]
+    assert namespace in [r[0] for r in table_rows(kube("get", "namespaces").stdout)]
+    bad = kube("get", "pods", "-n", namespace, "--field-selector", "spec.volumes=x",
+               check=False)
+    assert "field label not supported: spec.volumes" in bad.stderr
+    kube("delete", "-f", "-", input=manifest)
+    assert names() == []
+
+
+def test_discovery_api_resources_and_version(kube: Kube) -> None:
+    rows = {row[0]: row for row in table_rows(kube("api-resources").stdout)[1:]}
+    assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
+    assert rows["namespaces"] == ["namespaces", "ns", "v1", "false", "Namespace"]
+    assert rows["events"] == ["events", "ev", "v1", "true", "Event"]
+    version = json.loads(kube("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"].startswith("v1.30.0-volfs.")
+    assert "default" in kube("get", "ns", "default", "-o", "name").stdout
+
+
+def test_an_invalid_pod_is_refused_with_its_field(kube: Kube, pod_name: str) -> None:
+    result = kube("create", "-f", "-", input=pod_yaml(pod_name, size="lots"), check=False)
+    assert result.returncode != 0
+    assert (f'The Pod "{pod_name}" is invalid: spec.volumes[0].emptyDir.sizeLimit'
+            in result.stderr)
+    assert pod_name not in kube.daemon.cli("get", "pods").stdout
+
+
+def test_requests_without_the_token_are_401(kube: Kube) -> None:
+    cluster = kube.config["clusters"][0]["cluster"]
+    assert cluster["server"].startswith("https://127.0.0.1:")
+    context = ssl.create_default_context(
+        cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    with httpx.Client(base_url=cluster["server"], verify=context, timeout=10) as client:
+        for headers in ({}, {"authorization": "Bearer not-the-token"}):
+            response = client.get("/api/v1/pods", headers=headers)
+            assert response.status_code == 401
+            assert response.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                       "status": "Failure", "message": "Unauthorized",
+                                       "reason": "Unauthorized", "code": 401}
+        assert client.get("/volfs/v1/kubeconfig").status_code == 401
+    refused = kube("get", "pods", "--token", "not-the-token", check=False)
+    assert refused.returncode != 0
+    assert "Unauthorized" in refused.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_credentials_are_private_and_outlive_a_restart(tmp_path: Path,
+                                                           pod_name: str) -> None:
+    port = _free_port()
+    daemon = Daemon(tmp_path / "volfs", extra_args=["--kube-api", f"127.0.0.1:{port}"]).start()
+    try:
+        kube = kube_for(daemon)
+        assert kube.config["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{port}"
+        for name in ("kube-api.token", "kube-api.key", "kube-api.crt"):
+            assert stat.S_IMODE((daemon.state_dir / name).stat().st_mode) == 0o600
+        kube("apply", "-f", "-", input=pod_yaml(pod_name))
+        daemon.stop(signal.SIGTERM)
+        daemon.start()
+        assert kube.json("get", "pod", pod_name)["metadata"]["name"] == pod_name
+        assert kube_for(daemon).config == kube.config
+    finally:
+        daemon.stop()
+
+
+def test_the_kube_api_listens_on_loopback_only(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [VOLFS, "serve", "--root", str(tmp_path / "root"), "--state-dir",
+         str(tmp_path / "state"), "--kube-api", "0.0.0.0:6443"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "not a loopback address" in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_volfs_kubeconfig_needs_a_kube_api_listener(shared_daemon: Daemon) -> None:
+    result = shared_daemon.cli("kubeconfig", check=False)
+    assert result.returncode == 1
+    assert "--kube-api" in result.stderr

@@ -1,0 +1,111 @@
+"""Tables: columns and cells as the API server's printers make them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from volfs.server.tables import (
+    DEFAULT_COLUMNS,
+    EVENT_COLUMNS,
+    PERSISTENT_VOLUME_CLAIM_COLUMNS,
+    PERSISTENT_VOLUME_COLUMNS,
+    POD_COLUMNS,
+    human_duration,
+    table,
+)
+
+NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+
+
+def ago(**delta: float) -> str:
+    return (NOW - timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cells(columns: Any, obj: dict[str, Any], wide: bool = False) -> list[Any]:
+    answer = table(columns, [obj], now=NOW)
+    picked = [i for i, c in enumerate(answer["columnDefinitions"]) if wide or c["priority"] == 0]
+    return [answer["rows"][0]["cells"][i] for i in picked]
+
+
+def pod(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "web", "creationTimestamp": ago(minutes=5)},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running", **status}}
+
+
+@pytest.mark.parametrize("seconds, shown", [
+    (0, "0s"), (119, "119s"), (120, "2m"), (307, "5m7s"), (600, "10m"), (179 * 60, "179m"),
+    (3 * 3600, "3h"), (3 * 3600 + 60, "3h1m"), (8 * 3600, "8h"), (47 * 3600, "47h"),
+    (50 * 3600, "2d2h"), (8 * 86400, "8d"), (800 * 86400, "2y70d"), (9 * 365 * 86400, "9y"),
+    (-1, "0s"), (-5, "<invalid>"),
+])
+def test_ages_read_as_kubectl_prints_them(seconds: int, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_a_table_has_the_meta_k8s_io_shape() -> None:
+    obj = {"metadata": {"name": "x", "creationTimestamp": ago(seconds=30)}}
+    answer = table(DEFAULT_COLUMNS, [obj], now=NOW, resource_version="7")
+    assert answer["kind"] == "Table"
+    assert answer["apiVersion"] == "meta.k8s.io/v1"
+    assert answer["metadata"] == {"resourceVersion": "7"}
+    assert answer["columnDefinitions"][0] == {
+        "name": "Name", "type": "string", "format": "name",
+        "description": "Name must be unique within a namespace.", "priority": 0}
+    assert answer["rows"] == [{"cells": ["x", "30s"], "object": {
+        "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"]}}]
+    assert table(DEFAULT_COLUMNS, [], now=NOW)["rows"] == []
+
+
+def test_pod_rows_count_ready_containers_and_restarts() -> None:
+    assert cells(POD_COLUMNS, pod()) == ["web", "0/2", "Running", "0", "5m"]
+    running = pod(containerStatuses=[
+        {"name": "a", "ready": True, "restartCount": 2, "state": {"running": {}}},
+        {"name": "b", "ready": False, "restartCount": 1, "state": {"running": {}}}])
+    assert cells(POD_COLUMNS, running) == ["web", "1/2", "Running", "3", "5m"]
+    waiting = pod(containerStatuses=[
+        {"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}}])
+    assert cells(POD_COLUMNS, waiting)[2] == "ContainerCreating"
+    ended = pod(containerStatuses=[{"name": "a", "state": {"terminated": {"exitCode": 3}}}])
+    assert cells(POD_COLUMNS, ended)[2] == "ExitCode:3"
+    going = pod()
+    going["metadata"]["deletionTimestamp"] = ago(seconds=1)
+    assert cells(POD_COLUMNS, going)[2] == "Terminating"
+    assert cells(POD_COLUMNS, pod(podIP="10.0.0.2"), wide=True)[5:] == [
+        "10.0.0.2", "<none>", "<none>", "<none>"]
+
+
+def test_event_rows() -> None:
+    event = {"metadata": {"name": "web.1"}, "type": "Warning", "reason": "FailedMount",
+             "message": "volume x: refused", "count": 2,
+             "involvedObject": {"kind": "Pod", "name": "web"},
+             "source": {"component": "volfs", "host": "vm"},
+             "firstTimestamp": ago(minutes=3), "lastTimestamp": ago(seconds=10)}
+    assert cells(EVENT_COLUMNS, event) == ["10s", "Warning", "FailedMount", "pod/web",
+                                           "volume x: refused"]
+    assert cells(EVENT_COLUMNS, event, wide=True)[4:6] == ["", "volfs, vm"]
+
+
+def test_storage_rows_as_kubectl_shows_pv_and_pvc() -> None:
+    pv = {"metadata": {"name": "pv1", "creationTimestamp": ago(hours=1)},
+          "spec": {"capacity": {"storage": "5Gi"},
+                   "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                   "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "nfs",
+                   "claimRef": {"namespace": "default", "name": "data"}},
+          "status": {"phase": "Bound"}}
+    assert cells(PERSISTENT_VOLUME_COLUMNS, pv) == [
+        "pv1", "5Gi", "RWO,RWX", "Retain", "Bound", "default/data", "nfs", "<unset>", "",
+        "60m"]
+    pvc = {"metadata": {"name": "data", "creationTimestamp": ago(hours=1)},
+           "spec": {"volumeName": "pv1", "storageClassName": "nfs"},
+           "status": {"phase": "Bound", "capacity": {"storage": "5Gi"},
+                      "accessModes": ["ReadWriteOnce"]}}
+    assert cells(PERSISTENT_VOLUME_CLAIM_COLUMNS, pvc) == [
+        "data", "Bound", "pv1", "5Gi", "RWO", "nfs", "<unset>", "60m"]
+    pending = {"metadata": {"name": "data"}, "spec": {}, "status": {"phase": "Pending"}}
+    assert cells(PERSISTENT_VOLUME_CLAIM_COLUMNS, pending) == [
+        "data", "Pending", "", "", "", "", "<unset>", "<unknown>"]

@@ -1,0 +1,201 @@
+"""The kinds volfs serves: their descriptors, and the services of pods, namespaces and events.
+
+Served from the start: ``pods`` (the lifecycle's PodService), ``namespaces`` (derived:
+``default`` plus every namespace that holds an object) and ``events`` (what the
+lifecycle recorded, see ``volfs.lifecycle.events``).
+
+Described here for the NFS work to register with its own services (one line each in
+the daemon, see ``volfs.server.resources``): ``persistentvolumes`` (pv),
+``persistentvolumeclaims`` (pvc) and ``storage.k8s.io/v1`` ``storageclasses`` (sc).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from volfs.api import ManifestError, parse_object
+from volfs.lifecycle.errors import NotFound
+from volfs.lifecycle.events import EVENT
+from volfs.lifecycle.service import DeleteResult, PodService
+from volfs.server.patch import EVENT_SCHEMA, POD_SCHEMA
+from volfs.server.resources import Resource, ResourceRegistry
+from volfs.server.selectors import path_getter
+from volfs.server.tables import (
+    EVENT_COLUMNS,
+    NAMESPACE_COLUMNS,
+    PERSISTENT_VOLUME_CLAIM_COLUMNS,
+    PERSISTENT_VOLUME_COLUMNS,
+    POD_COLUMNS,
+    STORAGE_CLASS_COLUMNS,
+)
+from volfs.state import AsyncStateDB
+
+__all__ = [
+    "EVENTS",
+    "NAMESPACES",
+    "PERSISTENT_VOLUMES",
+    "PERSISTENT_VOLUME_CLAIMS",
+    "PODS",
+    "STORAGE_CLASSES",
+    "EventResource",
+    "NamespaceResource",
+    "PodResource",
+    "core_registry",
+]
+
+Object = dict[str, Any]
+ALL_VERBS = ("create", "delete", "get", "list", "patch", "update")
+READ_VERBS = ("get", "list")
+DEFAULT_NAMESPACE = "default"
+
+PODS = Resource(
+    name="pods", singular_name="pod", kind="Pod", namespaced=True, verbs=ALL_VERBS,
+    short_names=("po",), categories=("all",), columns=POD_COLUMNS, patch_schema=POD_SCHEMA,
+    field_selectors={
+        "spec.nodeName": path_getter("spec.nodeName"),
+        "spec.restartPolicy": path_getter("spec.restartPolicy"),
+        "spec.schedulerName": path_getter("spec.schedulerName"),
+        "spec.serviceAccountName": path_getter("spec.serviceAccountName"),
+        "status.phase": path_getter("status.phase"),
+        "status.podIP": path_getter("status.podIP"),
+        "status.nominatedNodeName": path_getter("status.nominatedNodeName"),
+    },
+)
+NAMESPACES = Resource(
+    name="namespaces", singular_name="namespace", kind="Namespace", namespaced=False,
+    verbs=READ_VERBS, short_names=("ns",), columns=NAMESPACE_COLUMNS,
+    field_selectors={"status.phase": path_getter("status.phase")},
+)
+EVENTS = Resource(
+    name="events", singular_name="event", kind="Event", namespaced=True, verbs=READ_VERBS,
+    short_names=("ev",), columns=EVENT_COLUMNS, patch_schema=EVENT_SCHEMA,
+    field_selectors={
+        f: path_getter(f) for f in (
+            "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+            "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+            "involvedObject.fieldPath", "reason", "reportingComponent", "type")
+    } | {"source": path_getter("source.component")},
+)
+PERSISTENT_VOLUMES = Resource(
+    name="persistentvolumes", singular_name="persistentvolume", kind="PersistentVolume",
+    namespaced=False, verbs=ALL_VERBS, short_names=("pv",), columns=PERSISTENT_VOLUME_COLUMNS,
+    field_selectors={"status.phase": path_getter("status.phase")},
+)
+PERSISTENT_VOLUME_CLAIMS = Resource(
+    name="persistentvolumeclaims", singular_name="persistentvolumeclaim",
+    kind="PersistentVolumeClaim", namespaced=True, verbs=ALL_VERBS, short_names=("pvc",),
+    columns=PERSISTENT_VOLUME_CLAIM_COLUMNS,
+)
+STORAGE_CLASSES = Resource(
+    name="storageclasses", singular_name="storageclass", kind="StorageClass",
+    group="storage.k8s.io", namespaced=False, verbs=ALL_VERBS, short_names=("sc",),
+    columns=STORAGE_CLASS_COLUMNS,
+)
+
+
+def core_registry(pods: PodService, db: AsyncStateDB | None = None,
+                  started: datetime.datetime | None = None) -> ResourceRegistry:
+    """A registry serving ``pods`` and ``namespaces``, and ``events`` when ``db`` is given.
+
+    ``started`` is when the daemon started: the creation time of the ``default``
+    namespace while it holds nothing.
+    """
+    registry = ResourceRegistry()
+    registry.register(PODS, PodResource(pods))
+    registry.register(NAMESPACES, NamespaceResource(registry, started))
+    if db is not None:
+        registry.register(EVENTS, EventResource(db))
+    return registry
+
+
+class PodResource:
+    """Pods as a ResourceService, over the lifecycle's PodService."""
+
+    def __init__(self, pods: PodService) -> None:
+        self._pods = pods
+
+    async def create(self, obj: Object) -> Object:
+        parsed = parse_object(obj, None)
+        if len(parsed) != 1:  # a v1 List or a legacy controller: not a pod
+            raise ManifestError(None, [("kind", "expected one Pod in the request body")])
+        return await self._pods.create_pod(parsed[0])
+
+    async def get(self, namespace: str | None, name: str) -> Object:
+        return await self._pods.get_pod(namespace or DEFAULT_NAMESPACE, name)
+
+    async def list(self, namespace: str | None) -> list[Object]:
+        return await self._pods.list_pods(namespace)
+
+    async def delete(self, namespace: str | None, name: str) -> DeleteResult:
+        return await self._pods.delete_pod(namespace or DEFAULT_NAMESPACE, name)
+
+    async def update(self, obj: Object) -> Object:
+        return await self._pods.update_pod(obj)
+
+
+class NamespaceResource:
+    """Namespaces: ``default``, and every namespace an object of a namespaced kind is in.
+
+    volfs creates namespaces implicitly, as objects name them; a namespace's
+    creation time is that of its oldest object, and its uid is derived from its name.
+    """
+
+    def __init__(self, registry: ResourceRegistry,
+                 started: datetime.datetime | None = None) -> None:
+        self._registry = registry
+        self._started = (started or datetime.datetime.now(datetime.UTC)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+
+    async def get(self, namespace: str | None, name: str) -> Object:
+        for obj in await self.list(None):
+            if obj["metadata"]["name"] == name:
+                return obj
+        raise NotFound("Namespace", None, name)
+
+    async def list(self, namespace: str | None) -> list[Object]:
+        oldest: dict[str, str] = {}
+        for entry in self._registry:
+            resource = entry.resource
+            if not resource.namespaced or "list" not in resource.verbs:
+                continue
+            for obj in await entry.service.list(None):
+                meta = obj.get("metadata") or {}
+                ns = meta.get("namespace") or DEFAULT_NAMESPACE
+                created = str(meta.get("creationTimestamp") or self._started)
+                if ns not in oldest or created < oldest[ns]:
+                    oldest[ns] = created
+        oldest.setdefault(DEFAULT_NAMESPACE, self._started)
+        return [_namespace(name, oldest[name]) for name in sorted(oldest)]
+
+
+def _namespace(name: str, created: str) -> Object:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"volfs:namespace:{name}")),
+            "creationTimestamp": created,
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+class EventResource:
+    """Events the lifecycle recorded in the state database (read-only)."""
+
+    def __init__(self, db: AsyncStateDB) -> None:
+        self._db = db
+
+    async def get(self, namespace: str | None, name: str) -> Object:
+        obj = await self._db.get(EVENT, namespace or DEFAULT_NAMESPACE, name)
+        if obj is None:
+            raise NotFound(EVENT, namespace, name)
+        return obj
+
+    async def list(self, namespace: str | None) -> list[Object]:
+        return await self._db.list(EVENT, namespace)
