@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from volfs.stores.base import AttrChanges, Owner
-from volfs.stores.local import LocalStore
+from volfs.stores.local import DescriptorCache, LocalStore
 from volfs.stores.quota import Usage, scan_usage
 from volfs.stores.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE
 
@@ -373,3 +373,60 @@ def test_usage_always_equals_the_files_on_disk_plus_open_orphans(
         assert vol.used == vol.on_disk()
     finally:
         vol.close()
+
+
+# -- descriptors: at most a bounded number open, the rest reopened by file handle ------------
+
+def test_idle_descriptors_are_bounded_and_reopened_by_file_handle(tmp_path: Path) -> None:
+    cache = DescriptorCache(capacity=4)
+    store = LocalStore(tmp_path, Usage(), descriptors=cache)
+    root = run(store.open_root).handle
+    handles = []
+    for i in range(20):
+        fh, entry = run(store.create, root, b"f%d" % i, 0o644, os.O_WRONLY, ROOT)
+        run(store.write, fh, 0, b"%d" % i)
+        run(store.release, fh)
+        handles.append(entry.handle)
+    assert len(cache) <= 4
+    assert sum(h.fd is not None for h in handles) <= 4
+    for i, handle in enumerate(handles):  # each reopened, the same inode as before
+        assert run(store.getattr, handle).st_size == len(b"%d" % i)
+        fh = run(store.open, handle, os.O_RDONLY)
+        assert run(store.read, fh, 0, 10) == b"%d" % i
+        run(store.release, fh)
+    run(store.rename, root, b"f0", root, b"renamed", 0)
+    assert run(store.getattr, handles[0]).st_nlink == 1  # a rename does not lose it
+    for handle in [root, *handles]:
+        store.forget(handle)
+    assert len(cache) == 0
+
+
+def test_a_deleted_inode_is_stale_never_another_one(tmp_path: Path) -> None:
+    cache = DescriptorCache(capacity=2)
+    store = LocalStore(tmp_path, Usage(), descriptors=cache)
+    root = run(store.open_root).handle
+    fh, gone = run(store.create, root, b"gone", 0o644, os.O_WRONLY, ROOT)
+    run(store.release, fh)
+    run(store.unlink, root, b"gone")
+    others = [run(store.mkdir, root, b"d%d" % i, 0o755, ROOT).handle for i in range(4)]
+    assert gone.handle.fd is None  # its descriptor was given back
+    assert oserror(run, store.getattr, gone.handle) == errno.ESTALE
+    for handle in [root, gone.handle, *others]:
+        store.forget(handle)
+
+
+def test_open_files_keep_their_descriptor_even_unlinked(tmp_path: Path) -> None:
+    cache = DescriptorCache(capacity=2)
+    store = LocalStore(tmp_path, Usage(limit=LIMIT), descriptors=cache)
+    root = run(store.open_root).handle
+    fh, entry = run(store.create, root, b"f", 0o644, os.O_RDWR, ROOT)
+    run(store.write, fh, 0, b"x" * 100)
+    run(store.unlink, root, b"f")
+    others = [run(store.mkdir, root, b"d%d" % i, 0o755, ROOT).handle for i in range(4)]
+    assert entry.handle.fd is not None
+    st = run(store.setattr, entry.handle, AttrChanges(size=10), fh)
+    assert (st.st_size, st.st_nlink) == (10, 0)
+    run(store.release, fh)
+    assert store.usage.used == 0
+    for handle in [root, entry.handle, *others]:
+        store.forget(handle)

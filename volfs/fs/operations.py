@@ -30,7 +30,6 @@ from volfs.fs.attrs import entry_attributes, synthetic_attributes
 from volfs.fs.inodes import BackedNode, InodeTable, Node, SyntheticNode
 from volfs.fs.tree import Tree
 from volfs.stores.base import AttrChanges, Entry, Owner
-from volfs.stores.syscalls import RENAME_EXCHANGE
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class VolfsOperations(pyfuse3.Operations):
         if isinstance(parent, SyntheticNode):
             return await self._lookup_synthetic(parent, name)
         entry = await parent.volume.store.lookup(parent.handle, name)
-        return self._hand_out(parent, name, entry)
+        return self._hand_out(parent, entry)
 
     async def _lookup_synthetic(self, parent: SyntheticNode,
                                 name: bytes) -> pyfuse3.EntryAttributes:
@@ -108,24 +107,11 @@ class VolfsOperations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         return self._synthetic_attrs(self.table.synthetic(path))
 
-    def _hand_out(self, parent: BackedNode, name: bytes,
-                  entry: Entry) -> pyfuse3.EntryAttributes:
+    def _hand_out(self, parent: BackedNode, entry: Entry) -> pyfuse3.EntryAttributes:
         """Give the kernel a (new or known) inode for ``entry``: lookup count +1."""
         node = self.table.adopt(parent.volume, entry)
         node.nlookup += 1
-        self.table.named(node, parent.ino, name)
-        self._keep_to_budget()
         return entry_attributes(node.ino, entry.attrs, parent.volume.store.cache_timeout)
-
-    def _keep_to_budget(self) -> None:
-        """Past the table's budget, ask the kernel to drop its least recently used entries.
-
-        It answers with ``forget``, which closes their handles; until then nothing
-        changes, so lookup counts stay exact. Asynchronous: the kernel may be
-        holding a directory lock for the very request being served.
-        """
-        for parent_ino, name in self.table.to_evict():
-            pyfuse3.invalidate_entry_async(parent_ino, name, ignore_enoent=True)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -172,41 +158,37 @@ class VolfsOperations(pyfuse3.Operations):
         if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and ctx.uid != 0:
             raise FUSEError(errno.EPERM)  # device nodes: the daemon is root, the caller is not
         entry = await parent.volume.store.mknod(parent.handle, name, mode, rdev, _owner(ctx))
-        return self._hand_out(parent, name, entry)
+        return self._hand_out(parent, entry)
 
     @_fuse_handler
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self._writable(parent_inode)
         entry = await parent.volume.store.mkdir(parent.handle, name, mode, _owner(ctx))
-        return self._hand_out(parent, name, entry)
+        return self._hand_out(parent, entry)
 
     @_fuse_handler
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self._writable(parent_inode)
         entry = await parent.volume.store.symlink(parent.handle, name, target, _owner(ctx))
-        return self._hand_out(parent, name, entry)
+        return self._hand_out(parent, entry)
 
     @_fuse_handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self._writable(parent_inode)
         await parent.volume.store.unlink(parent.handle, name)
-        self.table.name_removed(parent.ino, name)
 
     @_fuse_handler
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self._writable(parent_inode)
         await parent.volume.store.rmdir(parent.handle, name)
-        self.table.name_removed(parent.ino, name)
 
     @_fuse_handler
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
                      name_new: bytes, flags: int, ctx: pyfuse3.RequestContext) -> None:
         old, new = self._same_volume(parent_inode_old, parent_inode_new)
         await old.volume.store.rename(old.handle, name_old, new.handle, name_new, flags)
-        self.table.name_moved((old.ino, name_old), (new.ino, name_new),
-                              exchange=bool(flags & RENAME_EXCHANGE))
 
     @_fuse_handler
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
@@ -214,8 +196,6 @@ class VolfsOperations(pyfuse3.Operations):
         node, parent = self._same_volume(inode, new_parent_inode)
         st = await node.volume.store.link(node.handle, parent.handle, new_name)
         node.nlookup += 1
-        self.table.named(node, parent.ino, new_name)
-        self._keep_to_budget()
         return entry_attributes(node.ino, st, node.volume.store.cache_timeout)
 
     # -- files -----------------------------------------------------------------------
@@ -235,7 +215,7 @@ class VolfsOperations(pyfuse3.Operations):
         parent = self._writable(parent_inode)
         fh, entry = await parent.volume.store.create(parent.handle, name, mode, flags,
                                                      _owner(ctx))
-        attrs = self._hand_out(parent, name, entry)
+        attrs = self._hand_out(parent, entry)
         node = self.table.get(attrs.st_ino)
         assert isinstance(node, BackedNode)
         self._files[fh] = node
@@ -292,11 +272,6 @@ class VolfsOperations(pyfuse3.Operations):
             handle.names = await self._list(handle.node)
         replied = 0
         for index in range(start_id, len(handle.names)):
-            if replied and self.table.crowded():
-                # Every entry is a lookup that holds a descriptor. Over budget, hand
-                # out one entry per call: between calls the kernel takes the directory
-                # lock that it needs to drop the entries _keep_to_budget named.
-                return
             name = handle.names[index]
             try:
                 attrs = await self._lookup(handle.node.ino, name)

@@ -4,12 +4,21 @@ EmptyDir (on disk or on tmpfs) and HostPath are this one store over different
 base directories; what differs between them is policy (create, wipe, check),
 which lives in the lifecycle layer, not here.
 
-Every inode the kernel knows is held as an ``O_PATH`` descriptor (the handle),
-and every call works relative to descriptors (``openat``, ``mkdirat``, ...), as
-libfuse's passthrough_hp does. So a path's length never matters, a rename
-elsewhere never leaves us pointing at the wrong file, and two hard links are
-one inode with one set of attributes. Nothing here ever follows a symlink: the
-kernel resolves symlinks itself, in the caller's view of the tree.
+Every inode the kernel knows is named by an ``O_PATH`` descriptor, and every
+call works relative to descriptors (``openat``, ``mkdirat``, ...), as libfuse's
+passthrough_hp does. So a path's length never matters, a rename elsewhere never
+leaves us pointing at the wrong file, and two hard links are one inode with one
+set of attributes. Nothing here ever follows a symlink: the kernel resolves
+symlinks itself, in the caller's view of the tree.
+
+The kernel keeps inodes for as long as it has memory, far more than a process
+may hold descriptors (RLIMIT_NOFILE). So the handle of an inode (:class:`Inode`)
+also keeps its file handle (``name_to_handle_at``), and one
+:class:`DescriptorCache` for all stores keeps at most a share of the limit open:
+the least recently used descriptors are closed and reopened by file handle
+(``open_by_handle_at``, which never yields another inode: a deleted one is
+ESTALE) when next needed. Inodes with open files keep their descriptors, and so
+does every inode of a filesystem that makes no file handles.
 
 The calls are plain syscalls on local disk, made on the event loop: each is a
 few microseconds, cheaper than a hop to a worker thread. Only ``fsync`` (which
@@ -19,7 +28,10 @@ may wait for the disk) goes to a thread.
 from __future__ import annotations
 
 import os
+import resource
 import stat
+import weakref
+from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -46,11 +58,118 @@ def _key(st: os.stat_result) -> Hashable:
     return (st.st_dev, st.st_ino)
 
 
+class _Mount:
+    """A directory descriptor on one filesystem, to reopen its file handles against.
+
+    Closed when the last inode that may need it is gone.
+    """
+
+    __slots__ = ("fd", "__weakref__")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        weakref.finalize(self, os.close, fd)
+
+
+class Inode:
+    """A LocalStore handle: one inode, by descriptor while cached, by file handle always."""
+
+    __slots__ = ("fd", "file_handle", "mount", "pins")
+
+    def __init__(self, fd: int, file_handle: bytes | None, mount: _Mount | None) -> None:
+        self.fd: int | None = fd
+        self.file_handle = file_handle if mount is not None else None  # None: fd only
+        self.mount = mount
+        self.pins = 0  # open files: their inode keeps its descriptor
+
+    @property
+    def reopenable(self) -> bool:
+        return self.file_handle is not None
+
+
+def default_capacity() -> int:
+    """A third of the descriptors this process may open; open files and sockets need the rest."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft // 3)
+
+
+class DescriptorCache:
+    """The O_PATH descriptors of inodes, at most ``capacity`` of them idle and open at once.
+
+    Shared by every LocalStore of the process, since the limit is the process's.
+    Each use of a descriptor must fetch it with :meth:`fd` right then: a
+    descriptor kept across another :meth:`fd` or a new inode may have been closed.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = default_capacity() if capacity is None else max(2, capacity)
+        # Inodes whose descriptor is open and may be closed, least recently used first.
+        self._idle: OrderedDict[Inode, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def add(self, inode: Inode) -> Inode:
+        """A new inode, its descriptor open."""
+        self._idle_again(inode)
+        return inode
+
+    def fd(self, inode: Inode) -> int:
+        if inode.fd is None:
+            assert inode.file_handle is not None and inode.mount is not None
+            inode.fd = syscalls.open_by_handle(inode.mount.fd, inode.file_handle, _PATH_FLAGS)
+            self._idle_again(inode)
+        elif inode in self._idle:
+            self._idle.move_to_end(inode)
+        return inode.fd
+
+    def pin(self, inode: Inode) -> None:
+        self.fd(inode)
+        inode.pins += 1
+        self._idle.pop(inode, None)
+
+    def unpin(self, inode: Inode) -> None:
+        inode.pins -= 1
+        if inode.fd is not None:
+            self._idle_again(inode)
+
+    def forget(self, inode: Inode) -> None:
+        self._idle.pop(inode, None)
+        if inode.fd is not None:
+            os.close(inode.fd)
+            inode.fd = None
+
+    def _idle_again(self, inode: Inode) -> None:
+        if inode.pins or not inode.reopenable:
+            return
+        self._idle[inode] = None
+        self._idle.move_to_end(inode)
+        while len(self._idle) > self.capacity:
+            victim, _ = self._idle.popitem(last=False)
+            assert victim.fd is not None
+            os.close(victim.fd)
+            victim.fd = None
+
+
+_shared: DescriptorCache | None = None
+
+
+def shared_descriptors() -> DescriptorCache:
+    """The process's cache (made at first use: after the daemon has raised its limit)."""
+    global _shared
+    if _shared is None:
+        _shared = DescriptorCache()
+    return _shared
+
+
 @dataclass
 class _OpenFile:
     fd: int
     key: Hashable
     append: bool
+    inode: Inode
 
 
 class LocalStore:
@@ -58,8 +177,12 @@ class LocalStore:
 
     def __init__(self, base: str | os.PathLike[str], usage: Usage | None = None, *,
                  read_only: bool = False, cache_timeout: float = 1.0,
-                 track_usage: bool = True) -> None:
+                 track_usage: bool = True, descriptors: DescriptorCache | None = None) -> None:
         self.base = os.fsencode(base)
+        self._cache = descriptors if descriptors is not None else shared_descriptors()
+        # For each filesystem (mount id) met: a descriptor to reopen its file handles
+        # against, or None where reopening does not work (then descriptors stay open).
+        self._mounts: dict[int, _Mount | None] = {}
         self.usage = usage or Usage()
         # A host directory is changed behind our back and may be huge: its usage
         # is neither measured nor limited, and its writes skip the accounting.
@@ -78,20 +201,20 @@ class LocalStore:
         # The root is a directory, or (a HostPath of type File) a single file.
         return self._entry(os.open(self.base, _PATH_FLAGS))
 
-    async def lookup(self, parent: int, name: bytes) -> Entry:
-        return self._entry(os.open(name, _PATH_FLAGS, dir_fd=parent))
+    async def lookup(self, parent: Inode, name: bytes) -> Entry:
+        return self._entry(os.open(name, _PATH_FLAGS, dir_fd=self._fd(parent)))
 
-    def forget(self, handle: int) -> None:
-        os.close(handle)
+    def forget(self, handle: Inode) -> None:
+        self._cache.forget(handle)
 
-    async def getattr(self, handle: int) -> os.stat_result:
-        return os.fstat(handle)
+    async def getattr(self, handle: Inode) -> os.stat_result:
+        return os.fstat(self._fd(handle))
 
-    async def readlink(self, handle: int) -> bytes:
-        return os.readlink(b"", dir_fd=handle)
+    async def readlink(self, handle: Inode) -> bytes:
+        return os.readlink(b"", dir_fd=self._fd(handle))
 
-    async def listdir(self, handle: int) -> Sequence[bytes]:
-        fd = os.open(_proc(handle), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    async def listdir(self, handle: Inode) -> Sequence[bytes]:
+        fd = os.open(_proc(self._fd(handle)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             return [os.fsencode(name) for name in os.listdir(fd)]
         finally:
@@ -99,76 +222,82 @@ class LocalStore:
 
     # -- attributes ------------------------------------------------------------
 
-    async def setattr(self, handle: int, changes: AttrChanges,
+    async def setattr(self, handle: Inode, changes: AttrChanges,
                       fh: FileHandle | None) -> os.stat_result:
         if changes.size is not None:
             self._truncate(handle, fh, changes.size)
         if changes.uid is not None or changes.gid is not None:
-            syscalls.fchown_inode(handle, _or_keep(changes.uid), _or_keep(changes.gid))
+            syscalls.fchown_inode(self._fd(handle), _or_keep(changes.uid),
+                                  _or_keep(changes.gid))
         if changes.mode is not None:
-            os.chmod(_proc(handle), stat.S_IMODE(changes.mode))
+            os.chmod(_proc(self._fd(handle)), stat.S_IMODE(changes.mode))
         if changes.atime_ns is not None or changes.mtime_ns is not None:
-            syscalls.utimens_inode(handle, changes.atime_ns, changes.mtime_ns)
-        return os.fstat(handle)
+            syscalls.utimens_inode(self._fd(handle), changes.atime_ns, changes.mtime_ns)
+        return os.fstat(self._fd(handle))
 
-    def _truncate(self, handle: int, fh: FileHandle | None, size: int) -> None:
+    def _truncate(self, handle: Inode, fh: FileHandle | None, size: int) -> None:
         if not self.track_usage:
             if fh is not None:
                 os.ftruncate(fh, size)
             else:
-                os.truncate(_proc(handle), size)
+                os.truncate(_proc(self._fd(handle)), size)
             return
-        before = os.fstat(handle)
+        before = os.fstat(self._fd(handle))
         growth = size - before.st_size
         self.usage.require(growth)
         if fh is not None:
             os.ftruncate(self._files[fh].fd, size)
         else:
-            os.truncate(_proc(handle), size)
+            os.truncate(_proc(self._fd(handle)), size)
         if stat.S_ISREG(before.st_mode):
             self.usage.grow(growth)
 
     # -- making and removing names ---------------------------------------------
 
-    async def mknod(self, parent: int, name: bytes, mode: int, rdev: int,
+    async def mknod(self, parent: Inode, name: bytes, mode: int, rdev: int,
                     owner: Owner) -> Entry:
-        os.mknod(name, mode, rdev, dir_fd=parent)
+        os.mknod(name, mode, rdev, dir_fd=self._fd(parent))
         return self._adopt(parent, name, owner, mode)
 
-    async def mkdir(self, parent: int, name: bytes, mode: int, owner: Owner) -> Entry:
-        os.mkdir(name, mode, dir_fd=parent)
+    async def mkdir(self, parent: Inode, name: bytes, mode: int, owner: Owner) -> Entry:
+        os.mkdir(name, mode, dir_fd=self._fd(parent))
         return self._adopt(parent, name, owner, mode)
 
-    async def symlink(self, parent: int, name: bytes, target: bytes, owner: Owner) -> Entry:
-        os.symlink(target, name, dir_fd=parent)
+    async def symlink(self, parent: Inode, name: bytes, target: bytes,
+                      owner: Owner) -> Entry:
+        os.symlink(target, name, dir_fd=self._fd(parent))
         return self._adopt(parent, name, owner, None)
 
-    async def unlink(self, parent: int, name: bytes) -> None:
-        gone = os.stat(name, dir_fd=parent, follow_symlinks=False) if self.track_usage else None
-        os.unlink(name, dir_fd=parent)
+    async def unlink(self, parent: Inode, name: bytes) -> None:
+        gone = (os.stat(name, dir_fd=self._fd(parent), follow_symlinks=False)
+                if self.track_usage else None)
+        os.unlink(name, dir_fd=self._fd(parent))
         if gone is not None:
             self._name_removed(gone)
 
-    async def rmdir(self, parent: int, name: bytes) -> None:
-        os.rmdir(name, dir_fd=parent)
+    async def rmdir(self, parent: Inode, name: bytes) -> None:
+        os.rmdir(name, dir_fd=self._fd(parent))
 
-    async def rename(self, old_parent: int, old_name: bytes, new_parent: int,
+    async def rename(self, old_parent: Inode, old_name: bytes, new_parent: Inode,
                      new_name: bytes, flags: int) -> None:
         replaced = None
         if self.track_usage and not flags & syscalls.RENAME_EXCHANGE:
-            replaced = _lstat_or_none(new_parent, new_name)
-            moved = os.stat(old_name, dir_fd=old_parent, follow_symlinks=False)
+            replaced = _lstat_or_none(self._fd(new_parent), new_name)
+            moved = os.stat(old_name, dir_fd=self._fd(old_parent), follow_symlinks=False)
             if replaced is not None and _key(replaced) == _key(moved):
                 replaced = None  # two names of one inode: rename(2) does nothing
-        syscalls.renameat2(old_parent, old_name, new_parent, new_name, flags)
+        old_fd = self._fd(old_parent)
+        new_fd = self._fd(new_parent)  # the cache keeps at least the two last used
+        syscalls.renameat2(old_fd, old_name, new_fd, new_name, flags)
         if replaced is not None:
             self._name_removed(replaced)
 
-    async def link(self, handle: int, new_parent: int, new_name: bytes) -> os.stat_result:
-        os.link(_proc(handle), new_name, dst_dir_fd=new_parent, follow_symlinks=True)
-        return os.fstat(handle)
+    async def link(self, handle: Inode, new_parent: Inode, new_name: bytes) -> os.stat_result:
+        source = _proc(self._fd(handle))
+        os.link(source, new_name, dst_dir_fd=self._fd(new_parent), follow_symlinks=True)
+        return os.fstat(self._fd(handle))
 
-    def _adopt(self, parent: int, name: bytes, owner: Owner, mode: int | None) -> Entry:
+    def _adopt(self, parent: Inode, name: bytes, owner: Owner, mode: int | None) -> Entry:
         """Hand a just-made object to its caller, as the kernel would have made it.
 
         We run as root, so the object is root's: give it the caller's uid, and
@@ -176,16 +305,16 @@ class LocalStore:
         the directory's group, which is right). chown(2) clears setuid/setgid,
         so put back the bits the caller asked for.
         """
-        fd = os.open(name, _PATH_FLAGS, dir_fd=parent)
+        setgid_dir = os.fstat(self._fd(parent)).st_mode & stat.S_ISGID
+        fd = os.open(name, _PATH_FLAGS, dir_fd=self._fd(parent))
         try:
-            setgid_dir = os.fstat(parent).st_mode & stat.S_ISGID
             syscalls.fchown_inode(fd, owner.uid, -1 if setgid_dir else owner.gid)
             if mode is not None and mode & (stat.S_ISUID | stat.S_ISGID):
                 os.chmod(_proc(fd), stat.S_IMODE(mode))
-            return self._entry(fd)
         except BaseException:
             os.close(fd)
             raise
+        return self._entry(fd)
 
     def _name_removed(self, gone: os.stat_result) -> None:
         """Account for a name that no longer exists (unlink, or replaced by rename)."""
@@ -198,31 +327,31 @@ class LocalStore:
 
     # -- open files --------------------------------------------------------------
 
-    async def open(self, handle: int, flags: int) -> FileHandle:
+    async def open(self, handle: Inode, flags: int) -> FileHandle:
         flags &= ~_OPEN_STRIP
-        truncated = os.fstat(handle).st_size if flags & os.O_TRUNC else 0
-        fd = os.open(_proc(handle), flags | os.O_CLOEXEC)
+        truncated = os.fstat(self._fd(handle)).st_size if flags & os.O_TRUNC else 0
+        fd = os.open(_proc(self._fd(handle)), flags | os.O_CLOEXEC)
         self.usage.grow(-truncated)
-        return self._register(fd, flags)
+        return self._register(fd, flags, handle)
 
-    async def create(self, parent: int, name: bytes, mode: int, flags: int,
+    async def create(self, parent: Inode, name: bytes, mode: int, flags: int,
                      owner: Owner) -> tuple[FileHandle, Entry]:
         flags = (flags & ~os.O_DIRECT) | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             # Always exclusive: only a file made here is the caller's to own.
-            fd = os.open(name, flags | os.O_EXCL, mode, dir_fd=parent)
+            fd = os.open(name, flags | os.O_EXCL, mode, dir_fd=self._fd(parent))
         except FileExistsError:
             if flags & os.O_EXCL:
                 raise
             return await self._open_existing(parent, name, flags)
-        fh = self._register(fd, flags)
         try:
-            return fh, self._adopt(parent, name, owner, mode)
+            entry = self._adopt(parent, name, owner, mode)
         except BaseException:
-            await self.release(fh)
+            os.close(fd)
             raise
+        return self._register(fd, flags, entry.handle), entry
 
-    async def _open_existing(self, parent: int, name: bytes,
+    async def _open_existing(self, parent: Inode, name: bytes,
                              flags: int) -> tuple[FileHandle, Entry]:
         """A create (without O_EXCL) of a name that exists after all.
 
@@ -233,14 +362,15 @@ class LocalStore:
         entry = await self.lookup(parent, name)
         try:
             fh = await self.open(entry.handle, flags)
-            return fh, Entry(entry.handle, os.fstat(entry.handle))
+            return fh, Entry(entry.handle, os.fstat(self._fd(entry.handle)))
         except BaseException:
             self.forget(entry.handle)
             raise
 
-    def _register(self, fd: int, flags: int) -> FileHandle:
+    def _register(self, fd: int, flags: int, inode: Inode) -> FileHandle:
         key = _key(os.fstat(fd))
-        self._files[fd] = _OpenFile(fd, key, bool(flags & os.O_APPEND))
+        self._cache.pin(inode)  # an unlinked file could not be reopened by handle
+        self._files[fd] = _OpenFile(fd, key, bool(flags & os.O_APPEND), inode)
         self._open_count[key] = self._open_count.get(key, 0) + 1
         return fd
 
@@ -284,33 +414,65 @@ class LocalStore:
                 self._orphans.discard(file.key)
                 self.usage.grow(-os.fstat(fh).st_size)
         os.close(fh)
+        self._cache.unpin(file.inode)
 
     # -- extended attributes -----------------------------------------------------
 
-    async def setxattr(self, handle: int, name: bytes, value: bytes) -> None:
-        os.setxattr(_proc(handle), name, value)
+    async def setxattr(self, handle: Inode, name: bytes, value: bytes) -> None:
+        os.setxattr(_proc(self._fd(handle)), name, value)
 
-    async def getxattr(self, handle: int, name: bytes) -> bytes:
-        return os.getxattr(_proc(handle), name)
+    async def getxattr(self, handle: Inode, name: bytes) -> bytes:
+        return os.getxattr(_proc(self._fd(handle)), name)
 
-    async def listxattr(self, handle: int) -> Sequence[bytes]:
-        return [os.fsencode(name) for name in os.listxattr(_proc(handle))]
+    async def listxattr(self, handle: Inode) -> Sequence[bytes]:
+        return [os.fsencode(name) for name in os.listxattr(_proc(self._fd(handle)))]
 
-    async def removexattr(self, handle: int, name: bytes) -> None:
-        os.removexattr(_proc(handle), name)
+    async def removexattr(self, handle: Inode, name: bytes) -> None:
+        os.removexattr(_proc(self._fd(handle)), name)
 
     async def statfs(self) -> os.statvfs_result:
         return os.statvfs(self.base)
 
     # -- helpers -----------------------------------------------------------------
 
-    @staticmethod
-    def _entry(fd: int) -> Entry:
+    def _fd(self, handle: Inode) -> int:
+        """The descriptor of ``handle``, reopened if need be: use it at once (DescriptorCache)."""
+        return self._cache.fd(handle)
+
+    def _entry(self, fd: int) -> Entry:
+        """Take ``fd`` (an O_PATH descriptor just opened) into the cache as a new handle."""
         try:
-            return Entry(fd, os.fstat(fd))
+            st = os.fstat(fd)
+            file_handle, mount = self._file_handle(fd, st)
         except BaseException:
             os.close(fd)
             raise
+        return Entry(self._cache.add(Inode(fd, file_handle, mount)), st)
+
+    def _file_handle(self, fd: int, st: os.stat_result) -> tuple[bytes | None, _Mount | None]:
+        """The file handle to reopen ``fd``'s inode by, and where to reopen it."""
+        try:
+            file_handle, mount_id = syscalls.name_to_handle(fd)
+        except OSError:  # EOPNOTSUPP: no handles on this filesystem (overlayfs, ...)
+            return None, None  # keep the descriptor, then
+        if mount_id not in self._mounts:
+            if not stat.S_ISDIR(st.st_mode):
+                return None, None  # a directory of this filesystem will give a mount_fd
+            self._mounts[mount_id] = _mount_fd(fd, file_handle)
+        mount = self._mounts[mount_id]
+        return (file_handle, mount) if mount is not None else (None, None)
+
+
+def _mount_fd(fd: int, file_handle: bytes) -> _Mount | None:
+    """Where to reopen file handles of ``fd``'s filesystem (``fd`` is a directory),
+    if reopening works here (it needs CAP_DAC_READ_SEARCH), else None."""
+    mount_fd = os.open(_proc(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.close(syscalls.open_by_handle(mount_fd, file_handle, _PATH_FLAGS))
+    except OSError:
+        os.close(mount_fd)
+        return None
+    return _Mount(mount_fd)
 
 
 def _or_keep(value: int | None) -> int:

@@ -5,7 +5,8 @@ it with ``*at()`` calls. Python offers most of them (``dir_fd=``), but not
 ``renameat2`` (RENAME_NOREPLACE / RENAME_EXCHANGE), nor ``AT_EMPTY_PATH`` for
 ``fchownat`` and ``utimensat``, which is what lets us change the owner or the
 times of the very inode an ``O_PATH`` descriptor names (symlinks included)
-without going back to a path.
+without going back to a path; nor ``name_to_handle_at`` / ``open_by_handle_at``,
+which let a descriptor be closed and the same inode be opened again later.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
+MAX_HANDLE_SZ = 128
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int),
+                ("f_handle", ctypes.c_ubyte * MAX_HANDLE_SZ)]
+
+
+_libc.name_to_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p,
+                                    ctypes.POINTER(_FileHandle), ctypes.POINTER(ctypes.c_int),
+                                    ctypes.c_int]
+_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.POINTER(_FileHandle), ctypes.c_int]
 _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
                             ctypes.c_uint]
 _libc.fchownat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint,
@@ -68,3 +81,24 @@ def utimens_inode(fd: int, atime_ns: int | None, mtime_ns: int | None) -> None:
     times = (_Timespec * 2)(_timespec(atime_ns), _timespec(mtime_ns))
     _check(_libc.utimensat(fd, b"", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
 
+
+
+def name_to_handle(fd: int) -> tuple[bytes, int]:
+    """The file handle of the inode ``fd`` names (an O_PATH one will do), and its mount id."""
+    handle = _FileHandle()
+    handle.handle_bytes = MAX_HANDLE_SZ
+    mount_id = ctypes.c_int()
+    _check(_libc.name_to_handle_at(fd, b"", ctypes.byref(handle), ctypes.byref(mount_id),
+                                   AT_EMPTY_PATH))
+    return bytes(handle)[: 8 + handle.handle_bytes], mount_id.value
+
+
+def open_by_handle(mount_fd: int, handle: bytes, flags: int) -> int:
+    """Open the inode a file handle names (ESTALE once it is deleted). Needs
+    CAP_DAC_READ_SEARCH; ``mount_fd`` is any non-O_PATH descriptor on its filesystem."""
+    buffer = _FileHandle.from_buffer_copy(handle.ljust(ctypes.sizeof(_FileHandle), b"\0"))
+    fd = _libc.open_by_handle_at(mount_fd, ctypes.byref(buffer), flags)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(fd)
