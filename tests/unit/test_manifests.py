@@ -101,16 +101,17 @@ def test_legacy_controller_gives_one_pod_sharing_an_empty_dir(manifest_dir: Path
     ("name", "kind"),
     [("pv-nfs.yaml", "PersistentVolume"), ("pvc-nfs.yaml", "PersistentVolumeClaim")],
 )
-def test_persistent_volume_kinds_are_not_supported_yet(
-    manifest_dir: Path, name: str, kind: str
-) -> None:
-    text = (manifest_dir / name).read_text()
-    assert load_error(text, name) == f"{name}: kind: {kind} is not supported yet"
+def test_shared_persistent_volume_manifests_parse(manifest_dir: Path, name: str,
+                                                  kind: str) -> None:
+    [obj] = load_manifests((manifest_dir / name).read_text(), name)
+    assert obj.kind == kind and obj.metadata.name == "nfs"
+    assert parse_object(obj.to_k8s()) == [obj]
 
 
-def test_storage_class_is_not_supported_yet() -> None:
+def test_storage_class_needs_a_provisioner_volfs_serves() -> None:
     doc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "s"}}
-    assert str(error_of(doc)) == "pod.yaml: kind: StorageClass is not supported yet"
+    assert str(error_of(doc)) == ('pod.yaml: provisioner: Unsupported value: "": supported '
+                                  'values: "volfs.io/nfs", "kubernetes.io/no-provisioner"')
 
 
 @pytest.mark.parametrize("name", ["pod-web-pvc.yaml", "legacy-rc-emptydir.yaml"])

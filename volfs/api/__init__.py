@@ -6,7 +6,7 @@
 """
 
 from volfs.api.errors import ManifestError
-from volfs.api.manifests import load_manifests, parse_object
+from volfs.api.manifests import ApiObject, load_manifests, parse_object, parse_pod
 from volfs.api.models import (
     Container,
     EmptyDirVolumeSource,
@@ -20,14 +20,18 @@ from volfs.api.models import (
     VolumeMount,
 )
 from volfs.api.quantity import format_quantity, parse_quantity
+from volfs.api.storage import PersistentVolume, PersistentVolumeClaim, StorageClass
 
 __all__ = [
+    "ApiObject",
     "Container",
     "EmptyDirVolumeSource",
     "HostPathVolumeSource",
     "ManifestError",
     "NFSVolumeSource",
     "ObjectMeta",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
     "PersistentVolumeClaimVolumeSource",
     "Pod",
     "PodSpec",
@@ -35,6 +39,8 @@ __all__ = [
     "VolumeMount",
     "format_quantity",
     "load_manifests",
+    "StorageClass",
     "parse_object",
+    "parse_pod",
     "parse_quantity",
 ]

@@ -15,24 +15,30 @@ import yaml
 from volfs.api.errors import Cause, ManifestError, quote
 from volfs.api.legacy import parse_replication_controller
 from volfs.api.models import Pod
+from volfs.api.storage import (
+    PersistentVolume,
+    PersistentVolumeClaim,
+    StorageClass,
+    build_claim,
+    build_storage_class,
+    build_volume,
+)
 from volfs.api.validation import build_pod
 
-__all__ = ["NOT_SUPPORTED_YET", "PARSERS", "Parser", "load_manifests", "parse_object"]
+__all__ = ["NOT_SUPPORTED_YET", "PARSERS", "ApiObject", "Parser", "load_manifests",
+           "parse_object", "parse_pod"]
 
-Parser = Callable[[dict[str, Any], str | None], list[Pod]]
+ApiObject = Pod | PersistentVolume | PersistentVolumeClaim | StorageClass
+"""Every kind volfs serves."""
+
+Parser = Callable[[dict[str, Any], str | None], list[ApiObject]]
 """Turns one decoded document of its kind into objects, or raises ManifestError."""
 
-NOT_SUPPORTED_YET = frozenset(
-    {
-        ("v1", "PersistentVolume"),
-        ("v1", "PersistentVolumeClaim"),
-        ("storage.k8s.io/v1", "StorageClass"),
-    }
-)
+NOT_SUPPORTED_YET: frozenset[tuple[str, str]] = frozenset()
 """Kinds volfs will accept; until their parser is in PARSERS they are refused as such."""
 
 
-def load_manifests(text: str, source: str) -> list[Pod]:
+def load_manifests(text: str, source: str) -> list[ApiObject]:
     """Parse a YAML stream of one or more documents (``---``) into validated Pods.
 
     Empty documents are skipped. Nothing is returned unless every document is valid.
@@ -48,16 +54,28 @@ def load_manifests(text: str, source: str) -> list[Pod]:
             are not allowed here``) or the first invalid document.
     """
     documents = _load_yaml(text, source)
-    pods: list[Pod] = []
+    objects: list[ApiObject] = []
     for number, doc in enumerate(documents, start=1):
         if doc is None:
             continue
         where = f"{source} (document {number})" if len(documents) > 1 else source
-        pods.extend(parse_object(doc, where))
-    return pods
+        objects.extend(parse_object(doc, where))
+    return objects
 
 
-def parse_object(doc: Any, source: str | None = None) -> list[Pod]:
+def parse_pod(doc: Any, source: str | None = None) -> Pod:
+    """Exactly one Pod from one decoded document (a request body, a stored object).
+
+    Raises:
+        ManifestError: as :func:`parse_object`, or when the document is not one Pod.
+    """
+    parsed = parse_object(doc, source)
+    if len(parsed) != 1 or not isinstance(parsed[0], Pod):
+        raise ManifestError(source, [("kind", "expected one Pod")])
+    return parsed[0]
+
+
+def parse_object(doc: Any, source: str | None = None) -> list[ApiObject]:
     """Parse one decoded document (from YAML or a JSON body) into validated Pods.
 
     A Pod gives one; a ``v1 List`` gives those of its items; a legacy v1beta1
@@ -80,11 +98,27 @@ def parse_object(doc: Any, source: str | None = None) -> list[Pod]:
     return parser(doc, source)
 
 
-def _parse_pod(doc: dict[str, Any], source: str | None) -> list[Pod]:
+def _parse_pod(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
     return [build_pod(doc, source)]
 
 
-def _parse_list(doc: dict[str, Any], source: str | None) -> list[Pod]:
+def _parse_volume(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
+    return [build_volume(doc, source)]
+
+
+def _parse_claim(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
+    return [build_claim(doc, source)]
+
+
+def _parse_class(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
+    return [build_storage_class(doc, source)]
+
+
+def _parse_legacy(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
+    return [*parse_replication_controller(doc, source)]
+
+
+def _parse_list(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
     """A ``v1 List`` (what ``kubectl get -o yaml`` writes): the objects of its items."""
     unknown = [(k, f'unknown field "{k}"') for k in doc if k not in _LIST_FIELDS]
     items = doc.get("items")
@@ -92,13 +126,13 @@ def _parse_list(doc: dict[str, Any], source: str | None) -> list[Pod]:
         unknown.append(("items", f"Invalid value: {quote(items)}: must be a list"))
     if unknown:
         raise ManifestError(source, unknown)
-    pods: list[Pod] = []
+    objects: list[ApiObject] = []
     for i, item in enumerate(items or []):
         try:
-            pods.extend(parse_object(item, source))
+            objects.extend(parse_object(item, source))
         except ManifestError as err:
             raise err.map_fields(functools.partial(_under, f"items[{i}]")) from None
-    return pods
+    return objects
 
 
 def _under(prefix: str, field: str) -> str:
@@ -110,8 +144,11 @@ _LIST_FIELDS = frozenset({"apiVersion", "kind", "metadata", "items"})
 
 PARSERS: dict[tuple[str, str], Parser] = {
     ("v1", "Pod"): _parse_pod,
+    ("v1", "PersistentVolume"): _parse_volume,
+    ("v1", "PersistentVolumeClaim"): _parse_claim,
+    ("storage.k8s.io/v1", "StorageClass"): _parse_class,
     ("v1", "List"): _parse_list,
-    ("v1beta1", "ReplicationController"): parse_replication_controller,
+    ("v1beta1", "ReplicationController"): _parse_legacy,
 }
 """``(apiVersion, kind)`` -> parser. Register a new kind here."""
 

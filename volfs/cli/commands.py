@@ -21,7 +21,7 @@ import click
 import yaml
 
 import volfs
-from volfs.api import ManifestError, Pod, load_manifests
+from volfs.api import ApiObject, ManifestError, Pod, load_manifests
 from volfs.cli.client import ApiError, Client, ClientError
 from volfs.cli.describe import describe_pod
 from volfs.cli.printers import dump, pods_table
@@ -255,7 +255,11 @@ def kubeconfig(socket_path: Path | None) -> None:
 @dataclass
 class _Manifest:
     source: str
-    pods: list[Pod]
+    objects: list[ApiObject]
+
+    @property
+    def pods(self) -> list[Pod]:
+        return [obj for obj in self.objects if isinstance(obj, Pod)]
 
 
 @main.command()
@@ -276,14 +280,16 @@ def apply(files: tuple[str, ...], socket_path: Path | None) -> None:
     read and checked before anything is sent: a bad manifest creates nothing.
     """
     manifests = [_load(name) for name in files]
-    if not any(m.pods for m in manifests):
+    if not any(m.objects for m in manifests):
         raise Failure("no objects passed to apply", EXIT_REFUSED)
     worst = 0
     with _client(socket_path) as client:
         for manifest in manifests:
-            for pod in manifest.pods:
+            for obj in manifest.objects:
                 try:
-                    click.echo(_apply_pod(client, pod))
+                    if not isinstance(obj, Pod):
+                        raise Failure(f"{obj.kind} objects are not served yet", EXIT_REFUSED)
+                    click.echo(_apply_pod(client, obj))
                 except Failure as exc:
                     click.echo(f"error: {manifest.source}: {exc}", err=True)
                     worst = max(worst, exc.code)

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from volfs.api import ManifestError, Pod, parse_object
+from volfs.api import ManifestError, Pod, parse_pod
 from volfs.fs import Filesystem, ServedVolume
 from volfs.lifecycle.errors import (
     AlreadyExists,
@@ -155,12 +155,9 @@ class PodManager:
                                "object has been modified; please apply your changes to the "
                                "latest version and try again")
             try:
-                parsed = parse_object(obj, None)
+                new = parse_pod(obj, None).to_k8s()
             except ManifestError as exc:
                 raise Invalid(POD, name, list(exc.causes)) from exc
-            if len(parsed) != 1:
-                raise Invalid(POD, name, [("kind", "an update takes exactly one Pod")])
-            new = parsed[0].to_k8s()
             causes = pod_update_causes(stored, new)
             if causes:
                 raise Invalid(POD, name, causes)
@@ -424,7 +421,7 @@ def _new_object(pod: Pod) -> Object:
 def _parse(obj: Object) -> Pod:
     """A stored object back into a Pod (it was valid when stored)."""
     try:
-        return parse_object(obj, None)[0]
+        return parse_pod(obj, None)
     except ManifestError as exc:  # only a hand-edited database gets here
         raise SetupFailed(f"stored pod {obj['metadata'].get('name')} is invalid: {exc}") from exc
 

@@ -40,7 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from volfs.api import ManifestError, Pod, parse_object
+from volfs.api import ManifestError, Pod, parse_pod
 from volfs.lifecycle.errors import Invalid, LifecycleError, NotFound
 from volfs.lifecycle.service import DeleteResult
 
@@ -264,7 +264,7 @@ def volume_pod(name: str, options: dict[str, str]) -> Pod:
         },
     }
     try:
-        return parse_object(doc, None)[0]
+        return parse_pod(doc, None)
     except ManifestError as exc:
         field, message = exc.causes[0] if exc.causes else ("", str(exc))
         option = str(field).rsplit(".", 1)[-1]

@@ -15,7 +15,7 @@ import datetime
 import uuid
 from typing import Any
 
-from volfs.api import ManifestError, parse_object
+from volfs.api import parse_pod
 from volfs.lifecycle.errors import NotFound
 from volfs.lifecycle.events import EVENT
 from volfs.lifecycle.service import DeleteResult, PodService
@@ -117,10 +117,8 @@ class PodResource:
         self._pods = pods
 
     async def create(self, obj: Object) -> Object:
-        parsed = parse_object(obj, None)
-        if len(parsed) != 1:  # a v1 List or a legacy controller: not a pod
-            raise ManifestError(None, [("kind", "expected one Pod in the request body")])
-        return await self._pods.create_pod(parsed[0])
+        # A v1 List or a legacy controller is not one pod: parse_pod refuses it.
+        return await self._pods.create_pod(parse_pod(obj, None))
 
     async def get(self, namespace: str | None, name: str) -> Object:
         return await self._pods.get_pod(namespace or DEFAULT_NAMESPACE, name)
