@@ -115,6 +115,7 @@ async def _serve(config: DaemonConfig) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(pyfuse3.main)
+                nursery.start_soon(_widen_read_ahead, config.root)
                 registry = core_registry(pods, state, started)
                 kubeconfig = await _serve_kube_api(nursery, registry, kube_api)
                 await nursery.start(serve_unix, create_app(registry, kubeconfig=lambda: kubeconfig),
@@ -153,6 +154,29 @@ async def _until_stop_signal() -> None:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
             return
+
+
+READ_AHEAD_KB = 1024
+
+
+async def _widen_read_ahead(root: Path) -> None:
+    """Let the kernel read 1 MiB ahead on the mount (a FUSE mount gets 128 KiB).
+
+    Sequential reads then reach the stores as large requests, several at once,
+    instead of a 128 KiB round trip at a time: reads from NFS go about twice as
+    fast. Done once the mount answers (the kernel sets read-ahead when it meets
+    the daemon, undoing an earlier change); nothing changes if the kernel refuses.
+    """
+    await trio.to_thread.run_sync(os.statvfs, root, abandon_on_cancel=True)
+    target = str(root).replace(" ", "\\040")
+    with open("/proc/self/mountinfo") as mountinfo:
+        devices = [f[2] for f in (line.split() for line in mountinfo) if f[4] == target]
+    if not devices:
+        return
+    try:
+        Path(f"/sys/class/bdi/{devices[-1]}/read_ahead_kb").write_text(f"{READ_AHEAD_KB}\n")
+    except OSError as exc:
+        log.info("read-ahead of %s left at the kernel's default: %s", root, exc)
 
 
 def _raise_fd_limit() -> None:

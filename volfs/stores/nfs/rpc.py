@@ -33,6 +33,10 @@ from volfs.stores.nfs import _libnfs as L
 
 log = logging.getLogger(__name__)
 
+# The background pump (read-ahead, write-behind: nobody waits yet) lets data gather this
+# long between two services, so a 1 MiB reply is a few wake-ups, not one per segment.
+_LAZY_SECONDS = 0.0002
+
 lib = L.lib
 
 
@@ -357,7 +361,7 @@ class RpcClient:
             del self._waiters[call]
             self._hand_over()
 
-    async def _pump(self, done: Callable[[], bool]) -> None:
+    async def _pump(self, done: Callable[[], bool], lazy: bool = False) -> None:
         """Lead: service the socket until ``done()``. One leader at a time (the flag is
         tested and set with no checkpoint between)."""
         self._pumping = True
@@ -382,6 +386,8 @@ class RpcClient:
                     continue
                 if lib.rpc_service(conn.rpc, revents) < 0:
                     self._fail(conn, conn.error())
+                elif lazy and not self._waiters:
+                    await trio.sleep(_LAZY_SECONDS)  # let more of a large reply arrive
         finally:
             self._pumping = False
 
@@ -414,7 +420,7 @@ class RpcClient:
                 return
             with trio.CancelScope() as scope:
                 self._background_scope = scope
-                await self._pump(lambda: not self._busy())
+                await self._pump(lambda: not self._busy(), lazy=True)
         except Exception:  # noqa: BLE001 - a system task must not raise
             log.exception("%s: servicing the connection failed", self.name)
         finally:
