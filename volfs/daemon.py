@@ -27,8 +27,11 @@ import pyfuse3
 import trio
 
 from volfs.config import DaemonConfig
+from volfs.controllers.storage import StorageController
 from volfs.fs import Filesystem
 from volfs.fs.mount import MOUNT_OPTIONS, MountPointBusy, prepare_mount_point
+from volfs.lifecycle.claims import ClaimPlugin
+from volfs.lifecycle.events import record_event
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.nfs import NfsPlugin
@@ -37,7 +40,12 @@ from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.runtime.docker import DockerRuntime, default_docker_host
 from volfs.server.app import create_app
 from volfs.server.docker_plugin import REFS_FILE, DockerVolumes, MountRefs, create_plugin_app
-from volfs.server.kinds import core_registry
+from volfs.server.kinds import (
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    STORAGE_CLASSES,
+    core_registry,
+)
 from volfs.server.kubeapi import (
     Credentials,
     bind_loopback,
@@ -47,7 +55,9 @@ from volfs.server.kubeapi import (
 )
 from volfs.server.resources import ResourceRegistry
 from volfs.server.serve import SocketInUse, serve_unix
+from volfs.server.storage import ClaimResource, ClassResource, VolumeResource
 from volfs.state import AsyncStateDB, StateDB
+from volfs.stores.nfs import NfsShares
 
 log = logging.getLogger("volfs")
 
@@ -101,10 +111,19 @@ async def _serve(config: DaemonConfig) -> None:
           _kube_api_listener(config) as kube_api):
         fs = Filesystem(statfs_path=str(config.state_dir))
         state = AsyncStateDB(db)
+
+        async def record(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+            await record_event(state, obj, reason, message, type_)
+
+        async def claims_changed() -> None:
+            await pods.retry_waiting()  # Pending pods whose claim is bound now
+
+        storage = StorageController(state, NfsShares(), record, claims_changed)
+        claims = ClaimPlugin(storage)
         pods = PodManager(
             state, fs,
             PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path),
-                            HostPathPlugin(allow), NfsPlugin()]),
+                            HostPathPlugin(allow), NfsPlugin(), claims]),
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
             config.root,
             DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root)))
@@ -117,6 +136,11 @@ async def _serve(config: DaemonConfig) -> None:
                 nursery.start_soon(pyfuse3.main)
                 nursery.start_soon(_widen_read_ahead, config.root)
                 registry = core_registry(pods, state, started)
+                registry.register(PERSISTENT_VOLUMES, VolumeResource(storage, claims.used_bytes))
+                registry.register(PERSISTENT_VOLUME_CLAIMS,
+                                  ClaimResource(storage, claims.used_bytes, pods.claim_users))
+                registry.register(STORAGE_CLASSES, ClassResource(storage))
+                await nursery.start(storage.run)
                 kubeconfig = await _serve_kube_api(nursery, registry, kube_api)
                 await nursery.start(serve_unix, create_app(registry, kubeconfig=lambda: kubeconfig),
                                     config.socket_path)

@@ -121,6 +121,12 @@ class Daemon:
                               f"{result.stderr}\n--- daemon log ---\n{self.log()}")
         return result
 
+    def api(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """One request to the control API (the Kubernetes-shaped REST paths)."""
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, base_url="http://volfs", timeout=60) as client:
+            return client.request(method, path, json=body)
+
     def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
         return self.cli("apply", "-f", "-", input=manifest)
 

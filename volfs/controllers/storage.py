@@ -14,6 +14,7 @@ claimRef (with the uid) until an admin clears it.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import re
@@ -35,7 +36,7 @@ from volfs.api.storage import (
     build_volume,
 )
 from volfs.controllers.matching import effective_class, find_match, why_pending
-from volfs.lifecycle.errors import AlreadyExists, Conflict, NotFound
+from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, VolumeNotReady
 from volfs.state import AsyncStateDB
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,78 @@ class StorageController:
 
     async def list_classes(self) -> list[Object]:
         return await self._db.list(SC)
+
+    # -- for pods ---------------------------------------------------------------------------
+
+    async def bound_volume(self, namespace: str, claim_name: str
+                           ) -> tuple[PersistentVolumeClaim, PersistentVolume]:
+        """The claim and the PV it is bound to; VolumeNotReady while there is none."""
+        claim_obj = await self._db.get(PVC, namespace, claim_name)
+        if claim_obj is None:
+            raise VolumeNotReady(f'persistentvolumeclaim "{claim_name}" not found')
+        phase = claim_obj.get("status", {}).get("phase")
+        pv_obj = await self._db.get(PV, "", claim_obj["spec"].get("volumeName") or "")
+        if phase != "Bound" or pv_obj is None:
+            raise VolumeNotReady(f'persistentvolumeclaim "{claim_name}" is {phase or "Pending"}'
+                                 " (not bound to a volume yet)")
+        return _as_claim(claim_obj), _as_volume(pv_obj)
+
+    # -- updates (PUT, and PATCH once the server has applied the patch) ----------------------
+
+    async def update_volume(self, obj: Object) -> Object:
+        """Labels, annotations and most of the spec may change; the nfs source may not.
+
+        Clearing ``spec.claimRef`` of a Released volume makes it Available again, the
+        way an admin recycles a volume by hand in Kubernetes.
+        """
+        async with self._lock:
+            name = obj["metadata"]["name"]
+            stored = await self._get(PV, "", name)
+            _check_version(PV, obj, stored)
+            pv = _parse_update(build_volume, PV, obj)
+            new = pv.to_k8s()
+            if new["spec"].get("nfs") != stored["spec"].get("nfs"):
+                raise Invalid(PV, name, [("spec.persistentvolumesource",
+                                          "Forbidden: spec.persistentvolumesource is immutable "
+                                          "after creation")])
+            updated = _keep_system_fields(new, stored)
+            if "claimRef" not in new["spec"] and stored["status"].get("phase") == "Released":
+                updated["status"] = {"phase": "Available"}
+            await self._db.put(updated)
+        await self.sync()
+        return await self.get_volume(name)
+
+    async def update_claim(self, obj: Object) -> Object:
+        """Labels and annotations may change; the spec may not (volfs does not resize)."""
+        async with self._lock:
+            meta = obj["metadata"]
+            stored = await self._get(PVC, meta.get("namespace") or "default", meta["name"])
+            _check_version(PVC, obj, stored)
+            new = _parse_update(build_claim, PVC, obj).to_k8s()
+            if _spec_without_binding(new) != _spec_without_binding(stored):
+                raise Invalid(PVC, meta["name"], [("spec", (
+                    "Forbidden: spec is immutable after creation except "
+                    "resources.requests and volumeAttributesClassName for bound claims"))])
+            updated = _keep_system_fields(new, stored)
+            updated["spec"] = stored["spec"]
+            await self._db.put(updated)
+            return updated
+
+    async def update_class(self, obj: Object) -> Object:
+        """Labels and annotations (the default-class one included) may change."""
+        async with self._lock:
+            name = obj["metadata"]["name"]
+            stored = await self._get(SC, "", name)
+            _check_version(SC, obj, stored)
+            new = _parse_update(build_storage_class, SC, obj).to_k8s()
+            for key in ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"):
+                if new.get(key) != stored.get(key):
+                    raise Invalid(SC, name, [(key, f"Forbidden: updates to {key} are "
+                                                   "forbidden.")])
+            updated = _keep_system_fields(new, stored)
+            await self._db.put(updated)
+        await self.sync()  # a new default class may provision Pending claims
+        return await self.get_class(name)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -390,6 +463,46 @@ def expand_sub_dir(template: str, claim: PersistentVolumeClaim, pv_name: str) ->
     if not expanded or ".." in expanded.split("/"):
         raise ValueError(f"subDir {template!r} expands to {expanded!r}")
     return expanded
+
+
+_SYSTEM_METADATA = ("uid", "creationTimestamp", "resourceVersion", "namespace")
+
+
+def _check_version(kind: str, obj: Object, stored: Object) -> None:
+    expected = obj["metadata"].get("resourceVersion")
+    if expected and expected != stored["metadata"].get("resourceVersion"):
+        name = stored["metadata"]["name"]
+        raise Conflict(kind, name, f'Operation cannot be fulfilled on {kind.lower()}s "{name}": '
+                       "the object has been modified; please apply your changes to the latest "
+                       "version and try again")
+
+
+def _parse_update(build: Callable[[Object, str | None], Any], kind: str, obj: Object) -> Any:
+    try:
+        return build(obj, None)
+    except ManifestError as exc:
+        raise Invalid(kind, obj["metadata"].get("name", ""), list(exc.causes)) from exc
+
+
+def _keep_system_fields(new: Object, stored: Object) -> Object:
+    """``new`` with what clients may not set (identity, status) kept from ``stored``."""
+    meta = dict(new["metadata"])
+    for key in _SYSTEM_METADATA:
+        if key in stored["metadata"]:
+            meta[key] = stored["metadata"][key]
+    updated = dict(new, metadata=meta)
+    if "status" in stored:
+        updated["status"] = stored["status"]
+    return updated
+
+
+def _spec_without_binding(obj: Object) -> Object:
+    """A claim's spec minus what the binder fills in (volumeName, a defaulted class)."""
+    spec = copy.deepcopy(obj["spec"])
+    spec.pop("volumeName", None)
+    spec.pop("storageClassName", None)
+    spec.get("resources", {}).pop("limits", None)
+    return spec
 
 
 def _now() -> str:

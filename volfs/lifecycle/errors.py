@@ -42,3 +42,10 @@ class Conflict(LifecycleError):
     def __init__(self, kind: str, name: str, message: str) -> None:
         self.kind, self.name = kind, name
         super().__init__(message)
+
+
+class VolumeNotReady(LifecycleError):
+    """A volume that cannot be set up *yet* (its claim is not bound): the pod waits, Pending.
+
+    ``str()`` is one line saying what it waits for.
+    """

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import trio
 
 from volfs.api import HostPathVolumeSource, Volume
-from volfs.lifecycle.volumes import VolumeRefused
+from volfs.lifecycle.volumes import PodRef, VolumeRefused
 from volfs.stores.base import Store
 from volfs.stores.local import LocalStore
 
@@ -98,7 +98,7 @@ class HostPathPlugin:
         if not self.allow.prefixes:
             self.allow.match(_source(volume).path)  # refuses, saying how to allow
 
-    async def set_up(self, pod_uid: str, volume: Volume, read_only: bool) -> Store:
+    async def set_up(self, pod: PodRef, volume: Volume, read_only: bool) -> Store:
         # Resolving, checking and creating touch the host's filesystems: in a
         # worker thread, so the loop keeps serving FUSE meanwhile.
         resolved, prefix_read_only = await trio.to_thread.run_sync(
@@ -118,7 +118,7 @@ class HostPathPlugin:
         _check_type(source, resolved, creating=True)
         return resolved, prefix_read_only
 
-    async def tear_down(self, pod_uid: str, volume: Volume) -> None:
+    async def tear_down(self, pod: PodRef, volume: Volume) -> None:
         return None  # host data outlives every pod, whatever the type
 
     def describe(self, volume: Volume) -> dict[str, object]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from volfs.api import NFSVolumeSource, Volume
-from volfs.lifecycle.volumes import VolumeRefused
+from volfs.lifecycle.volumes import PodRef, VolumeRefused
 from volfs.stores.base import Store
 from volfs.stores.nfs import NfsStore, NfsTarget, OptionError, ServerUnreachable, open_store
 from volfs.stores.nfs.share import SET_UP_SECONDS
@@ -43,7 +43,7 @@ class NfsPlugin:
     def check(self, volume: Volume) -> None:
         _target(_source(volume))
 
-    async def set_up(self, pod_uid: str, volume: Volume, read_only: bool) -> Store:
+    async def set_up(self, pod: PodRef, volume: Volume, read_only: bool) -> Store:
         source = _source(volume)
         target = _target(source)
         try:
@@ -54,14 +54,14 @@ class NfsPlugin:
             raise NfsRefused(f"{target}: {exc}") from None
         except OSError as exc:
             raise NfsRefused(f"{target}: {exc.strerror or exc}", "path") from None
-        previous = self._stores.pop((pod_uid, volume.name), None)
+        previous = self._stores.pop((pod.uid, volume.name), None)
         if previous is not None:
             await previous.close()
-        self._stores[(pod_uid, volume.name)] = store
+        self._stores[(pod.uid, volume.name)] = store
         return store
 
-    async def tear_down(self, pod_uid: str, volume: Volume) -> None:
-        store = self._stores.pop((pod_uid, volume.name), None)
+    async def tear_down(self, pod: PodRef, volume: Volume) -> None:
+        store = self._stores.pop((pod.uid, volume.name), None)
         if store is not None:
             await store.close()  # the data stays on the server
 

@@ -41,7 +41,13 @@ from volfs.lifecycle.events import WARNING, record_event
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookFailed, HookRunner
 from volfs.lifecycle.service import DeleteResult
 from volfs.lifecycle.updates import pod_update_causes
-from volfs.lifecycle.volumes import PluginRegistry, VolumePlugin, VolumeRefused
+from volfs.lifecycle.volumes import (
+    PluginRegistry,
+    PodRef,
+    VolumeNotReady,
+    VolumePlugin,
+    VolumeRefused,
+)
 from volfs.runtime import (
     ContainerRuntime,
     ContainerState,
@@ -99,17 +105,22 @@ class PodManager:
             self._check(pod)
             obj = _new_object(pod)
             uid = obj["metadata"]["uid"]
+            ref = PodRef(uid, namespace, name)
             async with AsyncExitStack() as undo:
-                served = await self._set_up(uid, pod, undo)
+                served, waiting = await self._set_up(ref, pod, undo)
                 self._fs.publish_pod(uid, served)
                 undo.callback(self._fs.withdraw_pod, uid)
+                if waiting:
+                    _mark_waiting(obj, waiting)
                 await self._run_create_hooks(obj)
-                if runs_containers(obj):
+                if runs_containers(obj) and not waiting:
                     await self._start_containers(obj, pod, undo)
                 await self._db.put(obj)
                 undo.pop_all()
             await record_event(self._db, obj, "Created",
                                f"Created pod {name}; volumes set up: {_volume_names(pod)}")
+            for reason in waiting:
+                await record_event(self._db, obj, "FailedMount", reason, WARNING)
             return (await self._with_container_status([self._with_volume_status(obj)]))[0]
 
     async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
@@ -126,7 +137,7 @@ class PodManager:
             warnings += await self._hooks.run_stage_reporting(ON_DELETE, obj)
             self._fs.withdraw_pod(uid)
             await self._db.delete(POD, namespace, name)
-            await self._tear_down(uid, _parse(obj))
+            await self._tear_down(PodRef(uid, namespace, name), _parse(obj))
             return DeleteResult(reported, warnings)
 
     async def get_pod(self, namespace: str, name: str) -> Object:
@@ -177,17 +188,64 @@ class PodManager:
             uid = obj["metadata"]["uid"]
             known.add(uid)
             try:
-                served = await self._set_up(uid, _parse(obj), None)
+                served, waiting = await self._set_up(_ref(obj), _parse(obj), None)
             except Exception as exc:
                 log.error("pod %s/%s: volumes could not be set up again: %s",
                           obj["metadata"].get("namespace"), obj["metadata"]["name"], exc)
                 continue
             self._fs.publish_pod(uid, served)
+            for reason in waiting:
+                log.warning("pod %s/%s waits: %s", obj["metadata"].get("namespace"),
+                            obj["metadata"]["name"], reason)
         for top in volume_dirs:
             for leftover in sorted(top.iterdir()) if top.is_dir() else []:
                 if leftover.name not in known:
                     log.info("removing %s: it belongs to no pod", leftover)
                     await trio.to_thread.run_sync(_remove_any, leftover)
+
+    async def retry_waiting(self) -> None:
+        """Set up the volumes Pending pods wait for (a claim was bound): called by the binder."""
+        async with self._lock:
+            for obj in await self._db.list(POD):
+                if _waiting(obj):
+                    await self._resume(obj)
+
+    async def _resume(self, obj: Object) -> None:
+        """Try a waiting pod's missing volumes again; Running once none is missing."""
+        uid, pod = obj["metadata"]["uid"], _parse(obj)
+        have = self._fs.volumes(uid)
+        try:
+            served, waiting = await self._set_up(_ref(obj), pod, None,
+                                                 skip={v.name for v in have})
+        except (Invalid, SetupFailed) as exc:
+            log.warning("pod %s still waits: %s", obj["metadata"]["name"], exc)
+            return
+        self._fs.publish_pod(uid, have + served)
+        if waiting:
+            return
+        _mark_ready(obj)
+        if runs_containers(obj):
+            try:
+                async with AsyncExitStack() as undo:
+                    await self._start_containers(obj, pod, undo)
+                    undo.pop_all()
+            except (Invalid, SetupFailed) as exc:
+                await record_event(self._db, obj, "Failed", str(exc), WARNING)
+                return
+        await self._db.put(obj)
+        await record_event(self._db, obj, "VolumesReady",
+                           f"all volumes are set up: {_volume_names(pod)}")
+
+    async def claim_users(self, namespace: str, claim_name: str) -> list[str]:
+        """The pods of ``namespace`` whose volumes name the claim."""
+        users = []
+        for obj in await self._db.list(POD, namespace):
+            for volume in (obj.get("spec") or {}).get("volumes") or []:
+                claim = volume.get("persistentVolumeClaim") or {}
+                if claim.get("claimName") == claim_name:
+                    users.append(obj["metadata"]["name"])
+                    break
+        return users
 
     async def sweep_containers(self) -> int:
         """Remove this daemon's containers whose pod is gone (a delete made while the
@@ -231,13 +289,21 @@ class PodManager:
         if causes:
             raise Invalid(POD, pod.metadata.name, causes)
 
-    async def _set_up(self, uid: str, pod: Pod, undo: AsyncExitStack | None
-                      ) -> list[ServedVolume]:
-        served = []
+    async def _set_up(self, ref: PodRef, pod: Pod, undo: AsyncExitStack | None,
+                      skip: set[str] | None = None) -> tuple[list[ServedVolume], list[str]]:
+        """Set up the pod's volumes (but those in ``skip``): those served, and one line
+        per volume that must wait (VolumeNotReady) before it can be."""
+        served, waiting = [], []
+        uid = ref.uid
         for index, volume in enumerate(pod.spec.volumes or []):
+            if skip and volume.name in skip:
+                continue
             plugin = self._plugin(volume)
             try:
-                store = await plugin.set_up(uid, volume, _mounted_read_only(pod, volume.name))
+                store = await plugin.set_up(ref, volume, _mounted_read_only(pod, volume.name))
+            except VolumeNotReady as exc:
+                waiting.append(f"volume {volume.name}: {exc}")
+                continue
             except VolumeRefused as exc:
                 field, message = _refusal(pod, index, volume, exc)
                 await self._failed_mount(uid, pod, message)
@@ -246,21 +312,21 @@ class PodManager:
                 await self._failed_mount(uid, pod, f"volume {volume.name}: set-up failed: {exc}")
                 raise SetupFailed(f"volume {volume.name}: set-up failed: {exc}") from exc
             if undo is not None:
-                undo.push_async_callback(plugin.tear_down, uid, volume)
+                undo.push_async_callback(plugin.tear_down, ref, volume)
             served.append(ServedVolume(uid, plugin.kind_dir, volume.name, store))
-        return served
+        return served, waiting
 
     async def _failed_mount(self, uid: str, pod: Pod, message: str) -> None:
         obj = pod.to_k8s()
         obj["metadata"]["uid"] = uid
         await record_event(self._db, obj, "FailedMount", message, WARNING)
 
-    async def _tear_down(self, uid: str, pod: Pod) -> None:
+    async def _tear_down(self, ref: PodRef, pod: Pod) -> None:
         for volume in pod.spec.volumes or []:
             try:
-                await self._plugin(volume).tear_down(uid, volume)
+                await self._plugin(volume).tear_down(ref, volume)
             except OSError as exc:  # restore() wipes it at the next start
-                log.error("pod %s: volume %s: tear-down failed: %s", uid, volume.name, exc)
+                log.error("pod %s: volume %s: tear-down failed: %s", ref.uid, volume.name, exc)
 
     async def _run_create_hooks(self, obj: Object) -> None:
         try:
@@ -369,6 +435,37 @@ def _container_status(obj: Object, states: dict[str, list[ContainerState]],
     status = dict(obj.get("status") or {}, containerStatuses=[s.to_k8s() for s in statuses],
                   phase="Unknown" if unknown else pod_phase(statuses, len(spec_names)))
     return dict(obj, status=status)
+
+
+def _ref(obj: Object) -> PodRef:
+    meta = obj["metadata"]
+    return PodRef(meta["uid"], meta.get("namespace") or "default", meta["name"])
+
+
+def _waiting(obj: Object) -> bool:
+    """Whether the pod waits for volumes (a claim not bound yet)."""
+    return any(c.get("type") == "VolumesReady" and c.get("status") == "False"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+def _mark_waiting(obj: Object, waiting: list[str]) -> None:
+    """Pending, with what it waits for (as kubelet reports an unmountable volume)."""
+    status = obj["status"]
+    status["phase"] = "Pending"
+    status["conditions"] = [{"type": "VolumesReady", "status": "False",
+                             "reason": "VolumesNotReady", "message": "; ".join(waiting),
+                             "lastTransitionTime": _now()}]
+
+
+def _mark_ready(obj: Object) -> None:
+    status = obj["status"]
+    status["phase"] = "Running"
+    status["conditions"] = [{"type": "VolumesReady", "status": "True",
+                             "lastTransitionTime": _now()}]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _volume_names(pod: Pod) -> str:

@@ -19,6 +19,7 @@ from typing import Protocol
 import trio
 
 from volfs.api import Volume
+from volfs.lifecycle.errors import VolumeNotReady
 from volfs.stores.base import Store
 from volfs.stores.local import LocalStore
 from volfs.stores.quota import Usage, scan_usage
@@ -27,6 +28,19 @@ EMPTY_DIR_KIND = "kubernetes.io~empty-dir"
 # Only volfs writes to an EmptyDir, so the kernel may cache its entries and
 # attributes for long; nothing changes behind its back.
 EMPTY_DIR_CACHE_SECONDS = 10.0
+
+
+__all__ = ["EmptyDirPlugin", "PluginRegistry", "PodRef", "VolumeNotReady", "VolumePlugin",
+           "VolumeRefused"]
+
+
+@dataclass(frozen=True)
+class PodRef:
+    """The pod a volume is set up for (kubelet hands its plugins the pod, too)."""
+
+    uid: str
+    namespace: str
+    name: str
 
 
 class VolumeRefused(Exception):
@@ -48,10 +62,14 @@ class VolumePlugin(Protocol):
     def check(self, volume: Volume) -> None:
         """Refuse (raising with a one-line reason) what set-up would refuse; make nothing."""
 
-    async def set_up(self, pod_uid: str, volume: Volume, read_only: bool) -> Store:
-        """Make the volume ready (idempotent); ``read_only``: every mount of it is."""
+    async def set_up(self, pod: PodRef, volume: Volume, read_only: bool) -> Store:
+        """Make the volume ready (idempotent); ``read_only``: every mount of it is.
 
-    async def tear_down(self, pod_uid: str, volume: Volume) -> None: ...
+        Raises VolumeRefused (never servable as asked) or VolumeNotReady (not yet).
+        """
+
+    async def tear_down(self, pod: PodRef, volume: Volume) -> None:
+        """Undo set-up (idempotent; also called for a volume that never got set up)."""
     def describe(self, volume: Volume) -> dict[str, object]: ...
 
 
@@ -77,17 +95,17 @@ class EmptyDirPlugin:
     def check(self, volume: Volume) -> None:
         return None  # the manifest's validation already covered all an EmptyDir needs
 
-    async def set_up(self, pod_uid: str, volume: Volume, read_only: bool) -> Store:
+    async def set_up(self, pod: PodRef, volume: Volume, read_only: bool) -> Store:
         # read_only is for the runtime's bind mounts: the pod's own scratch space
         # stays writable through volfs, as kubelet's does on the host.
         assert volume.empty_dir is not None
-        path = self.base_dir(pod_uid, volume)
+        path = self.base_dir(pod.uid, volume)
         used = await trio.to_thread.run_sync(_make_or_measure, path)
         usage = Usage(limit=volume.empty_dir.size_limit_bytes(), used=used)
         return LocalStore(path, usage, cache_timeout=EMPTY_DIR_CACHE_SECONDS)
 
-    async def tear_down(self, pod_uid: str, volume: Volume) -> None:
-        path = self.base_dir(pod_uid, volume)
+    async def tear_down(self, pod: PodRef, volume: Volume) -> None:
+        path = self.base_dir(pod.uid, volume)
         await trio.to_thread.run_sync(_remove_tree, path)
         for parent in (path.parent, path.parent.parent):  # <uid>/<kind>, then <uid>
             _remove_if_empty(parent)
