@@ -53,14 +53,13 @@ class Daemon:
 
     def start(self) -> Daemon:
         self.base.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [VOLFS, "serve", "--root", str(self.root), "--state-dir", str(self.state_dir),
-             "--socket", str(self.socket),
-             "--docker-plugin", "",  # the plugin dir is machine-wide: a test names its own
-             *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [VOLFS, "serve", "--root", str(self.root), "--state-dir", str(self.state_dir),
+                 "--socket", str(self.socket),
+                 "--docker-plugin", "",  # the plugin dir is machine-wide: a test names its own
+                 *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

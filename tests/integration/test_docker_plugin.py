@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.daemon import Daemon
 from tests.integration.docker import IMAGE, Engine, docker_engine, plugin_name, volfs_for
+from tests.integration.nfs import NfsShare
 
 __all__ = ["docker_engine"]  # the fixture, used by name
 
@@ -132,13 +133,25 @@ def test_host_path_volume_and_refusals(plugin: Plugin) -> None:
     assert plugin.volume_pods() == []
 
 
-def test_claim_volume(plugin: Plugin) -> None:
-    result = plugin.create("shared", "claim=nfs", check=False)
-    if result.returncode == 0:
-        pytest.skip("claims are served now: bind this volume to an NFS-backed claim instead")
-    assert "persistentVolumeClaim" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert plugin.volume_pods() == []
+def test_claim_volume(plugin: Plugin, nfs_share: NfsShare) -> None:
+    plugin.create("early", "claim=nowhere")  # accepted: it waits for its claim, like a pod
+    early = plugin.docker("run", "--rm", "--network", "none", "-v", "early:/data", IMAGE,
+                          "true", check=False)
+    assert early.returncode != 0
+    assert 'persistentvolumeclaim "nowhere" not found' in early.stderr
+    assert plugin.volfs.api("POST", "/api/v1/persistentvolumes", {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "shared-pv"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                 "storageClassName": "", "nfs": {"server": nfs_share.server,
+                                                 "path": nfs_share.path()}}}).status_code == 201
+    assert plugin.volfs.api("POST", "/api/v1/namespaces/docker-volumes/persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "shared"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                 "resources": {"requests": {"storage": "1Gi"}}}}).status_code == 201
+    plugin.create("shared", "claim=shared")
+    plugin.docker("run", "--rm", "--network", "none", "-v", "shared:/data", IMAGE,
+                  "sh", "-c", "echo from-a-container > /data/note")
+    assert (nfs_share.dir / "note").read_text() == "from-a-container\n"  # on the NFS server
 
 
 def test_size_limit_is_enospc_in_a_container(plugin: Plugin) -> None:

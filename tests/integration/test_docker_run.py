@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.daemon import Daemon
 from tests.integration.docker import IMAGE, Engine, docker_engine, volfs_for
+from tests.integration.nfs import NfsShare
 
 __all__ = ["docker_engine"]  # the fixture, used by name
 
@@ -303,16 +305,26 @@ def test_a_container_that_cannot_start_rolls_the_pod_back(
     assert not any(Path(volfs.state_dir, "pods").iterdir())
 
 
-def test_web_pod_with_a_claim(volfs: Daemon, docker_engine: Engine, shared_manifests: Path
-                              ) -> None:
-    result = volfs.cli("run", "-f", str(shared_manifests / "pod-web-pvc.yaml"),
-                       "--image", IMAGE, check=False)
-    if result.returncode == 0:  # claims are served: then the pod must wait for its claim
-        volfs.cli("delete", "pod", "web-frontend")
-        pytest.skip("claims are served now: run this pod on an NFS-backed claim instead")
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "persistentVolumeClaim" in result.stderr
+def test_web_pod_with_a_claim(volfs: Daemon, docker_engine: Engine, shared_manifests: Path,
+                              nfs_share: NfsShare) -> None:
+    pv = yaml.safe_load((shared_manifests / "pv-nfs.yaml").read_text())
+    pv["spec"]["nfs"].update(server=nfs_share.server, path=nfs_share.path())
+    assert volfs.api("POST", "/api/v1/persistentvolumes", pv).status_code == 201
+    claim = yaml.safe_load((shared_manifests / "pvc-nfs.yaml").read_text())
+    assert volfs.api("POST", "/api/v1/namespaces/default/persistentvolumeclaims",
+                     claim).status_code == 201
+    out = volfs.cli("run", "-f", str(shared_manifests / "pod-web-pvc.yaml"),
+                    "--image", IMAGE).stdout
+    assert "(1/1 containers running)" in out, out
+    pod = volfs.pod("web-frontend")
+    sh(docker_engine, container(docker_engine, pod, "web"),
+       "echo '<h1>hello</h1>' > /usr/share/nginx/html/index.html")
+    assert (nfs_share.dir / "index.html").read_text() == "<h1>hello</h1>\n"  # on the server
+    volfs.cli("delete", "pod", "web-frontend")
     assert docker_engine.containers("label=io.volfs.pod.name=web-frontend") == []
+    assert (nfs_share.dir / "index.html").exists()  # the data outlives the pod
+    volfs.api("DELETE", "/api/v1/namespaces/default/persistentvolumeclaims/nfs")
+    volfs.api("DELETE", "/api/v1/persistentvolumes/nfs")
 
 
 def test_run_without_an_engine_fails_in_one_line_and_apply_delete_work(

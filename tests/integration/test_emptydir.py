@@ -94,10 +94,9 @@ def test_size_limit_is_enforced_with_enospc(shared_daemon: Daemon, pod_name: str
 """))
     path = shared_daemon.volume_path(pod_name, "small")
     written = 0
-    with pytest.raises(OSError) as excinfo:  # noqa: PT012 - the loop is the act
-        with open(path / "fill", "wb", buffering=0) as f:
-            while True:
-                written += f.write(b"z" * 100_000)
+    with pytest.raises(OSError) as excinfo, open(path / "fill", "wb", buffering=0) as f:
+        while True:
+            written += f.write(b"z" * 100_000)
     assert excinfo.value.errno == errno.ENOSPC
     assert written == 1024 * 1024  # every byte up to the limit, none past it
     assert (path / "fill").stat().st_size == 1024 * 1024

@@ -171,7 +171,11 @@ class DockerVolumes:
 
     async def mount(self, name: str, mount_id: str) -> str:
         async with self._lock:
-            path = _mountpoint(await self._existing(name))
+            pod = await self._existing(name)
+            waiting = _waiting_for(pod)
+            if waiting:  # a claim not bound yet: nothing to bind-mount
+                raise PluginError(f"volume {name} is not ready: {waiting}")
+            path = _mountpoint(pod)
             await self._refs.add(name, mount_id)
             return path
 
@@ -305,6 +309,14 @@ def _options(pod: dict[str, Any]) -> dict[str, str]:
 def _volume_status(pod: dict[str, Any]) -> dict[str, Any]:
     volumes = (pod.get("status") or {}).get("volumes") or []
     return volumes[0] if volumes and isinstance(volumes[0], dict) else {}
+
+
+def _waiting_for(pod: dict[str, Any]) -> str:
+    """What a Pending volume pod waits for (its claim), or ""."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "VolumesReady" and condition.get("status") == "False":
+            return str(condition.get("message") or "waiting")
+    return ""
 
 
 def _mountpoint(pod: dict[str, Any]) -> str:
