@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from tests.integration.daemon import VOLFS, Daemon, DaemonError
+from tests.integration.nfs import NfsShare
 
 KUBECTL = os.environ.get("VOLFS_TEST_KUBECTL") or shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(
@@ -270,3 +271,44 @@ def test_volfs_kubeconfig_needs_a_kube_api_listener(shared_daemon: Daemon) -> No
     result = shared_daemon.cli("kubeconfig", check=False)
     assert result.returncode == 1
     assert "--kube-api" in result.stderr
+
+
+def test_persistent_volumes_claims_and_classes(kube: Kube, shared_manifests: Path,
+                                               nfs_share: NfsShare) -> None:
+    """The shared manifests through kubectl: a claim goes Pending -> Bound, columns filled."""
+    kube("apply", "-f", str(shared_manifests / "pvc-nfs.yaml"))
+    assert kube.json("get", "pvc", "nfs")["status"]["phase"] == "Pending"
+    described = kube("describe", "pvc", "nfs").stdout
+    assert "Pending" in described
+    assert 'storageclass.storage.k8s.io "manual" not found' in described  # its event
+    pv = yaml.safe_load((shared_manifests / "pv-nfs.yaml").read_text())
+    pv["spec"]["nfs"].update(server=nfs_share.server, path=nfs_share.path())
+    assert "persistentvolume/nfs created" in kube("apply", "-f", "-",
+                                                  input=yaml.safe_dump(pv)).stdout
+    assert kube.json("get", "pvc", "nfs")["status"]["phase"] == "Bound"
+    table = kube("get", "pv").stdout.splitlines()
+    assert table[0].split()[:7] == ["NAME", "CAPACITY", "ACCESS", "MODES", "RECLAIM", "POLICY",
+                                    "STATUS"]
+    row = next(line.split() for line in table[1:] if line.startswith("nfs "))
+    assert row[:6] == ["nfs", "1Gi", "RWX", "Retain", "Bound", "default/nfs"]
+    assert "manual" in row
+    claims = kube("get", "pvc").stdout
+    assert "Bound" in claims and "nfs" in claims and "1Gi" in claims
+
+    kube("apply", "-f", str(shared_manifests / "pod-web-pvc.yaml"))
+    assert kube.json("get", "pod", "web-frontend")["status"]["phase"] == "Running"
+    kube("delete", "-f", str(shared_manifests / "pod-web-pvc.yaml"))
+    kube("delete", "-f", str(shared_manifests / "pvc-nfs.yaml"))
+    assert kube.json("get", "pv", "nfs")["status"]["phase"] == "Released"
+    kube("delete", "pv", "nfs")
+
+    sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+          "metadata": {"name": "volfs-nfs"}, "provisioner": "volfs.io/nfs",
+          "parameters": {"server": nfs_share.server, "share": nfs_share.export},
+          "mountOptions": nfs_share.mount_options}
+    kube("apply", "-f", "-", input=yaml.safe_dump(sc))
+    assert "volfs.io/nfs" in kube("get", "sc").stdout
+    bad = dict(sc, metadata={"name": "bad"}, provisioner="example.com/other")
+    refused = kube("apply", "-f", "-", input=yaml.safe_dump(bad), check=False)
+    assert refused.returncode != 0 and "provisioner" in refused.stderr
+    kube("delete", "sc", "volfs-nfs")
