@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,15 @@ import pytest
 import trio
 import yaml
 from click.testing import CliRunner, Result
+from starlette.types import ASGIApp
 
 from volfs.api import Pod
 from volfs.cli import main
 from volfs.cli.printers import human_duration
 from volfs.config import DaemonConfig
-from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound, SetupFailed
+from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
 from volfs.lifecycle.service import DeleteResult
+from volfs.lifecycle.updates import pod_update_causes
 from volfs.server import create_app, serve_unix
 
 POD_YAML = """\
@@ -112,13 +114,41 @@ class MemoryPods:
         self.calls.append(("list", namespace, None))
         return [p for (ns, _), p in self.pods.items() if namespace in (None, ns)]
 
+    async def update_pod(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The daemon's rules: a resourceVersion precondition, Kubernetes' immutable spec."""
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace") or "default", meta["name"]
+        self.calls.append(("update", namespace, name))
+        stored = self.pods.get((namespace, name))
+        if stored is None:
+            raise NotFound("Pod", namespace, name)
+        if meta.get("resourceVersion") not in (None, stored["metadata"]["resourceVersion"]):
+            raise Conflict("Pod", name, f'Operation cannot be fulfilled on pods "{name}": '
+                           "the object has been modified")
+        new = Pod.model_validate(obj).to_k8s()
+        causes = pod_update_causes(stored, new)
+        if causes:
+            raise Invalid("Pod", name, causes)
+        self._created += 1
+        updated = {**stored, "metadata": {
+            **stored["metadata"], "labels": new["metadata"].get("labels", {}),
+            "annotations": new["metadata"].get("annotations", {}),
+            "resourceVersion": str(self._created)}, "spec": new["spec"]}
+        self.pods[(namespace, name)] = updated
+        return updated
+
 
 class Daemon:
-    """serve_unix over a MemoryPods, running trio in a background thread."""
+    """serve_unix over a MemoryPods, running trio in a background thread.
 
-    def __init__(self, socket_path: Path) -> None:
+    ``app`` makes the ASGI app to serve from the MemoryPods (default: pods alone).
+    """
+
+    def __init__(self, socket_path: Path,
+                 app: Callable[[MemoryPods], ASGIApp] | None = None) -> None:
         self.socket_path = socket_path
         self.service = MemoryPods()
+        self._app = app or create_app
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
@@ -130,7 +160,7 @@ class Daemon:
             self._token = trio.lowlevel.current_trio_token()
             async with trio.open_nursery() as nursery:
                 self._scope = nursery.cancel_scope
-                await nursery.start(serve_unix, create_app(self.service), self.socket_path)
+                await nursery.start(serve_unix, self._app(self.service), self.socket_path)
                 self._ready.set()
 
         try:

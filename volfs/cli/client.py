@@ -10,10 +10,14 @@ from urllib.parse import quote
 
 import httpx
 
+from volfs.cli.kinds import Kind
+
 # Reads may wait for create/delete hooks (each bounded by the daemon's --hook-timeout);
 # connecting to a local socket either works at once or not at all.
 _TIMEOUT = httpx.Timeout(30.0, connect=5.0, read=None)
 _GET_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# What kubectl sends to have the server print an object as ``kubectl get`` does.
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 _WARNING = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
 
 
@@ -105,14 +109,48 @@ class Client:
         """The deleted pod, and the warnings the daemon sent with it."""
         return self._json("DELETE", _pod(namespace, name))
 
+    # -- any kind (volfs.cli.kinds) -------------------------------------------------------
+
+    def list_objects(self, kind: Kind, namespace: str | None, *, labels: str | None = None,
+             fields: str | None = None, table: bool = False) -> dict[str, Any]:
+        """The ``<Kind>List`` (or with ``table``, a ``meta.k8s.io`` Table) of one
+        namespace, or of all when ``namespace`` is None; ``labels`` and ``fields`` are
+        selectors as kubectl's ``-l`` and ``--field-selector`` take them."""
+        params = {key: value for key, value in
+                  (("labelSelector", labels), ("fieldSelector", fields)) if value}
+        return self._json("GET", kind.collection(namespace), params=params,
+                          accept=TABLE_ACCEPT if table else None)[0]
+
+    def get_object(self, kind: Kind, namespace: str | None, name: str, *,
+            table: bool = False) -> dict[str, Any]:
+        return self._json("GET", kind.item(namespace, name),
+                          accept=TABLE_ACCEPT if table else None)[0]
+
+    def create_object(self, kind: Kind, namespace: str | None,
+                      obj: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", kind.collection(namespace), obj)[0]
+
+    def replace_object(self, kind: Kind, namespace: str | None,
+                       obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT ``obj`` in place of the stored object of its name (a ``resourceVersion``
+        in its metadata is a precondition: 409 Conflict if the object changed since)."""
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        return self._json("PUT", kind.item(namespace, name), obj)[0]
+
+    def delete_object(self, kind: Kind, namespace: str | None,
+               name: str) -> tuple[dict[str, Any], list[str]]:
+        """The deleted object, and the warnings the daemon sent with it."""
+        return self._json("DELETE", kind.item(namespace, name))
+
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig for the daemon's ``--kube-api`` listener (its address and token)."""
         return self._json("GET", "/volfs/v1/kubeconfig")[0]
 
     def _json(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self, method: str, path: str, body: dict[str, Any] | None = None, *,
+        params: dict[str, str] | None = None, accept: str | None = None,
     ) -> tuple[dict[str, Any], list[str]]:
-        response = self._send(method, path, body)
+        response = self._send(method, path, body, params=params, accept=accept)
         try:
             payload = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -127,10 +165,14 @@ class Client:
             raise ApiError(response.status_code, payload)
         return payload, _warnings(response)
 
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+    def _send(self, method: str, path: str, body: dict[str, Any] | None, *,
+              params: dict[str, str] | None = None,
+              accept: str | None = None) -> httpx.Response:
         timeout = _GET_TIMEOUT if method == "GET" else _TIMEOUT
+        headers = {"Accept": accept} if accept else None
         try:
-            return self._http.request(method, path, json=body, timeout=timeout)
+            return self._http.request(method, path, json=body, params=params,
+                                      headers=headers, timeout=timeout)
         except httpx.ConnectError as exc:
             raise self._unreachable(exc) from exc
         except httpx.TimeoutException as exc:

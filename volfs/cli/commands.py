@@ -8,7 +8,6 @@ object, a change to a created pod's spec, bad arguments).
 from __future__ import annotations
 
 import functools
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -22,9 +21,32 @@ import yaml
 
 import volfs
 from volfs.api import ApiObject, ManifestError, Pod, load_manifests
+from volfs.cli.applying import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    Failure,
+    Target,
+    apply_object,
+    delete_object,
+    in_apply_order,
+    in_delete_order,
+    wait_ready,
+)
 from volfs.cli.client import ApiError, Client, ClientError
-from volfs.cli.describe import describe_pod
-from volfs.cli.printers import dump, pods_table
+from volfs.cli.describe import describe_claim, describe_class, describe_pod, describe_volume
+from volfs.cli.kinds import (
+    EVENT,
+    KINDS,
+    PERSISTENT_VOLUME,
+    PERSISTENT_VOLUME_CLAIM,
+    POD,
+    STORAGE_CLASS,
+    Kind,
+    UnknownResource,
+    by_kind,
+    resolve,
+)
+from volfs.cli.printers import dump, pods_table, server_table, table_rows
 from volfs.config import (
     DEFAULT_DOCKER_PLUGIN,
     DEFAULT_ROOT,
@@ -36,20 +58,13 @@ from volfs.config import (
 )
 from volfs.runtime import RUN_ANNOTATION
 
-EXIT_FAILED = 1
-EXIT_REFUSED = 2
 DEFAULT_NAMESPACE = "default"
-POD_WORDS = ("pod", "pods", "po")
+# The kinds that can be described and deleted by name (events are only listed).
+OBJECT_KINDS = (POD, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-class Failure(Exception):
-    """An expected failure: print ``error: <message>`` and exit with ``code``."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = ["EXIT_FAILED", "EXIT_REFUSED", "Failure", "main"]
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -89,9 +104,11 @@ def _namespace_option(command: F) -> F:
     )(command)
 
 
-def _pod_word(value: str) -> None:
-    if value not in POD_WORDS:
-        raise click.BadParameter(f'unknown resource type "{value}"; volfs serves only pods')
+def _kind(word: str, allowed: tuple[Kind, ...] = KINDS) -> Kind:
+    try:
+        return resolve(word, allowed)
+    except UnknownResource as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _client(socket_path: Path | None) -> Client:
@@ -262,8 +279,20 @@ class _Manifest:
         return [obj for obj in self.objects if isinstance(obj, Pod)]
 
 
-@main.command()
-@click.option(
+def _entries(manifests: list[_Manifest]) -> list[tuple[str, Kind, dict[str, Any]]]:
+    """Every object of ``manifests``: (its file, its kind, its Kubernetes form)."""
+    entries = []
+    for manifest in manifests:
+        for obj in manifest.objects:
+            kind = by_kind(obj.kind)
+            if kind is None:  # a kind the manifests parse and the CLI does not know
+                raise Failure(f"{manifest.source}: {obj.kind} objects are not served",
+                              EXIT_REFUSED)
+            entries.append((manifest.source, kind, obj.to_k8s()))
+    return entries
+
+
+_FILES = click.option(
     "-f",
     "--filename",
     "files",
@@ -271,41 +300,56 @@ class _Manifest:
     required=True,
     help="A manifest file (YAML, several documents allowed); '-' reads stdin. Repeatable.",
 )
+
+
+@main.command()
+@_FILES
+@click.option("--wait", is_flag=True,
+              help="Then wait until every pod applied is Running and every claim Bound.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS", help="How long --wait waits.")
 @_socket_option
 @_reports_errors
-def apply(files: tuple[str, ...], socket_path: Path | None) -> None:
-    """Create the pods in manifest files.
+def apply(files: tuple[str, ...], wait: bool, timeout: float, socket_path: Path | None) -> None:
+    """Create or update the objects in manifest files.
 
-    A pod that already exists with the same spec is left unchanged. Every file is
-    read and checked before anything is sent: a bad manifest creates nothing.
+    Pods, PersistentVolumes, PersistentVolumeClaims and StorageClasses, in any order
+    and mix (StorageClasses, volumes and claims are sent before the pods that use
+    them). An object that exists is left unchanged when the manifest matches it, and
+    else updated (labels, annotations, what its kind lets change). Every file is read
+    and checked before anything is sent: a bad manifest creates nothing.
+
+    \b
+    With --wait, waits for every pod applied to be Running and every claim Bound
+    (a pod whose claim is not bound yet is Pending); on --timeout it prints each
+    object still waiting, with its phase and why, and exits 1.
     """
     manifests = [_load(name) for name in files]
-    if not any(m.objects for m in manifests):
+    entries = in_apply_order(_entries(manifests), lambda entry: entry[1])
+    if not entries:
         raise Failure("no objects passed to apply", EXIT_REFUSED)
     worst = 0
+    applied: list[Target] = []
     with _client(socket_path) as client:
-        for manifest in manifests:
-            for obj in manifest.objects:
-                try:
-                    if not isinstance(obj, Pod):
-                        raise Failure(f"{obj.kind} objects are not served yet", EXIT_REFUSED)
-                    click.echo(_apply_pod(client, obj))
-                except Failure as exc:
-                    click.echo(f"error: {manifest.source}: {exc}", err=True)
-                    worst = max(worst, exc.code)
+        for source, kind, obj in entries:
+            try:
+                click.echo(apply_object(client, kind, obj))
+                applied.append(Target.of(kind, obj))
+            except Failure as exc:
+                click.echo(f"error: {source}: {exc}", err=True)
+                worst = max(worst, exc.code)
+        if wait:
+            problems = wait_ready(client, applied, timeout)
+            for line in problems:
+                click.echo(f"error: {line}", err=True)
+            if problems:
+                worst = max(worst, EXIT_FAILED)
     if worst:
         sys.exit(worst)
 
 
 @main.command()
-@click.option(
-    "-f",
-    "--filename",
-    "files",
-    multiple=True,
-    required=True,
-    help="A manifest file (YAML, several documents allowed); '-' reads stdin. Repeatable.",
-)
+@_FILES
 @click.option("--image", default=None, help="Run every container with this image instead.")
 @_socket_option
 @_reports_errors
@@ -325,7 +369,7 @@ def run(files: tuple[str, ...], image: str | None, socket_path: Path | None) -> 
         for manifest in manifests:
             for pod in manifest.pods:
                 try:
-                    click.echo(_apply_pod(client, _to_run(pod, image), run=True))
+                    click.echo(apply_object(client, POD, _to_run(pod, image).to_k8s(), run=True))
                 except Failure as exc:
                     click.echo(f"error: {manifest.source}: {exc}", err=True)
                     worst = max(worst, exc.code)
@@ -361,62 +405,75 @@ def _load(name: str) -> _Manifest:
         raise Failure(str(exc), EXIT_REFUSED) from exc
 
 
-def _apply_pod(client: Client, pod: Pod, run: bool = False) -> str:
-    """Create one pod; the line to print. Raises Failure (message without the file)."""
-    obj = pod.to_k8s()
-    name = pod.metadata.name
-    namespace = pod.metadata.namespace or DEFAULT_NAMESPACE
-    try:
-        created = client.create_pod(namespace, obj)
-        if run:
-            statuses = (created.get("status") or {}).get("containerStatuses") or []
-            running = sum(1 for s in statuses if "running" in (s.get("state") or {}))
-            return f"pod/{name} created ({running}/{len(statuses)} containers running)"
-        return f"pod/{name} created"
-    except ApiError as exc:
-        if exc.code == 409 and exc.reason == "AlreadyExists":
-            stored = client.get_pod(namespace, name)
-            stored_run = ((stored.get("metadata") or {}).get("annotations") or {}).get(
-                RUN_ANNOTATION) == "true"
-            if run and not stored_run:
-                raise Failure(f'pod "{name}" already exists and its containers are not run '
-                              "by volfs; delete the pod first", EXIT_REFUSED) from exc
-            if stored.get("spec") == json.loads(json.dumps(obj.get("spec"))):
-                return f"pod/{name} unchanged"
-            raise Failure(
-                f'pod "{name}": spec is immutable once created; delete the pod first',
-                EXIT_REFUSED,
-            ) from exc
-        if exc.code == 422:
-            raise Failure(str(exc), EXIT_REFUSED) from exc
-        raise Failure(f'pod "{name}": {exc}', EXIT_FAILED) from exc
+_OBJECT_WORDS = "pod, pv, pvc or sc"
 
 
 @main.command()
-@click.argument("resource")
-@click.argument("name")
+@click.argument("resource", required=False)
+@click.argument("name", required=False)
+@click.option("-f", "--filename", "files", multiple=True,
+              help="Delete every object of this manifest file ('-' reads stdin). Repeatable.")
 @_namespace_option
 @_socket_option
 @_reports_errors
-def delete(resource: str, name: str, namespace: str, socket_path: Path | None) -> None:
-    """Delete a pod and tear its volumes down.
+def delete(resource: str | None, name: str | None, files: tuple[str, ...], namespace: str,
+           socket_path: Path | None) -> None:
+    """Delete an object (pod, pv, pvc, sc), or every object of manifest files.
 
-    Runs the pod's delete hooks; its EmptyDir data is gone for good, data on NFS stays.
+    \b
+      volfs delete pod web             its volumes are torn down, EmptyDir data is gone
+      volfs delete pvc nfs             refused while a pod uses the claim
+      volfs delete -f app.yaml         pods first, then claims, volumes and classes
+
+    Deleting a pod runs its delete hooks; data on NFS stays.
     """
-    _pod_word(resource)
+    if files:
+        if resource or name:
+            raise Failure("give either RESOURCE NAME or -f FILE, not both", EXIT_REFUSED)
+        _delete_files(files, namespace, socket_path)
+        return
+    if not resource or not name:
+        raise click.UsageError(f"give the kind ({_OBJECT_WORDS}) and the name of the object "
+                               "to delete, or -f FILE")
+    kind = _kind(resource, OBJECT_KINDS)
+    target = Target(kind, namespace if kind.namespaced else None, name)
     with _client(socket_path) as client:
-        _, warnings = client.delete_pod(namespace, name)
+        line, warnings = delete_object(client, target)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f'pod "{name}" deleted')
+    click.echo(line)
+
+
+def _delete_files(files: tuple[str, ...], namespace: str, socket_path: Path | None) -> None:
+    manifests = [_load(name) for name in files]
+    entries = in_delete_order(_entries(manifests), lambda entry: entry[1])
+    if not entries:
+        raise Failure("no objects passed to delete", EXIT_REFUSED)
+    worst = 0
+    with _client(socket_path) as client:
+        for source, kind, obj in entries:
+            target = Target.of(kind, obj, namespace)
+            try:
+                line, warnings = delete_object(client, target)
+            except ApiError as exc:
+                click.echo(f"error: {source}: {exc}", err=True)
+                worst = EXIT_FAILED
+                continue
+            for warning in warnings:
+                click.echo(f"warning: {warning}", err=True)
+            click.echo(line)
+    if worst:
+        sys.exit(worst)
 
 
 @main.command()
 @click.argument("resource")
 @click.argument("name", required=False)
 @_namespace_option
-@click.option("-A", "--all-namespaces", is_flag=True, help="List pods of every namespace.")
+@click.option("-A", "--all-namespaces", is_flag=True, help="List objects of every namespace.")
 @click.option("-o", "--output", type=click.Choice(["json", "yaml", "wide"]), help="Output format.")
+@click.option("-l", "--selector", default=None,
+              help="A label selector (app=web, tier!=db, 'env in (a,b)', key, !key).")
 @_socket_option
 @_reports_errors
 def get(
@@ -425,30 +482,61 @@ def get(
     namespace: str,
     all_namespaces: bool,
     output: str | None,
+    selector: str | None,
     socket_path: Path | None,
 ) -> None:
-    """List pods ('get pods'), or show one ('get pod NAME')."""
-    _pod_word(resource)
+    """List objects ('get pods'), or show one ('get pod NAME').
+
+    \b
+    RESOURCE: pods (po), persistentvolumes (pv), persistentvolumeclaims (pvc),
+    storageclasses (sc), events (ev).
+    """
+    kind = _kind(resource)
     if name is not None and all_namespaces:
-        raise Failure("a pod name cannot be combined with --all-namespaces", EXIT_REFUSED)
-    with _client(socket_path) as client:
-        if name is not None:
-            pod = client.get_pod(namespace, name)
+        raise Failure(f"a {kind.singular} name cannot be combined with --all-namespaces",
+                      EXIT_REFUSED)
+    if name is not None and selector:
+        raise Failure("a name cannot be combined with --selector", EXIT_REFUSED)
+    wide = output == "wide"
+    try:
+        with _client(socket_path) as client:
+            if name is not None:
+                _get_one(client, kind, namespace if kind.namespaced else None, name, output)
+                return
+            scope = None if all_namespaces or not kind.namespaced else namespace
             if output in ("json", "yaml"):
-                click.echo(dump(pod, output))
+                click.echo(dump(client.list_objects(kind, scope, labels=selector), output))
+                return
+            if kind is POD:
+                items = client.list_objects(kind, scope, labels=selector).get("items") or []
+                text = _pods_table(items, all_namespaces=all_namespaces, wide=wide) if items else ""
             else:
-                click.echo(_pods_table([pod], all_namespaces=False, wide=output == "wide"))
-            return
-        pod_list = client.list_pods(None if all_namespaces else namespace)
+                answer = client.list_objects(kind, scope, labels=selector, table=True)
+                text = (server_table(answer, datetime.now(UTC), wide=wide,
+                                     all_namespaces=all_namespaces and kind.namespaced)
+                        if table_rows(answer) else "")
+    except ApiError as exc:
+        if exc.code == 400:  # a selector the daemon could not parse
+            raise Failure(str(exc), EXIT_REFUSED) from exc
+        raise
+    if not text:
+        where = f" in {scope} namespace." if scope is not None else ""
+        click.echo(f"No resources found{where}", err=True)
+        return
+    click.echo(text)
+
+
+def _get_one(client: Client, kind: Kind, namespace: str | None, name: str,
+             output: str | None) -> None:
     if output in ("json", "yaml"):
-        click.echo(dump(pod_list, output))
-        return
-    items = pod_list.get("items") or []
-    if not items:
-        where = "" if all_namespaces else f" in {namespace} namespace"
-        click.echo(f"No resources found{where}.", err=True)
-        return
-    click.echo(_pods_table(items, all_namespaces=all_namespaces, wide=output == "wide"))
+        click.echo(dump(client.get_object(kind, namespace, name), output))
+    elif kind is POD:
+        pod = client.get_object(kind, namespace, name)
+        click.echo(_pods_table([pod], all_namespaces=False, wide=output == "wide"))
+    else:
+        answer = client.get_object(kind, namespace, name, table=True)
+        click.echo(server_table(answer, datetime.now(UTC), all_namespaces=False,
+                                wide=output == "wide"))
 
 
 def _pods_table(pods: list[dict[str, Any]], *, all_namespaces: bool, wide: bool) -> str:
@@ -462,11 +550,43 @@ def _pods_table(pods: list[dict[str, Any]], *, all_namespaces: bool, wide: bool)
 @_socket_option
 @_reports_errors
 def describe(resource: str, name: str, namespace: str, socket_path: Path | None) -> None:
-    """Show a pod in detail.
+    """Show a pod, pv, pvc or sc in detail, with its events.
 
-    Its containers' mounts, and per volume its source, host path and usage.
+    A pod: its containers' mounts, and per volume its source, host path and usage.
+    A claim: its volume, capacity and the pods that use it.
     """
-    _pod_word(resource)
+    kind = _kind(resource, OBJECT_KINDS)
+    scope = namespace if kind.namespaced else None
+    now = datetime.now(UTC)
     with _client(socket_path) as client:
-        pod = client.get_pod(namespace, name)
-    click.echo(describe_pod(pod))
+        obj = client.get_object(kind, scope, name)
+        events = _events(client, kind, scope, name)
+        if kind is POD:
+            text = describe_pod(obj, events, now)
+        elif kind is PERSISTENT_VOLUME:
+            text = describe_volume(obj, events, now)
+        elif kind is STORAGE_CLASS:
+            text = describe_class(obj, events, now)
+        else:
+            pods = client.list_objects(POD, namespace).get("items") or []
+            text = describe_claim(obj, pods, events, now)
+    click.echo(text)
+
+
+def _events(client: Client, kind: Kind, namespace: str | None,
+            name: str) -> list[dict[str, Any]]:
+    """The events about one object (best effort: none when the daemon serves none).
+
+    Events about a cluster-scoped object may be in any namespace; they are looked for
+    in all of them.
+    """
+    try:
+        answer = client.list_objects(EVENT, namespace, fields=f"involvedObject.name={name}")
+    except ApiError:
+        return []
+    events = []
+    for event in answer.get("items") or []:
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") in (kind.kind, "", None):
+            events.append(event)
+    return events

@@ -1,11 +1,14 @@
-"""``volfs describe pod``: a pod and its volumes as kubectl describes them."""
+"""``volfs describe``: pods, PersistentVolumes, claims and StorageClasses as kubectl
+describes them, each with its Events at the end."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from volfs.api import format_quantity
-from volfs.cli.printers import format_bytes, parse_timestamp, volume_statuses
+from volfs.cli.printers import age, format_bytes, parse_timestamp, volume_statuses
 
 # kubectl's wording for each volume source.
 _TYPES = {
@@ -22,8 +25,9 @@ _TYPES = {
 Lines = list[tuple[int, str, str | None]]
 
 
-def describe_pod(pod: dict[str, Any]) -> str:
-    """The text of ``volfs describe pod``.
+def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
+                 now: datetime | None = None) -> str:
+    """The text of ``volfs describe pod``: the pod, then ``events`` about it.
 
     Reads ``metadata`` (name, namespace, uid, creationTimestamp, labels),
     ``spec.containers[].volumeMounts``, ``spec.volumes`` (the source of each
@@ -43,7 +47,183 @@ def describe_pod(pod: dict[str, Any]) -> str:
     lines.append((0, "Status", str(status.get("phase") or "Unknown")))
     lines += _containers(spec.get("containers") or [])
     lines += _volumes(spec.get("volumes") or [], volume_statuses(pod))
-    return _render(lines)
+    return _with_events(lines, events, now)
+
+
+def describe_volume(pv: dict[str, Any], events: Sequence[dict[str, Any]] = (),
+                    now: datetime | None = None) -> str:
+    """The text of ``volfs describe pv``: kubectl's fields, the NFS source, the events."""
+    metadata, spec = pv.get("metadata") or {}, pv.get("spec") or {}
+    status = pv.get("status") or {}
+    ref = spec.get("claimRef")
+    claim = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if isinstance(ref, dict) else ""
+    lines: Lines = [(0, "Name", str(metadata.get("name", "")))]
+    lines += _labels(metadata.get("labels"))
+    lines += _annotations(metadata.get("annotations"))
+    lines += [
+        (0, "StorageClass", str(spec.get("storageClassName") or "")),
+        (0, "Status", str(status.get("phase") or "")),
+        (0, "Claim", claim),
+        (0, "Reclaim Policy", str(spec.get("persistentVolumeReclaimPolicy") or "")),
+        (0, "Access Modes", _access_modes(spec.get("accessModes"))),
+        (0, "VolumeMode", str(spec.get("volumeMode") or "Filesystem")),
+        (0, "Capacity", str((spec.get("capacity") or {}).get("storage") or "")),
+        (0, "Message", str(status.get("message") or "")),
+        (0, "Source", None),
+    ]
+    nfs = spec.get("nfs")
+    if isinstance(nfs, dict):
+        lines += [
+            (2, "Type", _TYPES["nfs"]),
+            (2, "Server", str(nfs.get("server", ""))),
+            (2, "Path", str(nfs.get("path", ""))),
+            (2, "ReadOnly", str(bool(nfs.get("readOnly"))).lower()),
+        ]
+    else:
+        lines.append((2, "Type", "<unknown>"))
+    return _with_events(lines, events, now)
+
+
+def describe_claim(pvc: dict[str, Any], pods: Sequence[dict[str, Any]] = (),
+                   events: Sequence[dict[str, Any]] = (), now: datetime | None = None) -> str:
+    """The text of ``volfs describe pvc``.
+
+    ``pods`` are the pods of the claim's namespace: those whose volumes name the
+    claim are listed under ``Used By``. ``Used`` is shown when the status has
+    ``usedBytes`` (what the claim's volume holds).
+    """
+    metadata, spec = pvc.get("metadata") or {}, pvc.get("spec") or {}
+    status = pvc.get("status") or {}
+    bound = status.get("phase") == "Bound"
+    capacity = (status.get("capacity") or {}).get("storage") if bound else ""
+    lines: Lines = [
+        (0, "Name", str(metadata.get("name", ""))),
+        (0, "Namespace", str(metadata.get("namespace", ""))),
+        (0, "StorageClass", str(spec.get("storageClassName") or "")),
+        (0, "Status", str(status.get("phase") or "")),
+        (0, "Volume", str(spec.get("volumeName") or "")),
+    ]
+    lines += _labels(metadata.get("labels"))
+    lines += _annotations(metadata.get("annotations"))
+    lines += [
+        (0, "Capacity", str(capacity or "")),
+        (0, "Access Modes", _access_modes(status.get("accessModes")) if bound else ""),
+        (0, "VolumeMode", str(spec.get("volumeMode") or "Filesystem")),
+    ]
+    users = claim_users(pods, str(metadata.get("name", "")))
+    lines.append((0, "Used By", users[0] if users else "<none>"))
+    lines += [(0, "", name) for name in users[1:]]
+    if "usedBytes" in status:
+        lines.append((0, "Used", format_bytes(status.get("usedBytes"))))
+    return _with_events(lines, events, now)
+
+
+def describe_class(sc: dict[str, Any], events: Sequence[dict[str, Any]] = (),
+                   now: datetime | None = None) -> str:
+    """The text of ``volfs describe sc``."""
+    metadata = sc.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    default = any(annotations.get(key) == "true" for key in _DEFAULT_CLASS_ANNOTATIONS)
+    expansion = sc.get("allowVolumeExpansion")
+    lines: Lines = [
+        (0, "Name", str(metadata.get("name", ""))),
+        (0, "IsDefaultClass", "Yes" if default else "No"),
+        (0, "Annotations", _pairs(annotations)),
+        (0, "Provisioner", str(sc.get("provisioner") or "")),
+        (0, "Parameters", _pairs(sc.get("parameters"))),
+        (0, "AllowVolumeExpansion", "<unset>" if expansion is None else str(expansion)),
+        (0, "MountOptions", None if sc.get("mountOptions") else "<none>"),
+    ]
+    if sc.get("mountOptions"):
+        lines += [(2, "", str(option)) for option in sc["mountOptions"]]
+    lines += [
+        (0, "ReclaimPolicy", str(sc.get("reclaimPolicy") or "Delete")),
+        (0, "VolumeBindingMode", str(sc.get("volumeBindingMode") or "Immediate")),
+    ]
+    return _with_events(lines, events, now)
+
+
+def claim_users(pods: Sequence[dict[str, Any]], claim: str) -> list[str]:
+    """The names of the pods whose ``spec.volumes`` name the claim ``claim``."""
+    users = []
+    for pod in pods:
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            source = volume.get("persistentVolumeClaim") if isinstance(volume, dict) else None
+            if isinstance(source, dict) and source.get("claimName") == claim:
+                users.append(str((pod.get("metadata") or {}).get("name", "")))
+                break
+    return users
+
+
+def events_text(events: Sequence[dict[str, Any]], now: datetime | None = None) -> str:
+    """kubectl's Events section: ``Type Reason Age From Message``, oldest first.
+
+    Age is since ``lastTimestamp``; an event seen more than once reads
+    ``5s (x3 over 2m)``. No events is ``Events:  <none>``.
+    """
+    now = now or datetime.now(UTC)
+    if not events:
+        return "Events:  <none>"
+    ordered = sorted(events, key=_last_seen)
+    rows = [["Type", "Reason", "Age", "From", "Message"],
+            ["----", "------", "----", "----", "-------"]]
+    for event in ordered:
+        count = event.get("count")
+        last = event.get("lastTimestamp") or event.get("eventTime")
+        interval = age(last, now)
+        if isinstance(count, int) and count > 1:
+            first = event.get("firstTimestamp") or event.get("eventTime")
+            interval = f"{interval} (x{count} over {age(first, now)})"
+        source = (event.get("source") or {}).get("component") or event.get(
+            "reportingController") or event.get("reportingComponent") or ""
+        rows.append([str(event.get("type") or ""), str(event.get("reason") or ""), interval,
+                     str(source), " ".join(str(event.get("message") or "").split())])
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["Events:"]
+    for row in rows:
+        cells = [cell.ljust(width + 2) for cell, width in zip(row[:4], widths, strict=True)]
+        lines.append(("  " + "".join(cells) + row[4]).rstrip())
+    return "\n".join(lines)
+
+
+def _last_seen(event: dict[str, Any]) -> datetime:
+    when = parse_timestamp(event.get("lastTimestamp") or event.get("eventTime")
+                           or event.get("firstTimestamp"))
+    return when or datetime.min.replace(tzinfo=UTC)
+
+
+def _with_events(lines: Lines, events: Sequence[dict[str, Any]], now: datetime | None) -> str:
+    if not events:  # aligned with the fields above it, as kubectl prints it
+        return _render([*lines, (0, "Events", "<none>")])
+    return _render(lines) + "\n" + events_text(events, now)
+
+
+_DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
+                              "storageclass.beta.kubernetes.io/is-default-class")
+_ACCESS_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
+                 "ReadWriteOncePod": "RWOP"}
+
+
+def _access_modes(modes: object) -> str:
+    if not isinstance(modes, list):
+        return ""
+    return ",".join(_ACCESS_MODES.get(str(mode), str(mode)) for mode in modes)
+
+
+def _annotations(annotations: object) -> Lines:
+    """``key: value``, one a line, as kubectl prints annotations."""
+    if not isinstance(annotations, dict) or not annotations:
+        return [(0, "Annotations", "<none>")]
+    pairs = [f"{key}: {value}" for key, value in sorted(annotations.items())]
+    lines: Lines = [(0, "Annotations", pairs[0])]
+    return lines + [(0, "", pair) for pair in pairs[1:]]
+
+
+def _pairs(mapping: object) -> str:
+    """``a=1,b=2``, sorted by key; ``<none>`` for nothing."""
+    if not isinstance(mapping, dict) or not mapping:
+        return "<none>"
+    return ",".join(f"{key}={value}" for key, value in sorted(mapping.items()))
 
 
 def _time(value: object) -> str:

@@ -153,3 +153,57 @@ def dump(obj: Any, output: str) -> str:
         return json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False)
     text = yaml.safe_dump(obj, sort_keys=True, default_flow_style=False, allow_unicode=True)
     return text.rstrip("\n")
+
+
+def server_table(
+    answer: dict[str, Any], now: datetime, *, all_namespaces: bool, wide: bool
+) -> str:
+    """A ``meta.k8s.io`` Table from the server, printed as ``kubectl get`` prints it.
+
+    Columns of priority 0, and those of priority 1 too when ``wide``; headers in
+    upper case; NAMESPACE first when ``all_namespaces`` (read off each row's object
+    metadata). An answer that is not a Table (a plain object or list) gets NAME and AGE.
+    """
+    if answer.get("kind") != "Table":
+        items = answer.get("items") if "items" in answer else [answer]
+        objects = [o for o in items or [] if isinstance(o, dict)]
+        rows: list[list[str]] = [[str((o.get("metadata") or {}).get("name", "")),
+                                  age((o.get("metadata") or {}).get("creationTimestamp"), now)]
+                                 for o in objects]
+        header = ["NAME", "AGE"]
+        metas = [o.get("metadata") or {} for o in objects]
+    else:
+        definitions = [d for d in answer.get("columnDefinitions") or [] if isinstance(d, dict)]
+        shown = [i for i, d in enumerate(definitions)
+                 if int(d.get("priority") or 0) == 0 or wide]
+        header = [str(definitions[i].get("name", "")).upper() for i in shown]
+        rows, metas = [], []
+        for row in answer.get("rows") or []:
+            cells = row.get("cells") or []
+            rows.append([_cell(cells[i] if i < len(cells) else None) for i in shown])
+            metas.append(((row.get("object") or {}).get("metadata")) or {})
+    if all_namespaces:
+        header.insert(0, "NAMESPACE")
+        for row, meta in zip(rows, metas, strict=True):
+            row.insert(0, str(meta.get("namespace") or ""))
+    return table(header, rows)
+
+
+def table_rows(answer: dict[str, Any]) -> int:
+    """How many objects a Table (or a list, or one object) holds."""
+    if answer.get("kind") == "Table":
+        return len(answer.get("rows") or [])
+    if "items" in answer:
+        return len(answer.get("items") or [])
+    return 1
+
+
+def _cell(value: Any) -> str:
+    """A cell as kubectl prints one: ``<none>`` for nothing, booleans in lower case."""
+    if value is None:
+        return "<none>"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(_cell(v) for v in value)
+    return str(value)
