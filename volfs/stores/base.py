@@ -2,7 +2,8 @@
 
 A store owns one volume's bytes. The fs layer gives every backing object it
 meets a FUSE inode and a *handle* the store chose (a local store's handle is an
-O_PATH descriptor; a network store's a file handle); it hands that handle back
+inode record: an O_PATH descriptor, or a kernel file handle to reopen one from; a
+network store's, the server's file handle); it hands that handle back
 on every later call. Stores speak ``os.stat_result``-shaped attributes and raise
 ``OSError``; the fs layer turns both into FUSE replies at one boundary.
 """
