@@ -1,6 +1,8 @@
-"""POSIX behaviour of an EmptyDir, through a real volfs mount.
+"""POSIX behaviour of the passthrough store, through a real volfs mount.
 
-Every test works in a fresh directory of one EmptyDir (or, for the quota
+Every test that takes a fresh directory runs twice: in an EmptyDir and in a
+HostPath volume (the same store under two policies). Every test works in a fresh
+directory of its volume (or, for the quota
 tests, in a pod of its own with a ``sizeLimit``), and checks what a local
 filesystem would do: the same results, the same errnos.
 
@@ -39,27 +41,38 @@ _dirs = itertools.count()
 
 # -- fixtures and helpers ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def volume(shared_daemon: Daemon) -> tuple[str, Path]:
-    """One EmptyDir (no limit) for the module: (pod uid, path through the mount)."""
+@pytest.fixture(scope="module", params=["emptyDir", "hostPath"])
+def volume(request: pytest.FixtureRequest, shared_daemon: Daemon, open_tmp: Path
+           ) -> Iterator[tuple[Path, Path]]:
+    """One volume of each passthrough kind for the module: (path through the mount,
+    where its bytes really are). The HostPath one is served by a daemon that allows it."""
     name = f"posix{os.getpid()}"
-    shared_daemon.apply(pod_manifest(name, "    - name: scratch\n      emptyDir: {}\n"))
-    return shared_daemon.pod(name)["metadata"]["uid"], shared_daemon.volume_path(
-        name, "scratch")
+    if request.param == "emptyDir":
+        shared_daemon.apply(pod_manifest(name, "    - name: scratch\n      emptyDir: {}\n"))
+        uid = shared_daemon.pod(name)["metadata"]["uid"]
+        yield (shared_daemon.volume_path(name, "scratch"),
+               shared_daemon.state_dir / "pods" / uid / "kubernetes.io~empty-dir" / "scratch")
+        return
+    host = open_tmp / f"posix-host-{os.getpid()}"
+    host.mkdir(mode=0o777)
+    host.chmod(0o777)
+    daemon = Daemon(open_tmp / f"posix-hostpath-{os.getpid()}",
+                    extra_args=["--allow-host-path", str(host)]).start()
+    try:
+        daemon.apply(pod_manifest(name, f"    - name: scratch\n      hostPath:\n"
+                                        f"        path: {host}\n        type: Directory\n"))
+        yield daemon.volume_path(name, "scratch"), host
+    finally:
+        daemon.stop()
 
 
 @pytest.fixture
-def d(volume: tuple[str, Path]) -> Iterator[Path]:
-    """A fresh, world-writable directory of the module's EmptyDir."""
-    path = volume[1] / f"t{next(_dirs)}"
+def d(volume: tuple[Path, Path]) -> Iterator[Path]:
+    """A fresh, world-writable directory of the module's volume."""
+    path = volume[0] / f"t{next(_dirs)}"
     path.mkdir()
     os.chmod(path, 0o777)
     yield path
-
-
-def backing(daemon: Daemon, pod_uid: str, *parts: str) -> Path:
-    """Where the bytes of an on-disk EmptyDir really are."""
-    return daemon.state_dir.joinpath("pods", pod_uid, "kubernetes.io~empty-dir", *parts)
 
 
 def as_user(cwd: Path, code: str, uid: int = USER, gid: int = USER
@@ -669,7 +682,7 @@ def test_paths_near_and_past_path_max_work_relative_to_a_directory(d: Path) -> N
 # -- ownership and permissions for callers that are not root ---------------------------------
 
 def test_objects_made_by_a_user_are_owned_by_that_user_on_the_backing_store(
-        shared_daemon: Daemon, volume: tuple[str, Path], d: Path) -> None:
+        volume: tuple[Path, Path], d: Path) -> None:
     user_out(d, """\
         open("file", "w").write("mine")
         os.mkdir("dir")
@@ -680,7 +693,7 @@ def test_objects_made_by_a_user_are_owned_by_that_user_on_the_backing_store(
         os.close(fd)
         os.link("file", "hard")
     """)
-    store = backing(shared_daemon, volume[0], "scratch", d.name)
+    store = volume[1] / d.name
     for name in ("file", "dir", "link", "fifo", "dir/nested", "dir/nested/made", "hard"):
         for where in (store / name, d / name):
             st = os.lstat(where)
@@ -688,8 +701,7 @@ def test_objects_made_by_a_user_are_owned_by_that_user_on_the_backing_store(
     assert stat.S_IMODE(os.stat(store / "dir/nested/made").st_mode) == 0o640
 
 
-def test_setgid_directory_passes_on_its_group(shared_daemon: Daemon,
-                                             volume: tuple[str, Path], d: Path) -> None:
+def test_setgid_directory_passes_on_its_group(volume: tuple[Path, Path], d: Path) -> None:
     os.mkdir(d / "shared")
     os.chown(d / "shared", 0, 4242)
     os.chmod(d / "shared", 0o2777)
@@ -698,7 +710,7 @@ def test_setgid_directory_passes_on_its_group(shared_daemon: Daemon,
         os.mkdir("sub", 0o755)
         open("sub/deeper", "w").close()
     """)
-    store = backing(shared_daemon, volume[0], "scratch", d.name, "shared")
+    store = volume[1] / d.name / "shared"
     for where in (d / "shared", store):
         f, sub, deeper = (os.stat(where / n) for n in ("file", "sub", "sub/deeper"))
         assert (f.st_uid, f.st_gid) == (USER, 4242)
