@@ -110,6 +110,7 @@ def vol(tmp_path: Path) -> Iterator[Volume]:
 def oserror(fn: Callable[..., object], *args: object) -> int:
     with pytest.raises(OSError) as excinfo:
         fn(*args)
+    assert excinfo.value.errno is not None
     return excinfo.value.errno
 
 

@@ -103,9 +103,9 @@ def test_a_claim_waits_for_a_volume_and_binds(daemon: Daemon, shared_manifests: 
     assert again.splitlines() == ["persistentvolume/nfs unchanged",
                                   "persistentvolumeclaim/nfs unchanged"]
 
-    out = daemon.cli("delete", "-f", volume_file, "-f", claim_file).stdout
-    assert out.splitlines() == ['persistentvolumeclaim "nfs" deleted',
-                                'persistentvolume "nfs" deleted']
+    deleted = daemon.cli("delete", "-f", volume_file, "-f", claim_file).stdout
+    assert deleted.splitlines() == ['persistentvolumeclaim "nfs" deleted',
+                                    'persistentvolume "nfs" deleted']
     gone = daemon.cli("get", "pv", "nfs", check=False)
     assert (gone.returncode, gone.stderr) == (1, 'error: persistentvolumes "nfs" not found\n')
 

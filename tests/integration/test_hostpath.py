@@ -82,7 +82,7 @@ def make_socket(path: Path) -> None:
     s.close()
 
 
-MAKERS: dict[str, Callable[[Path], None]] = {
+MAKERS: dict[str, Callable[[Path], object]] = {
     "dir": lambda p: p.mkdir(),
     "file": lambda p: p.write_text("x"),
     "socket": make_socket,

@@ -106,6 +106,7 @@ def user_out(cwd: Path, code: str, uid: int = USER, gid: int = USER) -> str:
 def errno_of(fn: Callable[..., object], *args: object, **kwargs: object) -> int:
     with pytest.raises(OSError) as excinfo:
         fn(*args, **kwargs)
+    assert excinfo.value.errno is not None
     return excinfo.value.errno
 
 

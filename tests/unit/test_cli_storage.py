@@ -4,6 +4,7 @@ background thread) over in-memory services that follow the daemon's rules."""
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import re
@@ -211,7 +212,7 @@ class Store:
             raise Invalid(self.kind, name, [("parameters", "Forbidden: updates to parameters "
                                              "are forbidden.")])
 
-    def in_use(self, namespace: str, name: str) -> list[str]:
+    def in_use(self, namespace: str, name: str) -> builtins.list[str]:
         return []
 
 
@@ -246,7 +247,7 @@ class Claims(Store):
         for pod in self.pods.pods.values():
             pod["status"] = {"phase": "Running"}
 
-    def in_use(self, namespace: str, name: str) -> list[str]:
+    def in_use(self, namespace: str, name: str) -> builtins.list[str]:
         return [pod["metadata"]["name"] for (ns, _), pod in self.pods.pods.items()
                 if ns == namespace and any((v.get("persistentVolumeClaim") or {}).get(
                     "claimName") == name for v in pod["spec"].get("volumes", []))]

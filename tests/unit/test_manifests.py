@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ def pod_doc(**spec: Any) -> dict[str, Any]:
     return doc
 
 
+def only_pod(objects: Sequence[object]) -> Pod:
+    """The one object a manifest gave, checked to be a Pod."""
+    [pod] = objects
+    assert isinstance(pod, Pod)
+    return pod
+
+
 def error_of(doc: Any, source: str | None = "pod.yaml") -> ManifestError:
     with pytest.raises(ManifestError) as info:
         parse_object(doc, source)
@@ -66,7 +74,8 @@ def load_error(text: str, source: str = "pod.yaml") -> str:
 
 
 def test_pod_with_a_claim_parses(manifest_dir: Path) -> None:
-    [pod] = load_manifests((manifest_dir / "pod-web-pvc.yaml").read_text(), "pod-web-pvc.yaml")
+    text = (manifest_dir / "pod-web-pvc.yaml").read_text()
+    pod = only_pod(load_manifests(text, "pod-web-pvc.yaml"))
     assert (pod.metadata.name, pod.metadata.namespace) == ("web-frontend", "default")
     assert pod.metadata.labels == {"role": "web-frontend"}
     [volume] = pod.spec.volumes
@@ -79,7 +88,7 @@ def test_pod_with_a_claim_parses(manifest_dir: Path) -> None:
 
 def test_legacy_controller_gives_one_pod_sharing_an_empty_dir(manifest_dir: Path) -> None:
     text = (manifest_dir / "legacy-rc-emptydir.yaml").read_text()
-    [pod] = load_manifests(text, "legacy-rc-emptydir.yaml")
+    pod = only_pod(load_manifests(text, "legacy-rc-emptydir.yaml"))
     assert pod.metadata.name == "share-apache2-controller-0"
     assert pod.metadata.labels == {"name": "share-apache2"}
     assert [c.name for c in pod.spec.containers] == ["share-apache2-1", "share-apache2-2"]
@@ -116,7 +125,7 @@ def test_storage_class_needs_a_provisioner_volfs_serves() -> None:
 
 @pytest.mark.parametrize("name", ["pod-web-pvc.yaml", "legacy-rc-emptydir.yaml"])
 def test_shared_pods_round_trip(manifest_dir: Path, name: str) -> None:
-    [pod] = load_manifests((manifest_dir / name).read_text(), name)
+    pod = only_pod(load_manifests((manifest_dir / name).read_text(), name))
     assert parse_object(pod.to_k8s()) == [pod]
 
 
@@ -202,7 +211,7 @@ status:
 
 @pytest.fixture
 def full_pod() -> Pod:
-    [pod] = load_manifests(KITCHEN_SINK, "full.yaml")
+    pod = only_pod(load_manifests(KITCHEN_SINK, "full.yaml"))
     return pod
 
 
@@ -280,14 +289,14 @@ def test_nulls_mean_unset() -> None:
     doc["metadata"].update(namespace=None, labels=None)
     doc["spec"]["volumes"] = [{"name": "data", "emptyDir": None}]
     doc["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] = None
-    [pod] = parse_object(doc)
+    pod = only_pod(parse_object(doc))
     assert (pod.metadata.namespace, pod.metadata.labels) == ("default", {})
     assert pod.spec.volumes[0].source_kind() == "emptyDir"
     assert pod.spec.containers[0].volume_mounts[0].read_only is False
 
 
 def test_volume_without_source_is_an_empty_dir() -> None:
-    [pod] = parse_object(pod_doc(volumes=[{"name": "data"}]))
+    pod = only_pod(parse_object(pod_doc(volumes=[{"name": "data"}])))
     assert pod.spec.volumes[0].source == EmptyDirVolumeSource()
     assert pod.to_k8s()["spec"]["volumes"] == [{"name": "data", "emptyDir": {"medium": ""}}]
 
@@ -384,7 +393,7 @@ def test_wrong_types_are_rejected(
 
 
 def test_label_values_must_be_strings() -> None:
-    [pod] = load_manifests(MINIMAL + "  # labels\n", "pod.yaml")
+    pod = only_pod(load_manifests(MINIMAL + "  # labels\n", "pod.yaml"))
     assert pod.metadata.labels == {}
     text = MINIMAL.replace("  name: web\n", "  name: web\n  labels: {version: 1}\n", 1)
     assert (
@@ -617,7 +626,7 @@ def test_duplicate_keys_are_refused() -> None:
 
 def test_yaml_merge_keys_still_work() -> None:
     text = MINIMAL.replace("  name: web\n", "  <<: {name: base, namespace: ns}\n  name: web\n", 1)
-    [pod] = load_manifests(text, "pod.yaml")
+    pod = only_pod(load_manifests(text, "pod.yaml"))
     assert (pod.metadata.name, pod.metadata.namespace) == ("web", "ns")
 
 
@@ -731,7 +740,7 @@ def test_legacy_zero_replicas_still_checks_the_template(legacy: dict[str, Any]) 
 
 def test_legacy_host_dir_becomes_host_path(legacy: dict[str, Any]) -> None:
     _manifest(legacy)["volumes"][0]["source"] = {"hostDir": {"path": "/srv/data"}}
-    [pod] = parse_object(legacy)
+    pod = only_pod(parse_object(legacy))
     assert pod.spec.volumes[0].source == HostPathVolumeSource(path="/srv/data")
 
 
@@ -745,7 +754,7 @@ def test_legacy_container_fields_are_translated(legacy: dict[str, Any]) -> None:
         cpu=100,
     )
     container["volumeMounts"][0] = {"name": "data", "path": "/data", "readOnly": True}
-    [pod] = parse_object(legacy)
+    pod = only_pod(parse_object(legacy))
     first = pod.spec.containers[0]
     assert (first.command, first.env, first.working_dir) == (
         ["httpd"],
