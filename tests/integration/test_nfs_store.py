@@ -273,6 +273,34 @@ def test_read_ahead_follows_the_file(nfs_share: NfsShare) -> None:
     run(main)
 
 
+def test_reads_of_one_stream_at_once_get_their_own_bytes(nfs_share: NfsShare) -> None:
+    """The kernel sends a stream's reads several at a time; each must get its range."""
+    content = os.urandom((6 << 20) + 12345)
+    (nfs_share.dir / "c").write_bytes(content)
+    got: dict[tuple[int, int], bytes] = {}
+
+    async def read(store: NfsStore, fh: int, offset: int, size: int) -> None:
+        got[offset, size] = await store.read(fh, offset, size)
+
+    async def main() -> None:
+        store = await _open(nfs_share)
+        f = await store.lookup((await store.open_root()).handle, b"c")
+        fh = await store.open(f.handle, os.O_RDONLY)
+        # Whole MiB, then 768 KiB pieces that straddle the read-ahead windows, to the end.
+        for size in (1 << 20, 768 << 10):
+            offsets = range(0, len(content) + size, size)
+            for at in range(0, len(offsets), 4):
+                async with trio.open_nursery() as nursery:
+                    for offset in offsets[at:at + 4]:
+                        nursery.start_soon(read, store, fh, offset, size)
+            for offset in offsets:
+                assert got[offset, size] == content[offset:offset + size], (offset, size)
+        await store.release(fh)
+        await store.close()
+
+    run(main)
+
+
 def test_capacity_is_enforced_with_enospc_and_nothing_past_it(nfs_share: NfsShare) -> None:
     (nfs_share.dir / "old").write_bytes(b"o" * 300_000)  # measured at set-up
     limit = 1_000_000

@@ -144,6 +144,7 @@ class Started(Generic[T]):
         self._redo = redo
         self._deadline = deadline
         self._outcome: tuple[T | None, BaseException | None] | None = None
+        self._taking = trio.Lock()  # two reads may wait for one window of read-ahead
 
     @property
     def answered(self) -> bool:
@@ -151,10 +152,12 @@ class Started(Generic[T]):
 
     async def result(self) -> T:
         if self._outcome is None:
-            try:
-                self._outcome = (await self._get(), None)
-            except (OSError, _Jukebox) as exc:
-                self._outcome = (None, exc)
+            async with self._taking:
+                if self._outcome is None:
+                    try:
+                        self._outcome = (await self._get(), None)
+                    except (OSError, _Jukebox) as exc:
+                        self._outcome = (None, exc)
         value, error = self._outcome
         if error is not None:
             raise error

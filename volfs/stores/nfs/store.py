@@ -355,40 +355,49 @@ class NfsStore:
         file = self._files[fh]
         if self._flying.get(file.fh):
             await self._settle(file.fh)  # read what was written
-        if offset != file.next_read:
-            file.windows.clear()
-            file.sequential = 0
-        else:
-            file.sequential += 1
+        end = offset + size
+        # Chosen before the first await: the kernel sends several reads of one stream at
+        # once (its own read-ahead), and each must see the stream as the one before left it.
+        windows = self._take_windows(file, offset, end)
         parts: list[bytes] = []
-        pos, end, eof = offset, offset + size, False
-        while pos < end and file.windows:
-            window = file.windows[0]
-            if not window.offset <= pos < window.offset + window.length:
-                file.windows.clear()
-                break
+        pos, eof = offset, False
+        for window in windows:
+            if pos < window.offset:
+                break  # a hole between windows: read below
             try:
                 reply = await window.started.result()
             except OSError:
-                file.windows.clear()  # read again below: its error is the one to give
-                break
+                break  # read again below: its error is the one to give
             got = reply.data[pos - window.offset: end - window.offset]
             parts.append(got)
             pos += len(got)
-            if len(reply.data) < window.length:  # the end of the file
+            if len(reply.data) < window.length:  # the end of the file (when it was read)
                 eof = pos >= window.offset + len(reply.data)
                 file.windows.clear()
                 break
-            if pos >= window.offset + window.length:
-                file.windows.popleft()
         if pos < end and not eof:
             data, eof = await self._read_now(file.fh, pos, end - pos)
             parts.append(data)
-            pos += len(data)
-        file.next_read = pos
-        if not eof and file.sequential >= _SEQUENTIAL:
-            self._read_ahead(file, pos)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _take_windows(self, file: _OpenFile, offset: int, end: int) -> list[_Window]:
+        """The read-ahead windows that cover [offset, end), in order; read further ahead.
+
+        A read where the last one ended continues the stream: windows it has passed are
+        dropped and more are started. Any other read stops the read-ahead.
+        """
+        sequential = offset == file.next_read
+        file.next_read = end
+        file.sequential = file.sequential + 1 if sequential else 0
+        covering = [w for w in file.windows if w.offset < end and offset < w.offset + w.length]
+        if not sequential:
+            file.windows.clear()
+            return covering
+        while file.windows and file.windows[0].offset + file.windows[0].length <= end:
+            file.windows.popleft()
+        if file.sequential >= _SEQUENTIAL:
+            self._read_ahead(file, end)
+        return covering
 
     async def _read_now(self, fh: bytes, offset: int, size: int) -> tuple[bytes, bool]:
         chunks, eof = [], False
@@ -403,10 +412,15 @@ class NfsStore:
         return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), eof
 
     def _read_ahead(self, file: _OpenFile, pos: int) -> None:
-        """Keep _READ_AHEAD_WINDOWS READs on their way past ``pos``."""
+        """Keep _READ_AHEAD_WINDOWS READs on their way past ``pos``.
+
+        Windows end on multiples of their size, as the kernel's requests do, so that a
+        request is one window's bytes, passed on without a copy.
+        """
         start = file.windows[-1].offset + file.windows[-1].length if file.windows else pos
+        size = min(_READ_AHEAD, self._rsize)
         while len(file.windows) < _READ_AHEAD_WINDOWS:
-            length = min(_READ_AHEAD, self._rsize)
+            length = size - start % size
             file.windows.append(_Window(start, length,
                                         self.nfs.start_read(file.fh, start, length)))
             start += length
