@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 
 from tests.integration.daemon import Daemon, pod_manifest
 from tests.integration.nfs import Ganesha, NfsShare, new_share
+from volfs.stores.nfs import open_store
 from volfs.stores.nfs.ganesha import free_port
 
 SCRATCH = """\
@@ -90,6 +92,35 @@ def test_posix_calls_through_the_mount(shared_daemon: Daemon, nfs_share: NfsShar
     with pytest.raises(OSError) as info:
         os.rename(path / "pipe", shared_daemon.root / "pods" / "pipe")
     assert info.value.errno in (errno.EXDEV, errno.EROFS)
+    shared_daemon.cli("delete", "pod", pod_name)
+
+
+def _remove_as_another_client(share: NfsShare, name: bytes) -> None:
+    async def remove() -> None:
+        store = await open_store(share.server, share.path())
+        await store.unlink((await store.open_root()).handle, name)
+        await store.close()
+
+    trio.run(remove)
+
+
+def test_an_open_sees_a_file_another_client_removed(shared_daemon: Daemon,
+                                                    nfs_share: NfsShare,
+                                                    pod_name: str) -> None:
+    """Close-to-open, as NFS clients keep it: an open asks the server, not the name cache."""
+    shared_daemon.apply(pod_manifest(pod_name, nfs_share.volume()))
+    path = shared_daemon.volume_path(pod_name, "data")
+    (path / "gone").write_text("old")
+    (path / "again").write_text("old")
+    assert (path / "gone").read_text() == (path / "again").read_text() == "old"
+
+    _remove_as_another_client(nfs_share, b"gone")
+    _remove_as_another_client(nfs_share, b"again")
+    with pytest.raises(FileNotFoundError):
+        (path / "gone").open()
+    (path / "again").write_text("new")  # made again, not written into the removed file
+    assert (nfs_share.dir / "again").read_text() == "new"
+    assert (path / "again").read_text() == "new"
     shared_daemon.cli("delete", "pod", pod_name)
 
 

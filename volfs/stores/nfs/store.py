@@ -313,20 +313,37 @@ class NfsStore:
     # -- open files --------------------------------------------------------------------------
 
     async def open(self, handle: bytes, flags: int) -> FileHandle:
-        if flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR):
-            if self._flying.get(handle):
-                await self._settle(handle)
+        truncate = flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR)
+        if truncate and self._flying.get(handle):
+            await self._settle(handle)
+        attrs = await self._still_there(handle)
+        if truncate:
             self._forget_read_ahead(handle)
-            attrs = await self.nfs.getattr(handle) if self.track_usage else None
             after = await self.nfs.setattr(handle, SetAttrs(size=0))
-            if attrs is not None and stat.S_ISREG(attrs.st_mode):
+            if self.track_usage and stat.S_ISREG(attrs.st_mode):
                 self.usage.grow(-attrs.st_size)
             size = 0 if after is None else after.st_size
         elif self.track_usage or flags & os.O_APPEND:
-            size = (await self.nfs.getattr(handle)).st_size
+            size = attrs.st_size
         else:
             size = -1  # unknown until a write tells: only a tracked or appending file needs it
         return self._register(handle, flags, size)
+
+    async def _still_there(self, handle: bytes) -> os.stat_result:
+        """The file's attributes, asked of the server at open (close-to-open, as NFS
+        clients keep it): the kernel opens names it has cached for a second, and another
+        client may have removed the file meanwhile. ESTALE then, and the kernel looks
+        the name up again (an O_CREAT makes a new file) instead of using a file that no
+        name reaches any more."""
+        try:
+            attrs = await self.nfs.getattr(handle)
+            if attrs.st_nlink == 0 and handle not in self._silly:
+                raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
+        except OSError as exc:
+            if exc.errno == errno.ESTALE:
+                self._listed = {k: v for k, v in self._listed.items() if v[1] != handle}
+            raise
+        return attrs
 
     async def create(self, parent: bytes, name: bytes, mode: int, flags: int,
                      owner: Owner) -> tuple[FileHandle, Entry]:
