@@ -23,7 +23,6 @@ from starlette.types import ASGIApp
 
 from volfs.api import Pod
 from volfs.cli import main
-from volfs.cli.printers import human_duration
 from volfs.config import DaemonConfig
 from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
 from volfs.lifecycle.service import DeleteResult
@@ -360,16 +359,6 @@ def test_serve_rejects_a_non_positive_hook_timeout(
     result = runner.invoke(main, ["serve", "--hook-timeout", "0"])
     assert result.exit_code == 2
     assert fake_daemon == []
-
-
-@pytest.mark.parametrize(
-    "seconds, shown",
-    [(0, "0s"), (5, "5s"), (119, "119s"), (180, "3m"), (307, "5m7s"), (7200, "120m"), (10800, "3h"),
-     (3 * 3600 + 60, "3h1m"), (30 * 3600, "30h"), (4 * 86400, "4d"), (4 * 86400 + 3600, "4d1h"),
-     (100 * 86400, "100d"), (3 * 365 * 86400, "3y")],
-)  # fmt: skip
-def test_ages_read_like_kubectls(seconds: int, shown: str) -> None:
-    assert human_duration(seconds) == shown
 
 
 # --- against a daemon --------------------------------------------------------------

@@ -5,15 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from volfs.server.tables import (
     DEFAULT_COLUMNS,
     EVENT_COLUMNS,
     PERSISTENT_VOLUME_CLAIM_COLUMNS,
     PERSISTENT_VOLUME_COLUMNS,
     POD_COLUMNS,
-    human_duration,
     table,
 )
 
@@ -34,16 +31,6 @@ def pod(**status: Any) -> dict[str, Any]:
     return {"metadata": {"name": "web", "creationTimestamp": ago(minutes=5)},
             "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
             "status": {"phase": "Running", **status}}
-
-
-@pytest.mark.parametrize("seconds, shown", [
-    (0, "0s"), (119, "119s"), (120, "2m"), (307, "5m7s"), (600, "10m"), (179 * 60, "179m"),
-    (3 * 3600, "3h"), (3 * 3600 + 60, "3h1m"), (8 * 3600, "8h"), (47 * 3600, "47h"),
-    (50 * 3600, "2d2h"), (8 * 86400, "8d"), (800 * 86400, "2y70d"), (9 * 365 * 86400, "9y"),
-    (-1, "0s"), (-5, "<invalid>"),
-])
-def test_ages_read_as_kubectl_prints_them(seconds: int, shown: str) -> None:
-    assert human_duration(seconds) == shown
 
 
 def test_a_table_has_the_meta_k8s_io_shape() -> None:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from volfs.api import format_quantity
-from volfs.cli.printers import age, format_bytes, parse_timestamp, volume_statuses
+from volfs.api.times import age, parse_timestamp
+from volfs.cli.printers import format_bytes, volume_statuses
 
 # kubectl's wording for each volume source.
 _TYPES = {

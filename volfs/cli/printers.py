@@ -4,67 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import yaml
 
-
-def human_duration(seconds: float) -> str:
-    """An age the way kubectl prints one (``duration.HumanDuration``).
-
-    >>> [human_duration(s) for s in (5, 180, 4 * 3600, 4 * 86400)]
-    ['5s', '3m', '4h', '4d']
-    >>> human_duration(90), human_duration(5 * 60 + 7), human_duration(3 * 3600 + 60)
-    ('90s', '5m7s', '3h1m')
-    """
-    total = int(seconds)
-    if total < -1:
-        return "<invalid>"
-    if total < 0:
-        return "0s"
-    if total < 60 * 2:
-        return f"{total}s"
-    minutes = total // 60
-    if minutes < 10:
-        rest = total % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 60 * 3:
-        return f"{minutes}m"
-    hours = total // 3600
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        rest = hours % 24
-        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        years, days = hours // 24 // 365, (hours // 24) % 365
-        return f"{years}y{days}d" if days else f"{years}y"
-    return f"{hours // 24 // 365}y"
-
-
-def parse_timestamp(value: object) -> datetime | None:
-    """An RFC 3339 timestamp (``2024-05-01T12:00:00Z``) as an aware datetime, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def age(timestamp: object, now: datetime) -> str:
-    """``human_duration`` since ``timestamp``; ``<unknown>`` when there is none."""
-    since = parse_timestamp(timestamp)
-    if since is None:
-        return "<unknown>"
-    return human_duration((now - since).total_seconds())
+from volfs.api.times import age
 
 
 def format_bytes(n: object) -> str:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from volfs.api.times import age
+
 __all__ = [
     "DEFAULT_COLUMNS",
     "EVENT_COLUMNS",
@@ -26,7 +28,6 @@ __all__ = [
     "POD_COLUMNS",
     "STORAGE_CLASS_COLUMNS",
     "Column",
-    "human_duration",
     "table",
 ]
 
@@ -91,50 +92,6 @@ def table(
 # -- cells ------------------------------------------------------------------------------
 
 
-def human_duration(seconds: float) -> str:
-    """An age as kubectl and the API server print one (``duration.HumanDuration``).
-
-    >>> [human_duration(s) for s in (5, 90, 307, 180 * 60, 3 * 3600 + 60, 4 * 86400)]
-    ['5s', '90s', '5m7s', '3h', '3h1m', '4d']
-    """
-    total = int(seconds)
-    if total < -1:
-        return "<invalid>"
-    if total < 0:
-        return "0s"
-    if total < 120:
-        return f"{total}s"
-    minutes = total // 60
-    if minutes < 10:
-        return f"{minutes}m{total % 60}s" if total % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = total // 3600
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        years, days = hours // 24 // 365, (hours // 24) % 365
-        return f"{years}y{days}d" if days else f"{years}y"
-    return f"{hours // 24 // 365}y"
-
-
-def _since(timestamp: Any, now: datetime) -> str:
-    if not isinstance(timestamp, str) or not timestamp:
-        return "<unknown>"
-    try:
-        when = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return "<unknown>"
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return human_duration((now - when).total_seconds())
-
-
 def _get(obj: Any, *path: str) -> Any:
     for part in path:
         if not isinstance(obj, dict):
@@ -154,7 +111,7 @@ def _name(obj: Object, now: datetime) -> str:
 
 
 def _age(obj: Object, now: datetime) -> str:
-    return _since(_get(obj, "metadata", "creationTimestamp"), now)
+    return age(_get(obj, "metadata", "creationTimestamp"), now)
 
 
 NAME = Column("Name", _name, format="name",
@@ -255,7 +212,7 @@ NAMESPACE_COLUMNS = (
 def _event_last_seen(event: Object, now: datetime) -> str:
     when = (_get(event, "series", "lastObservedTime") or event.get("lastTimestamp")
             or event.get("eventTime") or event.get("firstTimestamp"))
-    return _since(when, now)
+    return age(when, now)
 
 
 def _event_object(event: Object, now: datetime) -> str:
@@ -281,7 +238,7 @@ EVENT_COLUMNS = (
     Column("Source", _event_source, priority=1, description="The component reporting it."),
     Column("Message", lambda e, now: str(e.get("message") or ""),
            description="A human-readable description of the status of this operation."),
-    Column("First Seen", lambda e, now: _since(e.get("firstTimestamp") or e.get("eventTime"),
+    Column("First Seen", lambda e, now: age(e.get("firstTimestamp") or e.get("eventTime"),
                                                now),
            priority=1, description="Time since the event was first seen."),
     Column("Count", lambda e, now: int(e.get("count") or 1), type="integer", priority=1,
