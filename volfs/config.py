@@ -40,13 +40,27 @@ def parse_kube_api(text: str) -> tuple[str, int]:
     if host == "localhost":
         host = "127.0.0.1"
     try:
+        loopback_address(host)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    return host, int(port)
+
+
+def loopback_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``host`` as an IP address, which must be a loopback one: the Kubernetes API
+    is never served beyond this machine.
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+        raise ValueError(f"{host!r} is not an IP address") from None
     if not address.is_loopback:
-        raise ValueError(f"{text!r}: {host} is not a loopback address; the Kubernetes API "
-                         "is served on loopback only (127.0.0.1 or ::1)")
-    return host, int(port)
+        raise ValueError(f"{host} is not a loopback address; the Kubernetes API is served "
+                         "on loopback only (127.0.0.1 or ::1)")
+    return address
 
 
 def default_memory_dir(state_dir: Path) -> Path:

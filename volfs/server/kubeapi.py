@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from volfs.config import loopback_address
 from volfs.server import status as st
 from volfs.server.serve import serve_socket
 
@@ -164,13 +165,7 @@ def bind_loopback(host: str, port: int) -> socket.socket:
         ValueError: ``host`` is not a loopback IP address.
         OSError: the address cannot be bound (in use, ...).
     """
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-    if not address.is_loopback:
-        raise ValueError(f"{host} is not a loopback address: the Kubernetes API is served "
-                         "on 127.0.0.1 or ::1 only")
+    address = loopback_address(host)
     family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
