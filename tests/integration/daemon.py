@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,38 @@ spec:
   volumes:
 {volumes}
 """
+
+
+PASSTHROUGH_KINDS = ["emptyDir", "hostPath"]
+
+
+@contextlib.contextmanager
+def passthrough_volume(kind: str, shared_daemon: Daemon, scratch: Path,
+                       name: str) -> Iterator[tuple[Path, Path]]:
+    """One volume named ``scratch`` of a pod ``name``, of a kind the local store serves:
+    (its path through the mount, where its bytes really are).
+
+    An EmptyDir comes from ``shared_daemon``; a HostPath, over a new directory in
+    ``scratch``, from a daemon of its own that allows it (stopped at the end).
+    """
+    if kind == "emptyDir":
+        shared_daemon.apply(pod_manifest(name, "    - name: scratch\n      emptyDir: {}\n"))
+        uid = shared_daemon.pod(name)["metadata"]["uid"]
+        try:
+            yield (shared_daemon.volume_path(name, "scratch"),
+                   shared_daemon.state_dir / "pods" / uid / "kubernetes.io~empty-dir" / "scratch")
+        finally:
+            shared_daemon.cli("delete", "pod", name, check=False)
+        return
+    assert kind == "hostPath", kind
+    host = scratch / f"{name}-host"
+    host.mkdir(mode=0o777)
+    host.chmod(0o777)
+    daemon = Daemon(scratch / f"{name}-daemon", extra_args=["--allow-host-path", str(host)])
+    daemon.start()
+    try:
+        daemon.apply(pod_manifest(name, f"    - name: scratch\n      hostPath:\n"
+                                        f"        path: {host}\n        type: Directory\n"))
+        yield daemon.volume_path(name, "scratch"), host
+    finally:
+        daemon.stop()

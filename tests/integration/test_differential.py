@@ -1,11 +1,12 @@
 """Differential test: random sequences of file operations on a native directory and on
-an EmptyDir through volfs must behave identically.
+a volume through volfs (an EmptyDir, and a HostPath) must behave identically.
 
 Hypothesis generates a sequence of operations over a small name space (three names
 at the top, ``a b c``, and two under the first two, ``a/x a/y b/x b/y``); each
 operation is applied to a native temporary directory (on the same filesystem as the
-daemon's state dir) and to a fresh subdirectory of one EmptyDir served by one daemon
-for the whole module, and the two outcomes are compared at once.
+volume's backing directory) and to a fresh subdirectory of one volume served for the
+whole module, and the two outcomes are compared at once. The test runs once per kind
+of volume the local store serves: EmptyDir, and HostPath over a directory of the host.
 
 Operations covered:
   * open with O_RDONLY / O_WRONLY / O_RDWR and any mix of O_CREAT, O_EXCL, O_TRUNC,
@@ -52,7 +53,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.daemon import Daemon, pod_manifest
+from tests.integration.daemon import PASSTHROUGH_KINDS, Daemon, passthrough_volume
 from volfs.stores.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 
 pytestmark = pytest.mark.slow
@@ -69,21 +70,20 @@ SLOTS = 2
 _examples = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def roots(shared_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory
+@pytest.fixture(scope="module", params=PASSTHROUGH_KINDS)
+def roots(request: pytest.FixtureRequest, shared_daemon: Daemon, open_tmp: Path
           ) -> Iterator[tuple[Path, Path]]:
-    name = f"diff{os.getpid()}"
-    shared_daemon.apply(pod_manifest(name, "    - name: scratch\n      emptyDir: {}\n"))
-    mounted = shared_daemon.volume_path(name, "scratch")
-    native = tmp_path_factory.mktemp("native")
-    # The same filesystem as the EmptyDir's backing directory, so limits and errnos agree.
-    assert os.stat(native).st_dev == os.stat(shared_daemon.state_dir).st_dev
-    old_umask = os.umask(0o022)
-    try:
-        yield native, mounted
-    finally:
-        os.umask(old_umask)
-        shared_daemon.cli("delete", "pod", name)
+    native = open_tmp / f"diff-native-{os.getpid()}-{request.param}"
+    native.mkdir()
+    with passthrough_volume(request.param, shared_daemon, open_tmp,
+                            f"diff{os.getpid()}{request.param.lower()}") as (mounted, backing):
+        # The same filesystem as the volume's backing directory, so limits and errnos agree.
+        assert os.stat(native).st_dev == os.stat(backing).st_dev
+        old_umask = os.umask(0o022)
+        try:
+            yield native, mounted
+        finally:
+            os.umask(old_umask)
 
 
 # -- operations -------------------------------------------------------------------------

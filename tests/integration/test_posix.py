@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import Daemon, pod_manifest
+from tests.integration.daemon import PASSTHROUGH_KINDS, Daemon, passthrough_volume, pod_manifest
 from volfs.stores import syscalls
 from volfs.stores.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 
@@ -41,29 +41,14 @@ _dirs = itertools.count()
 
 # -- fixtures and helpers ---------------------------------------------------------------
 
-@pytest.fixture(scope="module", params=["emptyDir", "hostPath"])
+@pytest.fixture(scope="module", params=PASSTHROUGH_KINDS)
 def volume(request: pytest.FixtureRequest, shared_daemon: Daemon, open_tmp: Path
            ) -> Iterator[tuple[Path, Path]]:
     """One volume of each passthrough kind for the module: (path through the mount,
-    where its bytes really are). The HostPath one is served by a daemon that allows it."""
-    name = f"posix{os.getpid()}"
-    if request.param == "emptyDir":
-        shared_daemon.apply(pod_manifest(name, "    - name: scratch\n      emptyDir: {}\n"))
-        uid = shared_daemon.pod(name)["metadata"]["uid"]
-        yield (shared_daemon.volume_path(name, "scratch"),
-               shared_daemon.state_dir / "pods" / uid / "kubernetes.io~empty-dir" / "scratch")
-        return
-    host = open_tmp / f"posix-host-{os.getpid()}"
-    host.mkdir(mode=0o777)
-    host.chmod(0o777)
-    daemon = Daemon(open_tmp / f"posix-hostpath-{os.getpid()}",
-                    extra_args=["--allow-host-path", str(host)]).start()
-    try:
-        daemon.apply(pod_manifest(name, f"    - name: scratch\n      hostPath:\n"
-                                        f"        path: {host}\n        type: Directory\n"))
-        yield daemon.volume_path(name, "scratch"), host
-    finally:
-        daemon.stop()
+    where its bytes really are)."""
+    with passthrough_volume(request.param, shared_daemon, open_tmp,
+                            f"posix{os.getpid()}") as paths:
+        yield paths
 
 
 @pytest.fixture
