@@ -126,7 +126,8 @@ async def _serve(config: DaemonConfig) -> None:
                             HostPathPlugin(allow), NfsPlugin(), claims]),
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
             config.root,
-            DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root)))
+            DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root)),
+            volumes_wanted=storage.wake)
         await pods.restore([config.disk_volumes_dir, config.memory_path])
         prepare_mount_point(config.root)
         pyfuse3.init(fs.operations, str(config.root), MOUNT_OPTIONS)

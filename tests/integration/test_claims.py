@@ -204,6 +204,27 @@ def test_provisioning_and_reclaim_on_the_server(daemon: Daemon, nfs_share: NfsSh
     assert daemon.api("GET", PVS).json()["items"] == []
 
 
+def test_wait_for_first_consumer_provisions_when_a_pod_comes(daemon: Daemon,
+                                                             nfs_share: NfsShare) -> None:
+    create(daemon, SCS, {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": f"late-{os.getpid()}"}, "provisioner": "volfs.io/nfs",
+        "volumeBindingMode": "WaitForFirstConsumer", "mountOptions": nfs_share.mount_options,
+        "parameters": {"server": nfs_share.server, "share": nfs_share.export,
+                       "subDir": "${pvc.metadata.name}"}})
+    assert create(daemon, pvcs(), pvc("late", cls=f"late-{os.getpid()}"))["status"]["phase"] \
+        == "Pending"
+    described = daemon.cli("describe", "pvc", "late").stdout
+    assert "waiting for first consumer to be created before binding" in described
+    assert not (nfs_share.dir / "late").exists()
+
+    daemon.cli("apply", "-f", "-", "--wait", "--timeout", "30", input=claim_pod("consumer", "late"))
+    assert phase(daemon, f"{pvcs()}/late") == "Bound"
+    (daemon.volume_path("consumer", "data") / "hello").write_text("first consumer")
+    assert (nfs_share.dir / "late" / "hello").read_text() == "first consumer"
+    daemon.cli("delete", "pod", "consumer")
+
+
 def test_recycle_scrubs_the_directory(daemon: Daemon, nfs_share: NfsShare) -> None:
     create(daemon, PVS, pv("again", nfs_share, policy="Recycle"))
     create(daemon, pvcs(), pvc("first"))

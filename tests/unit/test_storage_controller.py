@@ -76,7 +76,8 @@ class Harness:
             "spec": spec}, None))
 
     async def sc(self, name: str, on_delete: str = "delete", sub_dir: str | None = None,
-                 reclaim: str = "Delete", default: bool = False) -> None:
+                 reclaim: str = "Delete", default: bool = False, mode: str = "Immediate"
+                 ) -> None:
         params = {"server": "127.0.0.1", "share": "/exports", "onDelete": on_delete}
         if sub_dir:
             params["subDir"] = sub_dir
@@ -84,8 +85,17 @@ class Harness:
         await self.controller.create_class(build_storage_class({
             "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
             "metadata": {"name": name, "annotations": annotations},
-            "provisioner": "volfs.io/nfs", "reclaimPolicy": reclaim, "parameters": params},
+            "provisioner": "volfs.io/nfs", "reclaimPolicy": reclaim, "parameters": params,
+            "volumeBindingMode": mode},
             None))
+
+    def pod_using(self, pod: str, claim: str) -> None:
+        """A pod as the pod manager stores it, naming ``claim``."""
+        self.db.put({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": pod, "namespace": "default", "uid": f"uid-{pod}"},
+                     "spec": {"containers": [{"name": "main", "image": "busybox"}],
+                              "volumes": [{"name": "data",
+                                           "persistentVolumeClaim": {"claimName": claim}}]}})
 
     async def phase(self, kind: str, name: str) -> str | None:
         if kind == "pv":
@@ -206,6 +216,37 @@ def test_default_class_provisions_unset_claims_only(tmp_path: Path) -> None:
         assert unset["spec"]["storageClassName"] == "std"
         assert empty["status"]["phase"] == "Pending"
     run(tmp_path, scenario)
+
+
+def test_wait_for_first_consumer_binds_and_provisions_only_once_a_pod_uses_the_claim(
+        tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.sc("late", mode="WaitForFirstConsumer")
+        await h.pv("static", "1Gi", cls="late")
+        await h.pvc("provisioned", "1Gi", cls="late")
+        await h.pvc("matched", "1Gi", cls="late")
+        await h.controller.sync()
+        assert await h.phase("pvc", "provisioned") == await h.phase("pvc", "matched") == "Pending"
+        assert await h.phase("pv", "static") == "Available"
+        assert not (h.shares.base / "127.0.0.1").exists()  # nothing provisioned yet
+        assert len([e for e in h.events if e[1] == "WaitForFirstConsumer"]) == 2  # once each
+
+        h.pod_using("web", "matched")
+        await h.controller.sync()
+        assert await h.phase("pvc", "matched") == "Bound"
+        assert (await h.controller.get_volume("static"))["spec"]["claimRef"]["name"] == "matched"
+        assert await h.phase("pvc", "provisioned") == "Pending"
+
+        h.pod_using("db", "provisioned")
+        await h.controller.sync()
+        claim = await h.controller.get_claim("default", "provisioned")
+        assert claim["status"]["phase"] == "Bound"
+        assert (h.shares.base / "127.0.0.1" / "exports"
+                / f"default-provisioned-{claim['spec']['volumeName']}").is_dir()
+    h = run(tmp_path, scenario)
+    assert ("provisioned", "WaitForFirstConsumer",
+            "waiting for first consumer to be created before binding") in h.events
+    assert h.bound_notices == 2
 
 
 def test_a_claim_in_use_cannot_be_deleted(tmp_path: Path) -> None:

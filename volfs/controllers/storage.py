@@ -42,6 +42,8 @@ from volfs.state import AsyncStateDB
 log = logging.getLogger(__name__)
 
 PV, PVC, SC = "PersistentVolume", "PersistentVolumeClaim", "StorageClass"
+POD = "Pod"  # read only: which claims have a consumer (WaitForFirstConsumer)
+WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
 Object = dict[str, Any]
 
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
@@ -76,6 +78,7 @@ class _World:
     volumes: dict[str, Object]
     claims: dict[tuple[str, str], Object]
     classes: dict[str, Object]
+    consumers: set[tuple[str, str]]  # (namespace, claim name) some pod's volume names
 
     def class_models(self) -> list[StorageClass]:
         return [_as_class(o) for o in self.classes.values()]
@@ -90,6 +93,7 @@ class StorageController:
         self._claims_changed = claims_changed
         self._lock = trio.Lock()
         self._last_reason: dict[str, str] = {}  # claim uid -> last Pending message recorded
+        self._wake = trio.Event()
 
     # -- PersistentVolumes ----------------------------------------------------------
 
@@ -253,7 +257,14 @@ class StorageController:
                 await self.sync()
             except Exception:
                 log.exception("storage sync failed; retrying in %gs", interval)
-            await trio.sleep(interval)
+            with trio.move_on_after(interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    def wake(self) -> None:
+        """Sync soon, not at the next interval: a pod now waits for a claim (its first
+        consumer, for a WaitForFirstConsumer class)."""
+        self._wake.set()
 
     async def sync(self) -> None:
         """One pass: bind, provision, reclaim, mark lost claims. Idempotent."""
@@ -273,6 +284,10 @@ class StorageController:
             claims={(o["metadata"]["namespace"], o["metadata"]["name"]): o
                     for o in await self._db.list(PVC)},
             classes={o["metadata"]["name"]: o for o in await self._db.list(SC)},
+            consumers={(o["metadata"]["namespace"], v["persistentVolumeClaim"]["claimName"])
+                       for o in await self._db.list(POD)
+                       for v in o.get("spec", {}).get("volumes") or []
+                       if v.get("persistentVolumeClaim")},
         )
 
     async def _sync_claim(self, world: _World, claim_obj: Object) -> bool:
@@ -285,6 +300,10 @@ class StorageController:
             return False
         classes = world.class_models()
         claim_class = effective_class(claim, classes)
+        if self._waits_for_consumer(world, claim, claim_class):
+            await self._note_pending(claim_obj, "Normal", WAIT_FOR_FIRST_CONSUMER,
+                                     "waiting for first consumer to be created before binding")
+            return False
         candidates = [(_as_volume(o), o["status"].get("phase", "Available"))
                       for o in world.volumes.values()]
         match = find_match(claim, candidates, claim_class)
@@ -298,14 +317,29 @@ class StorageController:
         await self._bind(world, match_obj, claim_obj)
         return True
 
+    @staticmethod
+    def _waits_for_consumer(world: _World, claim: PersistentVolumeClaim,
+                            claim_class: str) -> bool:
+        """Kubernetes' delayed binding: a claim of a WaitForFirstConsumer class is neither
+        bound nor provisioned until a pod uses it (unless it names its volume)."""
+        sc_obj = world.classes.get(claim_class)
+        if sc_obj is None or claim.spec.volume_name:
+            return False
+        return (_as_class(sc_obj).volume_binding_mode == WAIT_FOR_FIRST_CONSUMER
+                and (claim.metadata.namespace, claim.metadata.name) not in world.consumers)
+
     async def _pending(self, claim_obj: Object, claim: PersistentVolumeClaim,
                        claim_class: str, classes: list[StorageClass]) -> None:
         reason, message = why_pending(claim, claim_class, classes)
+        await self._note_pending(claim_obj, "Warning" if reason != "FailedBinding" else "Normal",
+                                 reason, message)
+
+    async def _note_pending(self, claim_obj: Object, type_: str, reason: str,
+                            message: str) -> None:
         uid = claim_obj["metadata"]["uid"]
         if self._last_reason.get(uid) != message:  # one event per change, not per pass
             self._last_reason[uid] = message
-            await self._record(claim_obj, "Warning" if reason != "FailedBinding" else "Normal",
-                               reason, message)
+            await self._record(claim_obj, type_, reason, message)
 
     async def _bind(self, world: _World, pv_obj: Object, claim_obj: Object) -> None:
         meta = claim_obj["metadata"]

@@ -21,6 +21,7 @@ import datetime
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -80,18 +81,20 @@ class PodManager:
     """The PodService the control API calls (see volfs.lifecycle.service).
 
     ``runtime`` runs the containers of pods annotated ``volfs.io/run: "true"``;
-    without one, such pods are refused.
+    without one, such pods are refused. ``volumes_wanted`` is called once a pod that
+    waits for a volume (an unbound claim) is stored, so the binder can act at once.
     """
 
     def __init__(self, db: AsyncStateDB, fs: Filesystem, plugins: PluginRegistry,
-                 hooks: HookRunner, root: Path, runtime: ContainerRuntime | None = None
-                 ) -> None:
+                 hooks: HookRunner, root: Path, runtime: ContainerRuntime | None = None,
+                 volumes_wanted: Callable[[], None] = lambda: None) -> None:
         self._db = db
         self._fs = fs
         self._plugins = plugins
         self._hooks = hooks
         self._root = root
         self._runtime = runtime
+        self._volumes_wanted = volumes_wanted
         # One change at a time: a create's checks and its commit must not interleave.
         self._lock = trio.Lock()
 
@@ -121,6 +124,8 @@ class PodManager:
                                f"Created pod {name}; volumes set up: {_volume_names(pod)}")
             for reason in waiting:
                 await record_event(self._db, obj, "FailedMount", reason, WARNING)
+            if waiting:
+                self._volumes_wanted()
             return (await self._with_container_status([self._with_volume_status(obj)]))[0]
 
     async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
