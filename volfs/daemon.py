@@ -25,6 +25,7 @@ from typing import Any
 
 import pyfuse3
 import trio
+from starlette.types import ASGIApp
 
 from volfs.config import DaemonConfig
 from volfs.controllers.storage import StorageController
@@ -53,7 +54,6 @@ from volfs.server.kubeapi import (
     load_or_create_credentials,
     serve_kube_api,
 )
-from volfs.server.resources import ResourceRegistry
 from volfs.server.serve import SocketInUse, serve_unix
 from volfs.server.storage import ClaimResource, ClassResource, VolumeResource
 from volfs.state import AsyncStateDB, StateDB
@@ -142,9 +142,11 @@ async def _serve(config: DaemonConfig) -> None:
                                   ClaimResource(storage, claims.used_bytes, pods.claim_users))
                 registry.register(STORAGE_CLASSES, ClassResource(storage))
                 await nursery.start(storage.run)
-                kubeconfig = await _serve_kube_api(nursery, registry, kube_api)
-                await nursery.start(serve_unix, create_app(registry, kubeconfig=lambda: kubeconfig),
-                                    config.socket_path)
+                kubeconfig = await _serve_kube_api(nursery, create_app(
+                    registry, changes=state.next_change), kube_api)
+                control = create_app(registry, kubeconfig=lambda: kubeconfig,
+                                     changes=state.next_change)
+                await nursery.start(serve_unix, control, config.socket_path)
                 await _serve_docker_plugin(nursery, config, pods)
                 nursery.start_soon(pods.sweep_containers)
                 log.info("serving %s (state in %s, control socket %s)", config.root,
@@ -241,14 +243,13 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-async def _serve_kube_api(nursery: trio.Nursery, registry: ResourceRegistry,
+async def _serve_kube_api(nursery: trio.Nursery, app: ASGIApp,
                           listener: tuple[socket.socket, Credentials] | None
                           ) -> dict[str, Any] | None:
-    """Serve the API on the ``--kube-api`` listener, if any; the kubeconfig that reaches it."""
+    """Serve ``app`` on the ``--kube-api`` listener, if any; the kubeconfig that reaches it."""
     if listener is None:
         return None
-    kubeconfig: dict[str, Any] = await nursery.start(serve_kube_api, create_app(registry),
-                                                     *listener)
+    kubeconfig: dict[str, Any] = await nursery.start(serve_kube_api, app, *listener)
     log.info("Kubernetes API on %s", kubeconfig["clusters"][0]["cluster"]["server"])
     return kubeconfig
 

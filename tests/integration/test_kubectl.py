@@ -55,6 +55,14 @@ class Kube:
     def json(self, *args: str) -> Any:
         return json.loads(self(*args, "-o", "json").stdout)
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """kubectl running in the background (a watch, a wait); the caller ends it."""
+        assert KUBECTL is not None
+        return subprocess.Popen(
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig),
+             "--cache-dir", str(self.daemon.base / "kube-cache"), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
     @property
     def config(self) -> dict[str, Any]:
         loaded: dict[str, Any] = yaml.safe_load(self.kubeconfig.read_text())
@@ -312,3 +320,55 @@ def test_persistent_volumes_claims_and_classes(kube: Kube, shared_manifests: Pat
     refused = kube("apply", "-f", "-", input=yaml.safe_dump(bad), check=False)
     assert refused.returncode != 0 and "provisioner" in refused.stderr
     kube("delete", "sc", "volfs-nfs")
+
+
+def test_kubectl_wait_and_get_watch_follow_a_claim_binding(kube: Kube, pod_name: str,
+                                                           nfs_share: NfsShare) -> None:
+    """Watches: kubectl wait returns when the pod's volumes are ready, get -w prints the
+    claim's change to Bound, and wait --for=delete returns when the pod is gone."""
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": pod_name},
+             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                      "resources": {"requests": {"storage": "1Gi"}}}}
+    kube("apply", "-f", "-", input=yaml.safe_dump(claim))
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name},
+           "spec": {"containers": [{"name": "app", "image": "busybox"}],
+                    "volumes": [{"name": "data",
+                                 "persistentVolumeClaim": {"claimName": pod_name}}]}}
+    kube("apply", "-f", "-", input=yaml.safe_dump(pod))
+    assert kube.json("get", "pod", pod_name)["status"]["phase"] == "Pending"
+
+    waiting = kube.start("wait", "--for=condition=VolumesReady", f"pod/{pod_name}",
+                         "--timeout=60s")
+    watching = kube.start("get", "pvc", pod_name, "--watch")
+    try:
+        assert watching.stdout is not None
+        first = watching.stdout.readline().split()  # the header, then the claim as it is
+        assert first[:2] == ["NAME", "STATUS"], first
+        assert watching.stdout.readline().split()[:2] == [pod_name, "Pending"]
+        volume = {"apiVersion": "v1", "kind": "PersistentVolume",
+                  "metadata": {"name": pod_name},
+                  "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                           "nfs": {"server": nfs_share.server, "path": nfs_share.path()}}}
+        kube("apply", "-f", "-", input=yaml.safe_dump(volume))
+        assert watching.stdout.readline().split()[:3] == [pod_name, "Bound", pod_name]
+        out, err = waiting.communicate(timeout=60)
+        assert waiting.returncode == 0, err
+        assert out.strip() == f"pod/{pod_name} condition met"
+    finally:
+        watching.kill()
+        waiting.kill()
+        watching.communicate()
+        waiting.communicate()
+
+    deleted = kube.start("wait", "--for=delete", f"pod/{pod_name}", "--timeout=60s")
+    try:
+        kube.daemon.cli("delete", "pod", pod_name)
+        out, err = deleted.communicate(timeout=60)
+        assert deleted.returncode == 0, err
+        assert out.strip() == f"pod/{pod_name} condition met"
+    finally:
+        deleted.kill()
+        deleted.communicate()
+    kube("delete", "pvc", pod_name)
+    kube("delete", "pv", pod_name)

@@ -375,7 +375,7 @@ def test_discovery_serves_pods() -> None:
             "singularName": "pod",
             "namespaced": True,
             "kind": "Pod",
-            "verbs": ["create", "delete", "get", "list", "patch", "update"],
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
             "shortNames": ["po"],
             "categories": ["all"],
         }

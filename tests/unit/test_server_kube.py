@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import ssl
 import stat
@@ -159,12 +160,12 @@ def test_a_registered_kind_is_discovered_in_its_group() -> None:
         assert listed["resources"] == [{
             "name": "storageclasses", "singularName": "storageclass", "namespaced": False,
             "kind": "StorageClass", "verbs": ["create", "delete", "get", "list", "patch",
-                                              "update"], "shortNames": ["sc"]}]
+                                              "update", "watch"], "shortNames": ["sc"]}]
         core = (await client.get("/api/v1")).json()
         names = {r["name"]: r for r in core["resources"]}
         assert set(names) == {"pods", "namespaces", "persistentvolumeclaims"}  # no db: no events
         assert names["persistentvolumeclaims"]["shortNames"] == ["pvc"]
-        assert names["namespaces"]["verbs"] == ["get", "list"]
+        assert names["namespaces"]["verbs"] == ["get", "list", "watch"]
         assert_status(await client.get("/apis/apps/v1"), 404, "NotFound")
         assert_status(await client.get("/apis/storage.k8s.io/v2"), 404, "NotFound")
 
@@ -189,7 +190,8 @@ def test_registration_refuses_clashing_names_and_verbs_the_service_cannot_serve(
     with pytest.raises(ValueError, match="create"):
         registry.register(PERSISTENT_VOLUME_CLAIMS, ReadOnly())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown verbs"):
-        Resource(name="x", singular_name="x", kind="X", namespaced=False, verbs=("watch",))
+        Resource(name="x", singular_name="x", kind="X", namespaced=False,
+                 verbs=("deletecollection",))
 
 
 def test_aggregated_discovery_is_answered_with_the_plain_lists() -> None:
@@ -485,12 +487,100 @@ def test_delete_honours_preconditions() -> None:
     run(scenario)
 
 
-def test_watch_and_dry_run_are_refused_not_ignored() -> None:
+def test_dry_run_is_refused_not_ignored() -> None:
     async def scenario(client: httpx.AsyncClient, world: World) -> None:
-        assert_status(await client.get(f"{PODS}?watch=true"), 405, "MethodNotAllowed")
         dry = await client.post(f"{PODS}?dryRun=All", json=pod_body())
         assert_status(dry, 400, "BadRequest")
         assert world.pods.pods == {}
+
+    run(scenario)
+
+
+# -- watch ---------------------------------------------------------------------------------
+
+
+class Commits:
+    """A stand-in for the state database's change events, committed by the test."""
+
+    def __init__(self) -> None:
+        self.event: trio.Event | None = None
+        self.asked = 0  # how often a watch took the event: once per list it made
+
+    def next_change(self) -> trio.Event:
+        self.asked += 1
+        if self.event is None or self.event.is_set():
+            self.event = trio.Event()
+        return self.event
+
+    def commit(self) -> None:
+        assert self.event is not None
+        self.event.set()
+
+    async def listed(self, times: int) -> None:
+        while self.asked < times:
+            await trio.sleep(0)
+
+
+def events_of(response: httpx.Response) -> list[tuple[str, str]]:
+    assert response.status_code == 200, response.text
+    return [(e["type"], e["object"]["metadata"]["name"])
+            for e in map(json.loads, response.text.splitlines())]
+
+
+def test_a_watch_tells_what_exists_then_each_change_as_it_commits() -> None:
+    commits = Commits()
+
+    async def scenario(client: httpx.AsyncClient, world: World) -> None:
+        await client.post(CLASSES, json=storage_class("old"))
+        answers: list[httpx.Response] = []
+
+        async def watch() -> None:
+            answers.append(await client.get(f"{CLASSES}?watch=1&timeoutSeconds=3"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await commits.listed(1)
+            await client.post(CLASSES, json=storage_class("new"))
+            commits.commit()
+            await commits.listed(2)
+            await client.delete(f"{CLASSES}/old")
+            commits.commit()
+        assert events_of(answers[0]) == [("ADDED", "old"), ("ADDED", "new"), ("DELETED", "old")]
+
+    run(scenario, changes=commits.next_change)
+
+
+def test_a_watch_from_a_lists_version_tells_only_later_changes() -> None:
+    async def scenario(client: httpx.AsyncClient, world: World) -> None:
+        await client.post(CLASSES, json=storage_class("before"))
+        version = (await client.get(CLASSES)).json()["metadata"]["resourceVersion"]
+        await client.post(CLASSES, json=storage_class("after"))
+        watched = await client.get(f"{CLASSES}?watch=true&resourceVersion={version}"
+                                   "&timeoutSeconds=1")
+        assert events_of(watched) == [("ADDED", "after")]
+        selected = await client.get(f"{CLASSES}?watch=true&timeoutSeconds=1"
+                                    "&fieldSelector=metadata.name%3Dbefore")
+        assert events_of(selected) == [("ADDED", "before")]
+        assert_status(await client.get(f"{CLASSES}?watch=true&timeoutSeconds=soon"),
+                      400, "BadRequest")
+
+    run(scenario)
+
+
+def test_a_table_watch_sends_a_table_per_event_with_columns_first_only() -> None:
+    async def scenario(client: httpx.AsyncClient, world: World) -> None:
+        for name in ("a", "b"):
+            await client.post(CLASSES, json=storage_class(name))
+        watched = await client.get(f"{CLASSES}?watch=1&timeoutSeconds=1",
+                                   headers={"accept": KUBECTL_TABLE})
+        assert watched.status_code == 200
+        first, second = map(json.loads, watched.text.splitlines())
+        assert first["type"] == second["type"] == "ADDED"
+        assert first["object"]["kind"] == second["object"]["kind"] == "Table"
+        assert [c["name"] for c in first["object"]["columnDefinitions"]][0] == "Name"
+        assert second["object"]["columnDefinitions"] == []
+        assert [r["cells"][0] for r in (first["object"]["rows"] + second["object"]["rows"])] \
+            == ["a", "b"]
 
     run(scenario)
 

@@ -20,9 +20,10 @@ handlers, at the API server's paths::
 ``get`` and ``list`` answer with a ``meta.k8s.io`` Table when the Accept header asks
 for one (as ``kubectl get`` does). Every refusal is a Kubernetes ``Status`` (see
 ``status.py``); an unexpected exception in a handler is logged in one line and
-answered with a 500 Status, never allowed to reach the HTTP server. Not served:
-watch, deletecollection, subresources, dry runs, server-side apply (415), OpenAPI v3
-and schemas (``/openapi/v2`` describes no kind; see ``discovery.py``).
+answered with a 500 Status, never allowed to reach the HTTP server. ``?watch=1`` on a
+list streams its changes (``watch.py``). Not served: deletecollection, subresources,
+dry runs, server-side apply (415), OpenAPI v3 and schemas (``/openapi/v2`` describes no
+kind; see ``discovery.py``).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ import functools
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import trio
 import yaml
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -65,6 +67,7 @@ from volfs.server.selectors import (
     parse_label_selector,
 )
 from volfs.server.tables import table
+from volfs.server.watch import DEFAULT_TIMEOUT_SECONDS, version_of, watch
 
 log = logging.getLogger("volfs.server")
 
@@ -88,12 +91,15 @@ def create_app(
     resources: ResourceRegistry | PodService,
     *,
     kubeconfig: Callable[[], Object | None] | None = None,
+    changes: Callable[[], trio.Event] | None = None,
 ) -> ASGIApp:
     """The control API's ASGI app, serving every kind in ``resources``.
 
     ``resources`` may also be a bare PodService, served as pods and namespaces.
     ``kubeconfig`` answers ``GET /volfs/v1/kubeconfig`` (a kubeconfig for the TCP
     listener, or None when there is none); leave it out on apps anyone but root can reach.
+    ``changes`` gives the event the next committed write sets (``AsyncStateDB.next_change``):
+    watches list again when it fires (without it, every few seconds).
 
     Example::
 
@@ -103,6 +109,7 @@ def create_app(
     """
     registry = (resources if isinstance(resources, ResourceRegistry)
                 else core_registry(resources))
+    next_change = changes or trio.Event  # an event nobody sets: watches just list again
 
     @_answers_with_status
     async def core_discovery(request: Request) -> Response:
@@ -142,13 +149,14 @@ def create_app(
     @_answers_with_status
     async def core_resource(request: Request) -> Response:
         params = request.path_params
-        return await _serve(registry, request, "", params["version"], params["path"])
+        return await _serve(registry, request, "", params["version"], params["path"],
+                            next_change)
 
     @_answers_with_status
     async def group_resource(request: Request) -> Response:
         params = request.path_params
         return await _serve(registry, request, params["group"], params["version"],
-                            params["path"])
+                            params["path"], next_change)
 
     @_answers_with_status
     async def kubeconfig_handler(request: Request) -> Response:
@@ -186,7 +194,7 @@ def create_app(
 
 
 async def _serve(registry: ResourceRegistry, request: Request, group: str, version: str,
-                 path: str) -> Response:
+                 path: str, next_change: Callable[[], trio.Event]) -> Response:
     """Route a request under ``/api/{version}`` or ``/apis/{group}/{version}`` to its kind."""
     segments = path.strip("/").split("/") if path.strip("/") else []
     namespace: str | None = None
@@ -208,12 +216,14 @@ async def _serve(registry: ResourceRegistry, request: Request, group: str, versi
     else:
         verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
     if verb == "list" and request.query_params.get("watch") in ("true", "1"):
-        verb = None  # watch is not served
+        verb = "watch"
     if verb is None or verb not in entry.resource.verbs:
         raise st.StatusError(st.method_not_allowed(method, request.url.path))
     try:
         if verb == "list":
             return await _list(request, entry, namespace)
+        if verb == "watch":
+            return _watch(request, entry, namespace, next_change)
         assert verb == "create" or name is not None
         if verb == "create":
             return await _create(request, entry, namespace)
@@ -232,15 +242,7 @@ async def _serve(registry: ResourceRegistry, request: Request, group: str, versi
 async def _list(request: Request, entry: Registered, namespace: str | None) -> Response:
     resource = entry.resource
     media = negotiate(request.headers.get("accept"), tables=True)
-    query = request.query_params
-    try:
-        labels = parse_label_selector(query.get("labelSelector", ""))
-        fields = field_matcher(parse_field_selector(query.get("fieldSelector", "")),
-                               resource.selectable_fields())
-    except SelectorError as exc:
-        raise st.StatusError(st.bad_request(str(exc))) from exc
-    items = [_typed(resource, obj) for obj in await entry.service.list(namespace)]
-    items = [obj for obj in items if labels.matches_object(obj) and fields(obj)]
+    items = await _listed(entry, namespace, _selection(resource, request))
     resource_version = _newest_resource_version(items)
     if media.table_version is not None:
         return _table(resource, items, media, request, resource_version)
@@ -250,6 +252,59 @@ async def _list(request: Request, entry: Registered, namespace: str | None) -> R
         "metadata": {"resourceVersion": resource_version},
         "items": items,
     })
+
+
+def _selection(resource: Resource, request: Request) -> Callable[[Object], bool]:
+    """The request's labelSelector and fieldSelector, as one test of an object."""
+    query = request.query_params
+    try:
+        labels = parse_label_selector(query.get("labelSelector", ""))
+        fields = field_matcher(parse_field_selector(query.get("fieldSelector", "")),
+                               resource.selectable_fields())
+    except SelectorError as exc:
+        raise st.StatusError(st.bad_request(str(exc))) from exc
+    return lambda obj: labels.matches_object(obj) and fields(obj)
+
+
+async def _listed(entry: Registered, namespace: str | None,
+                  selected: Callable[[Object], bool]) -> list[Object]:
+    items = [_typed(entry.resource, obj) for obj in await entry.service.list(namespace)]
+    return [obj for obj in items if selected(obj)]
+
+
+def _watch(request: Request, entry: Registered, namespace: str | None,
+           next_change: Callable[[], trio.Event]) -> Response:
+    """A watch: one JSON event a line, until timeoutSeconds (see ``watch.py``)."""
+    resource = entry.resource
+    media = negotiate(request.headers.get("accept"), tables=True)
+    include = _include_object(request) if media.table_version is not None else "None"
+    selected = _selection(resource, request)
+    query = request.query_params
+    timeout = query.get("timeoutSeconds", "")
+    if timeout and not timeout.isdigit():
+        raise st.StatusError(st.bad_request(f"timeoutSeconds: invalid value {timeout!r}"))
+    seconds = float(timeout) if timeout else DEFAULT_TIMEOUT_SECONDS
+
+    async def objects() -> list[Object]:
+        return await _listed(entry, namespace, selected)
+
+    async def lines() -> AsyncIterator[bytes]:
+        columns = True
+        with trio.move_on_after(seconds):
+            async for event in watch(objects, next_change, query.get("resourceVersion", "")):
+                if media.table_version is not None:
+                    # As the API server does: a Table of one row per event, the columns
+                    # described in the first event only.
+                    obj = event["object"]
+                    event["object"] = table(resource.columns, [obj], version=media.table_version,
+                                            include_object=include,
+                                            resource_version=str(version_of(obj)))
+                    if not columns:
+                        event["object"]["columnDefinitions"] = []
+                    columns = False
+                yield json.dumps(event).encode() + b"\n"
+
+    return StreamingResponse(lines(), media_type=media.content_type)
 
 
 async def _get(request: Request, entry: Registered, namespace: str | None,
@@ -462,15 +517,20 @@ def _decode_json(raw: bytes) -> Any:
 
 def _table(resource: Resource, items: list[Object], media: Media, request: Request,
            resource_version: str) -> Response:
+    include = _include_object(request)
+    assert media.table_version is not None
+    answer = table(resource.columns, items, version=media.table_version,
+                   include_object=include, resource_version=resource_version)
+    return JSONResponse(answer, media_type=media.content_type)
+
+
+def _include_object(request: Request) -> str:
     include = request.query_params.get("includeObject", "Metadata")
     if include not in ("None", "Metadata", "Object"):
         raise st.StatusError(st.bad_request(
             f'includeObject: Unsupported value: "{include}": supported values: "None", '
             '"Metadata", "Object"'))
-    assert media.table_version is not None
-    answer = table(resource.columns, items, version=media.table_version,
-                   include_object=include, resource_version=resource_version)
-    return JSONResponse(answer, media_type=media.content_type)
+    return include
 
 
 def _newest_resource_version(items: list[Object]) -> str:

@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 Object = dict[str, Any]
-ALL_VERBS = ("create", "delete", "get", "list", "patch", "update")
-READ_VERBS = ("get", "list")
+ALL_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+READ_VERBS = ("get", "list", "watch")
 DEFAULT_NAMESPACE = "default"
 
 PODS = Resource(

@@ -39,6 +39,7 @@ VERB_METHODS = {
     "create": "create",
     "get": "get",
     "list": "list",
+    "watch": "list",
     "delete": "delete",
     "update": "update",
     "patch": "update",

@@ -147,23 +147,44 @@ class _Transaction:
 
 
 class AsyncStateDB:
-    """StateDB for the event loop: each call in a worker thread, one at a time."""
+    """StateDB for the event loop: each call in a worker thread, one at a time.
+
+    ``next_change()`` is an event set when the next write has committed: watchers
+    take it *before* they read, so no write falls between their read and their wait.
+    """
 
     def __init__(self, db: StateDB) -> None:
         self._db = db
         self._limiter = trio.CapacityLimiter(1)
+        self._changed = trio.Event()
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
+    def next_change(self) -> trio.Event:
+        return self._changed
+
+    def _committed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
     async def put(self, obj: Object) -> Object:
-        return await self.call(self._db.put, obj)
+        try:
+            return await self.call(self._db.put, obj)
+        finally:
+            self._committed()
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        await self.call(self._db.delete, kind, namespace, name)
+        try:
+            await self.call(self._db.delete, kind, namespace, name)
+        finally:
+            self._committed()
 
     async def write(self, puts: list[Object], deletes: list[tuple[str, str, str]]) -> None:
-        await self.call(self._db.write, puts, deletes)
+        try:
+            await self.call(self._db.write, puts, deletes)
+        finally:
+            self._committed()
 
     async def get(self, kind: str, namespace: str, name: str) -> Object | None:
         return await self.call(self._db.get, kind, namespace, name)

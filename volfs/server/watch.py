@@ -1,0 +1,77 @@
+"""Watches: a list that stays open and tells each change as it is committed.
+
+``GET .../{resource}?watch=1`` answers, instead of a list, a stream of
+``{"type": "ADDED"|"MODIFIED"|"DELETED", "object": {...}}`` lines, as the API server
+does (``kubectl get -w``, ``kubectl wait``). volfs keeps no history of changes: a
+watch lists the kind, then lists again whenever the state database commits a write,
+and tells what differs by ``metadata.resourceVersion`` (one counter for every object,
+as etcd's revision). So:
+
+- ``resourceVersion`` unset or ``"0"``: every current object first, as ADDED;
+- ``resourceVersion=N`` (from a list): the objects changed since N, as ADDED (volfs
+  cannot tell new from changed there; clients treat both as "this is the object now");
+  an object deleted between that list and the watch's start is not told;
+- the stream ends after ``timeoutSeconds`` (default 30 minutes), and when the
+  client goes away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import trio
+
+Object = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name)
+
+DEFAULT_TIMEOUT_SECONDS = 1800.0
+RELIST_SECONDS = 5.0
+"""A watch lists again at least this often, should a change reach it some other way."""
+
+
+def version_of(obj: Object) -> int:
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    return int(version) if isinstance(version, str) and version.isdigit() else 0
+
+
+def _key(obj: Object) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def changes(before: dict[Key, Object], after: dict[Key, Object]) -> list[Object]:
+    """The events that take a watcher from ``before`` to ``after``, oldest change first."""
+    events = [{"type": "DELETED", "object": obj}
+              for key, obj in before.items() if key not in after]
+    for key, obj in sorted(after.items(), key=lambda item: version_of(item[1])):
+        if key not in before:
+            events.append({"type": "ADDED", "object": obj})
+        elif version_of(obj) != version_of(before[key]):
+            events.append({"type": "MODIFIED", "object": obj})
+    return events
+
+
+def since(resource_version: str, current: dict[Key, Object]) -> dict[Key, Object]:
+    """What a client that listed at ``resource_version`` is taken to know already."""
+    if resource_version in ("", "0") or not resource_version.isdigit():
+        return {}
+    return {key: obj for key, obj in current.items()
+            if version_of(obj) <= int(resource_version)}
+
+
+async def watch(list_objects: Callable[[], Awaitable[list[Object]]],
+                next_change: Callable[[], trio.Event], resource_version: str,
+                ) -> AsyncIterator[Object]:
+    """Events without end (the caller bounds the time): see the module's text."""
+    known: dict[Key, Object] | None = None
+    while True:
+        change = next_change()  # before listing: a write during the list wakes us again
+        current = {_key(obj): obj for obj in await list_objects()}
+        if known is None:
+            known = since(resource_version, current)
+        for event in changes(known, current):
+            yield event
+        known = current
+        with trio.move_on_after(RELIST_SECONDS):
+            await change.wait()
