@@ -119,6 +119,7 @@ async def _serve(config: DaemonConfig) -> None:
             await pods.retry_waiting()  # Pending pods whose claim is bound now
 
         storage = StorageController(state, NfsShares(), record, claims_changed)
+        engine = DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root))
         claims = ClaimPlugin(storage)
         pods = PodManager(
             state, fs,
@@ -126,7 +127,7 @@ async def _serve(config: DaemonConfig) -> None:
                             HostPathPlugin(allow), NfsPlugin(), claims]),
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
             config.root,
-            DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root)),
+            engine,
             volumes_wanted=storage.wake)
         await pods.restore([config.disk_volumes_dir, config.memory_path])
         prepare_mount_point(config.root)
@@ -147,7 +148,7 @@ async def _serve(config: DaemonConfig) -> None:
                 control = create_app(registry, kubeconfig=lambda: kubeconfig,
                                      changes=state.next_change)
                 await nursery.start(serve_unix, control, config.socket_path)
-                await _serve_docker_plugin(nursery, config, pods)
+                await _serve_docker_plugin(nursery, config, pods, engine)
                 nursery.start_soon(pods.sweep_containers)
                 log.info("serving %s (state in %s, control socket %s)", config.root,
                          config.state_dir, config.socket_path)
@@ -160,13 +161,14 @@ async def _serve(config: DaemonConfig) -> None:
 
 
 async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,
-                               pods: PodManager) -> None:
+                               pods: PodManager, engine: DockerRuntime) -> None:
     """Serve Docker's volume-plugin protocol on ``<plugin-dir>/<name>.sock``, if asked to."""
     socket_path = config.docker_plugin_socket
     if socket_path is None:
         return
     socket_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    app = create_plugin_app(DockerVolumes(pods, MountRefs(config.state_dir / REFS_FILE)))
+    app = create_plugin_app(DockerVolumes(pods, MountRefs(config.state_dir / REFS_FILE),
+                                          engine))
     try:
         await nursery.start(serve_unix, app, socket_path)
     except SocketInUse:

@@ -100,7 +100,8 @@ def test_empty_dir_volume_create_mount_unmount_remove(plugin: Plugin) -> None:
                   "-v", "scratch:/data", IMAGE)
     assert plugin.inspect("scratch")["Status"]["mounts"] == 1
     refused = plugin.call("VolumeDriver.Remove", Name="scratch")
-    assert "volume scratch is in use" in refused["Err"]
+    assert refused["Err"] == (f"volume scratch is in use: mounted 1 time(s) (by "
+                              f"{plugin.name}-user); unmount it first")
     assert mountpoint.is_dir()
 
     plugin.docker("rm", "-f", f"{plugin.name}-user")  # unmounts
@@ -196,9 +197,10 @@ def test_restart_keeps_volumes_data_and_mount_references(plugin: Plugin) -> None
                         "cat", "/data/f").stdout
     assert out == "survives\n"
 
-    refused = plugin.docker("volume", "rm", "kept", check=False)
-    assert refused.returncode != 0 and "in use" in refused.stderr
-    assert plugin.call("VolumeDriver.Unmount", Name="kept", ID="held") == {}
+    # "held" is no container's, as after an engine that crashed: asked at removal, the
+    # engine says no container uses the volume, so that mount is forgotten, not kept
+    # for ever in the way of `docker volume rm`.
     plugin.docker("volume", "rm", "kept", "Other_Name")
     assert plugin.listed() == []
     assert plugin.volume_pods() == []
+    assert "docker volume kept: forgetting 1 mount(s)" in plugin.volfs.log()

@@ -15,6 +15,7 @@ import trio
 from volfs.api import Pod
 from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound
 from volfs.lifecycle.service import DeleteResult
+from volfs.runtime.base import RuntimeUnavailable
 from volfs.server.docker_plugin import (
     CONTENT_TYPE,
     NAMESPACE,
@@ -65,12 +66,25 @@ class FakePods:
 Call = Callable[..., Awaitable[dict[str, Any]]]
 
 
+class FakeEngine:
+    """Says which containers use each volume, or that it cannot be reached."""
+
+    def __init__(self, users: dict[str, list[str]] | None = None) -> None:
+        self.users = users
+
+    async def volume_users(self, volume: str) -> list[str]:
+        if self.users is None:
+            raise RuntimeUnavailable("no Docker engine answers at unix:///nowhere")
+        return self.users.get(volume, [])
+
+
 def with_plugin(tmp_path: Path, scenario: Callable[[Call, FakePods], Awaitable[None]],
-                pods: FakePods | None = None) -> FakePods:
+                pods: FakePods | None = None, engine: FakeEngine | None = None) -> FakePods:
     pods = pods or FakePods()
 
     async def main() -> None:
-        app = create_plugin_app(DockerVolumes(pods, MountRefs(tmp_path / "refs.json")))
+        app = create_plugin_app(DockerVolumes(pods, MountRefs(tmp_path / "refs.json"),
+                                              engine))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://plugin") as client:
 
@@ -148,6 +162,30 @@ def test_mounts_are_counted_persisted_and_block_remove(tmp_path: Path) -> None:
         assert await call("VolumeDriver.Remove", Name="v") == {}  # again: already gone
 
     with_plugin(tmp_path, after_restart, pods)  # a new MountRefs reads the file
+    assert json.loads((tmp_path / "refs.json").read_text())["mounts"] == {}
+
+
+def test_mounts_no_container_holds_are_forgotten_at_remove(tmp_path: Path) -> None:
+    """An engine that crashed never unmounts: the engine, asked at removal, has the say."""
+    errors: list[str] = []
+
+    async def mount(call: Call, pods: FakePods) -> None:
+        await call("VolumeDriver.Create", Name="v")
+        await call("VolumeDriver.Mount", Name="v", ID="a")
+
+    async def remove(call: Call, pods: FakePods) -> None:
+        errors.append((await call("VolumeDriver.Remove", Name="v")).get("Err", ""))
+
+    pods = with_plugin(tmp_path, mount)
+    with_plugin(tmp_path, remove, pods, FakeEngine({"v": ["web", "db"]}))
+    with_plugin(tmp_path, remove, pods, FakeEngine(None))  # unreachable: keep refusing
+    assert errors == [
+        "volume v is in use: mounted 1 time(s) (by web, db); unmount it first",
+        "volume v is in use: mounted 1 time(s) (by containers of the engine); unmount it first",
+    ]
+    with_plugin(tmp_path, remove, pods, FakeEngine({}))
+    assert errors[-1] == ""
+    assert pods.pods == {}
     assert json.loads((tmp_path / "refs.json").read_text())["mounts"] == {}
 
 

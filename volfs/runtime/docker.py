@@ -91,6 +91,10 @@ class DockerRuntime:
     async def pod_states(self, uids: Collection[str] | None) -> dict[str, list[ContainerState]]:
         return await self._run(self._pod_states, None if uids is None else set(uids))
 
+    async def volume_users(self, volume: str) -> list[str]:
+        """The names of the engine's containers, running or not, that use a named volume."""
+        return await self._run(self._volume_users, volume)
+
     # -- in worker threads -----------------------------------------------------------------
 
     def _start_pod(self, client: docker.DockerClient, plan: PodPlan) -> None:
@@ -161,6 +165,10 @@ class DockerRuntime:
             client.api.remove_container(container_id, force=True)
         except NotFound:
             pass  # already gone
+
+    def _volume_users(self, client: docker.DockerClient, volume: str) -> list[str]:
+        found = client.api.containers(all=True, filters={"volume": volume})
+        return sorted(str(name).lstrip("/") for c in found for name in c.get("Names", [])[:1])
 
     def _pod_states(self, client: docker.DockerClient, uids: set[str] | None
                     ) -> dict[str, list[ContainerState]]:

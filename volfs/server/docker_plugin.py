@@ -43,6 +43,7 @@ from starlette.types import ASGIApp
 from volfs.api import ManifestError, Pod, parse_pod
 from volfs.lifecycle.errors import Invalid, LifecycleError, NotFound
 from volfs.lifecycle.service import DeleteResult
+from volfs.runtime.base import RuntimeFailed, RuntimeUnavailable
 
 log = logging.getLogger("volfs.server.docker")
 
@@ -69,6 +70,12 @@ class VolumePods(Protocol):
     async def delete_pod(self, namespace: str, name: str) -> DeleteResult: ...
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any]: ...
     async def list_pods(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+
+class VolumeUsers(Protocol):
+    """The engine, asked which of its containers use a volume (DockerRuntime)."""
+
+    async def volume_users(self, volume: str) -> list[str]: ...
 
 
 class PluginError(Exception):
@@ -136,9 +143,11 @@ class DockerVolumes:
         path = await volumes.mount("scratch", "3f1e...")
     """
 
-    def __init__(self, pods: VolumePods, refs: MountRefs) -> None:
+    def __init__(self, pods: VolumePods, refs: MountRefs,
+                 engine: VolumeUsers | None = None) -> None:
         self._pods = pods
         self._refs = refs
+        self._engine = engine
         self._lock = trio.Lock()
 
     async def create(self, name: str, options: dict[str, str]) -> None:
@@ -159,15 +168,33 @@ class DockerVolumes:
 
     async def remove(self, name: str) -> None:
         async with self._lock:
-            users = self._refs.ids(name)
-            if users:
-                raise PluginError(f"volume {name} is in use: mounted {len(users)} time(s) "
-                                  "(by containers of the engine); unmount it first")
+            mounts = self._refs.ids(name)
+            if mounts:
+                await self._refuse_unless_stale(name, len(mounts))
             if await self._find(name) is not None:
                 with contextlib.suppress(NotFound):  # removed meanwhile: as good
                     await self._pods.delete_pod(NAMESPACE, pod_name_for(name))
                 log.info("docker volume %s removed", name)
             await self._refs.forget(name)
+
+    async def _refuse_unless_stale(self, name: str, mounts: int) -> None:
+        """Refuse to remove a mounted volume, unless the engine says that none of its
+        containers uses it: then the mounts are stale (an engine that crashed never
+        unmounts) and are forgotten, or the volume could never be removed."""
+        containers: list[str] | None = None
+        if self._engine is not None:
+            try:
+                containers = await self._engine.volume_users(name)
+            except (RuntimeUnavailable, RuntimeFailed) as exc:
+                log.warning("docker volume %s: cannot ask the engine who uses it: %s", name, exc)
+        if containers == []:
+            log.warning("docker volume %s: forgetting %d mount(s) no container of the engine "
+                        "holds (the engine went away without unmounting)", name, mounts)
+            await self._refs.forget(name)
+            return
+        by = f"by {', '.join(containers)}" if containers else "by containers of the engine"
+        raise PluginError(f"volume {name} is in use: mounted {mounts} time(s) ({by}); "
+                          "unmount it first")
 
     async def mount(self, name: str, mount_id: str) -> str:
         async with self._lock:
