@@ -124,6 +124,29 @@ def test_an_open_sees_a_file_another_client_removed(shared_daemon: Daemon,
     shared_daemon.cli("delete", "pod", pod_name)
 
 
+def test_a_new_file_with_a_removed_files_inode_number_is_a_new_file(shared_daemon: Daemon,
+                                                                     nfs_share: NfsShare,
+                                                                     pod_name: str) -> None:
+    """A server's filesystem gives the inode number of a removed file to the next new
+    one (ext4 does at once); only the file handle tells them apart."""
+    shared_daemon.apply(pod_manifest(pod_name, nfs_share.volume()))
+    path = shared_daemon.volume_path(pod_name, "data")
+    for attempt in range(20):
+        old, new = f"old{attempt}", f"new{attempt}"
+        (path / old).write_text("old")
+        held = (path / old).stat()  # the kernel keeps this inode while volfs knows it
+        number = (nfs_share.dir / old).stat().st_ino
+        _remove_as_another_client(nfs_share, old.encode())
+        (nfs_share.dir / new).write_text("new")
+        if (nfs_share.dir / new).stat().st_ino == number:
+            break
+    else:
+        pytest.fail("the server's filesystem never reused an inode number")
+    assert (path / new).read_text() == "new"
+    assert (path / new).stat().st_ino != held.st_ino
+    shared_daemon.cli("delete", "pod", pod_name)
+
+
 def test_read_only_volumes_refuse_changes(shared_daemon: Daemon, nfs_share: NfsShare,
                                           pod_name: str) -> None:
     (nfs_share.dir / "published").write_text("read me")

@@ -2,8 +2,11 @@
 
 Handles are the server's NFSv3 file handles (``bytes``): a rename elsewhere,
 even of a directory above, never makes one point at the wrong object, and hard
-links are one object (``Entry.key`` is the server's fsid and fileid). NFS keeps
-no state per handle, so ``forget`` has nothing to do.
+links are one object (``Entry.key`` is the server's fsid and fileid, and the handle,
+whose generation tells a new file from a removed one with the same fileid; a server
+that puts the parent into its handles, as knfsd's subtree_check does, shows two names
+of one file as two inodes). NFS keeps no state per handle, so ``forget`` has nothing
+to do.
 
 Writes go out UNSTABLE (the server may hold them in memory) and ``flush``
 (close) and ``fsync`` COMMIT them, as Linux's NFS client does at close. Until
@@ -40,7 +43,7 @@ import logging
 import os
 import stat
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -83,6 +86,18 @@ class _Window:
     started: Started[ReadReply]
 
 
+@dataclass(frozen=True)
+class NfsEntry(Entry):
+    """An object of the share, known by its file handle as well as its fileid: the
+    server's filesystem gives a removed file's inode number to the next file it makes
+    (ext4 does at once), and only the handle (which carries a generation) tells the
+    new file from the removed one that volfs may still know."""
+
+    @property
+    def key(self) -> Hashable:
+        return (self.attrs.st_dev, self.attrs.st_ino, self.handle)
+
+
 @dataclass
 class _OpenFile:
     fh: bytes
@@ -97,6 +112,7 @@ class _OpenFile:
     next_read: int = 0
     sequential: int = 0
     windows: deque[_Window] = field(default_factory=deque)
+    landing: trio.Lock = field(default_factory=trio.Lock)  # one task takes WRITE replies
 
 
 class NfsStore:
@@ -137,17 +153,17 @@ class NfsStore:
     # -- names -----------------------------------------------------------------------------
 
     async def open_root(self) -> Entry:
-        return Entry(self.root, self._seen(self.root, await self.nfs.getattr(self.root)))
+        return NfsEntry(self.root, self._seen(self.root, await self.nfs.getattr(self.root)))
 
     async def lookup(self, parent: bytes, name: bytes) -> Entry:
         listed = self._listed.pop((parent, name), None)
         if listed is not None and listed[0] > trio.current_time() \
                 and not self._flying.get(listed[1]):
-            return Entry(listed[1], listed[2])
+            return NfsEntry(listed[1], listed[2])
         fh, attrs = await self.nfs.lookup(parent, name)
         if attrs is None or self._flying.get(fh):
             attrs = await self.getattr(fh)
-        return Entry(fh, self._seen(fh, attrs))
+        return NfsEntry(fh, self._seen(fh, attrs))
 
     def forget(self, handle: bytes) -> None:
         self._dir_modes.pop(handle, None)
@@ -224,7 +240,7 @@ class NfsStore:
             fh, attrs = await self.nfs.lookup(parent, name)
         if attrs is None:
             attrs = await self.nfs.getattr(fh)
-        return Entry(fh, self._seen(fh, attrs))
+        return NfsEntry(fh, self._seen(fh, attrs))
 
     async def mknod(self, parent: bytes, name: bytes, mode: int, rdev: int,
                     owner: Owner) -> Entry:
@@ -512,14 +528,18 @@ class NfsStore:
             await self._land(file)
 
     async def _land(self, file: _OpenFile) -> None:
-        """Take the reply to the oldest WRITE on its way; raise its error."""
-        flight = file.flights.popleft()
-        file.flight_bytes -= len(flight.data)
-        count = self._flying[file.fh] - 1
-        if count:
-            self._flying[file.fh] = count
-        else:
-            del self._flying[file.fh]
+        """Take the reply to the oldest WRITE on its way; raise its error.
+
+        One task at a time per file, and the WRITE stays on the file's flights (so
+        readers, who settle first, wait for it) until its reply is in: a read must
+        never pass a WRITE that another task is still landing.
+        """
+        async with file.landing:
+            if file.flights:
+                await self._land_first(file)
+
+    async def _land_first(self, file: _OpenFile) -> None:
+        flight = file.flights[0]
         try:
             reply = await flight.started.result()
             done = reply.written
@@ -532,6 +552,14 @@ class NfsStore:
         except OSError:
             self._unsure.add(file.fh)  # the size we assumed may be wrong: ask at next write
             raise
+        finally:
+            file.flights.popleft()
+            file.flight_bytes -= len(flight.data)
+            count = self._flying[file.fh] - 1
+            if count:
+                self._flying[file.fh] = count
+            else:
+                del self._flying[file.fh]
         await self._note_unstable(file, flight.offset, flight.data, reply)
 
     async def _land_all(self, file: _OpenFile) -> OSError | None:
@@ -549,7 +577,7 @@ class NfsStore:
         errors wait for the writer's next call."""
         for handle in list(self._by_fh.get(fh, ())):
             file = self._files.get(handle)
-            if file is not None and file.flights:
+            if file is not None and file.flights:  # landing or not: _land waits its turn
                 file.error = await self._land_all(file)
 
     async def _note_unstable(self, file: _OpenFile, offset: int, data: bytes,
