@@ -218,7 +218,8 @@ def test_many_calls_in_flight_at_once(nfs_share: NfsShare) -> None:
         async with trio.open_nursery() as nursery:
             for i in blocks:
                 nursery.start_soon(read, i)
-        assert got == blocks
+        # Which blocks differ (a diff of 4 MiB of bytes would take pytest minutes).
+        assert [i for i in blocks if got[i] != blocks[i]] == []
         await store.release(fh)
         await store.close()
 
