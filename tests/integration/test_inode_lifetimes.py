@@ -233,3 +233,26 @@ def test_more_files_than_descriptors_still_work(small_fd_daemon: Daemon,
         assert watched.fds() < NOFILE
     finally:
         watched.close()
+
+
+@pytest.mark.slow
+def test_a_new_file_on_a_reused_inode_number_is_a_new_inode(small_fd_daemon: Daemon,
+                                                            pod_name: str) -> None:
+    """A node whose descriptor was closed no longer pins its inode: the host may delete
+    the file and give its number to a new one, which must not be served as the old."""
+    watched = Watched(small_fd_daemon, pod_name)
+    uid = small_fd_daemon.pod(pod_name)["metadata"]["uid"]
+    backing = (small_fd_daemon.state_dir / "pods" / uid / "kubernetes.io~empty-dir"
+               / "scratch" / "many")
+    try:
+        (watched.path / "many" / "old").write_text("old")
+        held = os.stat(watched.path / "many" / "old")  # the kernel keeps this inode
+        watched.create(2 * NOFILE)  # more inodes than descriptors: "old" loses its own
+        number = (backing / "old").stat().st_ino
+        (backing / "old").unlink()
+        (backing / "new").write_text("new")
+        assert (backing / "new").stat().st_ino == number  # ext4 reuses it at once
+        assert (watched.path / "many" / "new").read_text() == "new"
+        assert os.stat(watched.path / "many" / "new").st_ino != held.st_ino
+    finally:
+        watched.close()
