@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import VOLFS, Daemon
 from tests.integration.docker import IMAGE, Engine, docker_engine, volfs_for
 from tests.integration.nfs import NfsShare
 
@@ -280,6 +282,40 @@ def test_finished_containers_show_in_get_pods(
         assert row[1:3] == ["0/1", "Succeeded"]
     finally:
         volfs.cli("delete", "pod", pod_name)
+
+
+def test_a_slow_container_stop_does_not_hold_up_other_pods(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    """sleep as PID 1 ignores SIGTERM: its delete waits out the grace period, alone."""
+    run(volfs, pod_yaml(pod_name, """\
+    - name: stubborn
+      image: volfs-test
+      command: ["sleep", "600"]
+""", "    []").replace("terminationGracePeriodSeconds: 1", "terminationGracePeriodSeconds: 15"))
+    deleting = subprocess.Popen([VOLFS, "delete", "pod", pod_name], env=volfs.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):  # until the delete has begun: its Killing event
+            events = volfs.cli("get", "events", "-o", "json").stdout
+            if any(e["reason"] == "Killing" and e["involvedObject"]["name"] == pod_name
+                   for e in json.loads(events)["items"]):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the delete never began")
+        other = f"{pod_name}-other"
+        volfs.apply(pod_yaml(other, "    - name: main\n      image: volfs-test\n",
+                             "    - name: scratch\n      emptyDir: {}\n"))
+        volfs.cli("delete", "pod", other)
+        assert deleting.poll() is None  # still waiting for the container to stop
+        out, err = deleting.communicate(timeout=60)
+        assert deleting.returncode == 0, err
+        assert out == f'pod "{pod_name}" deleted\n'
+        assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []
+    finally:
+        deleting.kill()
+        deleting.communicate()
 
 
 def test_a_container_that_cannot_start_rolls_the_pod_back(

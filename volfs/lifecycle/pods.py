@@ -97,6 +97,7 @@ class PodManager:
         self._volumes_wanted = volumes_wanted
         # One change at a time: a create's checks and its commit must not interleave.
         self._lock = trio.Lock()
+        self._deleting: dict[tuple[str, str], trio.Event] = {}  # stopping containers
 
     # -- PodService ----------------------------------------------------------------
 
@@ -129,21 +130,36 @@ class PodManager:
             return (await self._with_container_status([self._with_volume_status(obj)]))[0]
 
     async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
+        """Stop the pod's containers, then run the delete hooks and tear its volumes down.
+
+        The containers stop outside the lock: a container that ignores SIGTERM holds
+        its delete for the whole grace period, and other pods must not wait for it.
+        A second delete of the same pod waits for the first.
+        """
+        key = (namespace, name)
+        while key in self._deleting:
+            await self._deleting[key].wait()
         async with self._lock:
             obj = await self._db.get(POD, namespace, name)
             if obj is None:
                 raise NotFound(POD, namespace, name)
-            reported = self._with_volume_status(obj)
             await record_event(self._db, obj, "Killing",
                                f"Deleting pod {name}; tearing down volumes: "
                                f"{_volume_names(_parse(obj))}")
-            uid = obj["metadata"]["uid"]
+            self._deleting[key] = trio.Event()
+        try:
             warnings = await self._remove_containers(obj)
-            warnings += await self._hooks.run_stage_reporting(ON_DELETE, obj)
-            self._fs.withdraw_pod(uid)
-            await self._db.delete(POD, namespace, name)
-            await self._tear_down(PodRef(uid, namespace, name), _parse(obj))
-            return DeleteResult(reported, warnings)
+            async with self._lock:
+                obj = await self._db.get(POD, namespace, name) or obj  # labels may have moved
+                reported = self._with_volume_status(obj)
+                uid = obj["metadata"]["uid"]
+                warnings += await self._hooks.run_stage_reporting(ON_DELETE, obj)
+                self._fs.withdraw_pod(uid)
+                await self._db.delete(POD, namespace, name)
+                await self._tear_down(PodRef(uid, namespace, name), _parse(obj))
+                return DeleteResult(reported, warnings)
+        finally:
+            self._deleting.pop(key).set()
 
     async def get_pod(self, namespace: str, name: str) -> Object:
         obj = await self._db.get(POD, namespace, name)
@@ -212,7 +228,8 @@ class PodManager:
         """Set up the volumes Pending pods wait for (a claim was bound): called by the binder."""
         async with self._lock:
             for obj in await self._db.list(POD):
-                if _waiting(obj):
+                meta = obj["metadata"]
+                if _waiting(obj) and (meta["namespace"], meta["name"]) not in self._deleting:
                     await self._resume(obj)
 
     async def _resume(self, obj: Object) -> None:
