@@ -56,6 +56,7 @@ from volfs.server.kubeapi import (
 )
 from volfs.server.serve import SocketInUse, serve_unix
 from volfs.server.storage import ClaimResource, ClassResource, VolumeResource
+from volfs.server.watch import OpenWatches
 from volfs.state import AsyncStateDB, StateDB
 from volfs.stores.nfs import NfsShares
 
@@ -143,16 +144,18 @@ async def _serve(config: DaemonConfig) -> None:
                                   ClaimResource(storage, claims.used_bytes, pods.claim_users))
                 registry.register(STORAGE_CLASSES, ClassResource(storage))
                 await nursery.start(storage.run)
+                watches = OpenWatches()
                 kubeconfig = await _serve_kube_api(nursery, create_app(
-                    registry, changes=state.next_change), kube_api)
+                    registry, changes=state.next_change, watches=watches), kube_api)
                 control = create_app(registry, kubeconfig=lambda: kubeconfig,
-                                     changes=state.next_change)
+                                     changes=state.next_change, watches=watches)
                 await nursery.start(serve_unix, control, config.socket_path)
                 await _serve_docker_plugin(nursery, config, pods, engine)
                 nursery.start_soon(pods.sweep_containers)
                 log.info("serving %s (state in %s, control socket %s)", config.root,
                          config.state_dir, config.socket_path)
                 await _until_stop_signal()
+                watches.close()  # open watches end now, not at the HTTP server's timeout
                 nursery.cancel_scope.cancel()
         finally:
             fs.mounted = False

@@ -40,6 +40,7 @@ from volfs.server.kubeapi import (
     serve_kube_api,
 )
 from volfs.server.resources import Resource, ResourceRegistry
+from volfs.server.watch import OpenWatches
 from volfs.state import AsyncStateDB, StateDB
 
 Object = dict[str, Any]
@@ -565,6 +566,29 @@ def test_a_watch_from_a_lists_version_tells_only_later_changes() -> None:
                       400, "BadRequest")
 
     run(scenario)
+
+
+def test_closing_the_watches_ends_open_streams_at_once() -> None:
+    """A stopping daemon closes its watches; the HTTP server need not wait them out."""
+    commits, watches = Commits(), OpenWatches()
+
+    async def scenario(client: httpx.AsyncClient, world: World) -> None:
+        await client.post(CLASSES, json=storage_class("kept"))
+        answers: list[httpx.Response] = []
+
+        async def watch() -> None:
+            answers.append(await client.get(f"{CLASSES}?watch=1&timeoutSeconds=600"))
+
+        with trio.fail_after(30):  # not the 600 s the client asked for
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                await commits.listed(1)
+                watches.close()
+            assert events_of(answers[0]) == [("ADDED", "kept")]
+            late = await client.get(f"{CLASSES}?watch=1&timeoutSeconds=600")  # ends at once
+            assert late.status_code == 200
+
+    run(scenario, changes=commits.next_change, watches=watches)
 
 
 def test_a_table_watch_sends_a_table_per_event_with_columns_first_only() -> None:

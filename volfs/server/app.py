@@ -67,7 +67,7 @@ from volfs.server.selectors import (
     parse_label_selector,
 )
 from volfs.server.tables import table
-from volfs.server.watch import DEFAULT_TIMEOUT_SECONDS, version_of, watch
+from volfs.server.watch import DEFAULT_TIMEOUT_SECONDS, OpenWatches, version_of, watch
 
 log = logging.getLogger("volfs.server")
 
@@ -92,6 +92,7 @@ def create_app(
     *,
     kubeconfig: Callable[[], Object | None] | None = None,
     changes: Callable[[], trio.Event] | None = None,
+    watches: OpenWatches | None = None,
 ) -> ASGIApp:
     """The control API's ASGI app, serving every kind in ``resources``.
 
@@ -99,7 +100,8 @@ def create_app(
     ``kubeconfig`` answers ``GET /volfs/v1/kubeconfig`` (a kubeconfig for the TCP
     listener, or None when there is none); leave it out on apps anyone but root can reach.
     ``changes`` gives the event the next committed write sets (``AsyncStateDB.next_change``):
-    watches list again when it fires (without it, every few seconds).
+    watches list again when it fires (without it, every few seconds). ``watches``
+    keeps the open watch streams, for ``close()`` to end them when the daemon stops.
 
     Example::
 
@@ -110,6 +112,7 @@ def create_app(
     registry = (resources if isinstance(resources, ResourceRegistry)
                 else core_registry(resources))
     next_change = changes or trio.Event  # an event nobody sets: watches just list again
+    streams = watches or OpenWatches()
 
     @_answers_with_status
     async def core_discovery(request: Request) -> Response:
@@ -150,13 +153,13 @@ def create_app(
     async def core_resource(request: Request) -> Response:
         params = request.path_params
         return await _serve(registry, request, "", params["version"], params["path"],
-                            next_change)
+                            next_change, streams)
 
     @_answers_with_status
     async def group_resource(request: Request) -> Response:
         params = request.path_params
         return await _serve(registry, request, params["group"], params["version"],
-                            params["path"], next_change)
+                            params["path"], next_change, streams)
 
     @_answers_with_status
     async def kubeconfig_handler(request: Request) -> Response:
@@ -194,7 +197,8 @@ def create_app(
 
 
 async def _serve(registry: ResourceRegistry, request: Request, group: str, version: str,
-                 path: str, next_change: Callable[[], trio.Event]) -> Response:
+                 path: str, next_change: Callable[[], trio.Event],
+                 streams: OpenWatches) -> Response:
     """Route a request under ``/api/{version}`` or ``/apis/{group}/{version}`` to its kind."""
     segments = path.strip("/").split("/") if path.strip("/") else []
     namespace: str | None = None
@@ -223,7 +227,7 @@ async def _serve(registry: ResourceRegistry, request: Request, group: str, versi
         if verb == "list":
             return await _list(request, entry, namespace)
         if verb == "watch":
-            return _watch(request, entry, namespace, next_change)
+            return _watch(request, entry, namespace, next_change, streams)
         assert verb == "create" or name is not None
         if verb == "create":
             return await _create(request, entry, namespace)
@@ -273,7 +277,7 @@ async def _listed(entry: Registered, namespace: str | None,
 
 
 def _watch(request: Request, entry: Registered, namespace: str | None,
-           next_change: Callable[[], trio.Event]) -> Response:
+           next_change: Callable[[], trio.Event], streams: OpenWatches) -> Response:
     """A watch: one JSON event a line, until timeoutSeconds (see ``watch.py``)."""
     resource = entry.resource
     media = negotiate(request.headers.get("accept"), tables=True)
@@ -290,7 +294,7 @@ def _watch(request: Request, entry: Registered, namespace: str | None,
 
     async def lines() -> AsyncIterator[bytes]:
         columns = True
-        with trio.move_on_after(seconds):
+        with streams.serving(), trio.move_on_after(seconds):
             async for event in watch(objects, next_change, query.get("resourceVersion", "")):
                 if media.table_version is not None:
                     # As the API server does: a Table of one row per event, the columns

@@ -17,7 +17,8 @@ as etcd's revision). So:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import trio
@@ -28,6 +29,32 @@ Key = tuple[str, str]  # (namespace, name)
 DEFAULT_TIMEOUT_SECONDS = 1800.0
 RELIST_SECONDS = 5.0
 """A watch lists again at least this often, should a change reach it some other way."""
+
+
+class OpenWatches:
+    """The watches being served, so that a daemon that stops ends them at once: the
+    HTTP server would otherwise give each open stream its whole graceful timeout."""
+
+    def __init__(self) -> None:
+        self._scopes: set[trio.CancelScope] = set()
+        self._closed = False
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        scope = trio.CancelScope()
+        if self._closed:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield
+        finally:
+            self._scopes.discard(scope)
+
+    def close(self) -> None:
+        self._closed = True
+        for scope in self._scopes:
+            scope.cancel()
 
 
 def version_of(obj: Object) -> int:
