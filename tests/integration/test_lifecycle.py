@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import Daemon, DaemonError, pod_manifest
+from tests.integration.daemon import VOLFS, Daemon, DaemonError, pod_manifest
 
 SCRATCH = """\
     - name: scratch
@@ -110,6 +110,19 @@ def test_failing_delete_hook_is_reported_but_delete_completes(daemon: Daemon) ->
     assert "backup failed" in result.stderr
     assert not (daemon.state_dir / "pods" / uid).exists()
     assert daemon.cli("get", "pod", "gone", check=False).returncode != 0
+
+
+def test_two_deletes_of_one_pod_at_once_delete_it_once(daemon: Daemon) -> None:
+    write_hook(daemon, "on-delete.d", "10-slow", "sleep 1\n")  # the first delete lingers
+    daemon.apply(pod_manifest("twice", SCRATCH))
+    deletes = [subprocess.Popen([VOLFS, "delete", "pod", "twice"], env=daemon.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for _ in range(2)]
+    results = sorted((d.wait(timeout=60), d.communicate()) for d in deletes)
+    assert [rc for rc, _ in results] == [0, 1]
+    assert results[0][1][0] == 'pod "twice" deleted\n'
+    assert results[1][1][1] == 'error: pods "twice" not found\n'
+    assert "Traceback" not in daemon.log()
 
 
 def test_hook_timeout_fails_the_create(tmp_path: Path) -> None:

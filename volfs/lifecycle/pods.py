@@ -137,16 +137,7 @@ class PodManager:
         A second delete of the same pod waits for the first.
         """
         key = (namespace, name)
-        while key in self._deleting:
-            await self._deleting[key].wait()
-        async with self._lock:
-            obj = await self._db.get(POD, namespace, name)
-            if obj is None:
-                raise NotFound(POD, namespace, name)
-            await record_event(self._db, obj, "Killing",
-                               f"Deleting pod {name}; tearing down volumes: "
-                               f"{_volume_names(_parse(obj))}")
-            self._deleting[key] = trio.Event()
+        obj = await self._begin_delete(key)
         try:
             warnings = await self._remove_containers(obj)
             async with self._lock:
@@ -160,6 +151,23 @@ class PodManager:
                 return DeleteResult(reported, warnings)
         finally:
             self._deleting.pop(key).set()
+
+    async def _begin_delete(self, key: tuple[str, str]) -> Object:
+        """The pod, noted as being deleted (after any delete of it under way)."""
+        namespace, name = key
+        while True:
+            async with self._lock:
+                under_way = self._deleting.get(key)
+                if under_way is None:
+                    obj = await self._db.get(POD, namespace, name)
+                    if obj is None:
+                        raise NotFound(POD, namespace, name)
+                    await record_event(self._db, obj, "Killing",
+                                       f"Deleting pod {name}; tearing down volumes: "
+                                       f"{_volume_names(_parse(obj))}")
+                    self._deleting[key] = trio.Event()
+                    return obj
+            await under_way.wait()
 
     async def get_pod(self, namespace: str, name: str) -> Object:
         obj = await self._db.get(POD, namespace, name)
