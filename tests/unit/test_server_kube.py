@@ -529,14 +529,14 @@ def events_of(response: httpx.Response) -> list[tuple[str, str]]:
 
 
 def test_a_watch_tells_what_exists_then_each_change_as_it_commits() -> None:
-    commits = Commits()
+    commits, watches = Commits(), OpenWatches()
 
     async def scenario(client: httpx.AsyncClient, world: World) -> None:
         await client.post(CLASSES, json=storage_class("old"))
         answers: list[httpx.Response] = []
 
         async def watch() -> None:
-            answers.append(await client.get(f"{CLASSES}?watch=1&timeoutSeconds=3"))
+            answers.append(await client.get(f"{CLASSES}?watch=1&timeoutSeconds=600"))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch)
@@ -546,9 +546,11 @@ def test_a_watch_tells_what_exists_then_each_change_as_it_commits() -> None:
             await commits.listed(2)
             await client.delete(f"{CLASSES}/old")
             commits.commit()
+            await commits.listed(3)  # told, and waiting again: end the stream
+            watches.close()
         assert events_of(answers[0]) == [("ADDED", "old"), ("ADDED", "new"), ("DELETED", "old")]
 
-    run(scenario, changes=commits.next_change)
+    run(scenario, changes=commits.next_change, watches=watches)
 
 
 def test_a_watch_from_a_lists_version_tells_only_later_changes() -> None:
