@@ -5,9 +5,11 @@ daemon: apply, get, describe with events, --wait, delete. Binding needs no NFS s
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import VOLFS, Daemon
 
 NO_CLASS = "no persistent volumes available for this claim and no storage class is set"
 
@@ -150,3 +152,32 @@ def test_storage_classes(daemon: Daemon) -> None:
 
     assert daemon.cli("delete", "sc", "fast").stdout == (
         'storageclass.storage.k8s.io "fast" deleted\n')
+
+
+def test_get_watch_prints_each_change_as_the_list_printed_it(daemon: Daemon) -> None:
+    daemon.cli("apply", "-f", "-", input=CLASSLESS_CLAIM)
+    watching = subprocess.Popen([VOLFS, "get", "pvc", "--watch"],
+                                env=daemon.env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    try:
+        assert watching.stdout is not None
+        assert watching.stdout.readline().split()[:2] == ["NAME", "STATUS"]
+        assert watching.stdout.readline().split()[:2] == ["scratch", "Pending"]
+        daemon.cli("apply", "-f", "-", input="""\
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: watched-volume}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  nfs: {server: 127.0.0.1, path: /srv/nfs/watched}
+""")
+        assert watching.stdout.readline().split()[:3] == ["scratch", "Bound", "watched-volume"]
+        daemon.cli("delete", "pvc", "scratch")
+        assert watching.stdout.readline().split()[:2] == ["scratch", "Bound"]  # as it went
+        watching.send_signal(signal.SIGINT)
+        assert watching.wait(timeout=30) == 0
+    finally:
+        watching.kill()
+        watching.communicate()
+    daemon.cli("delete", "pv", "watched-volume")

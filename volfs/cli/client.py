@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -142,6 +144,26 @@ class Client:
         """The deleted object, and the warnings the daemon sent with it."""
         return self._json("DELETE", kind.item(namespace, name))
 
+    def watch_objects(self, kind: Kind, namespace: str | None, since: str, *,
+                      labels: str | None = None, table: bool = False
+                      ) -> Iterator[dict[str, Any]]:
+        """The events (``{"type": ..., "object": ...}``) of the objects a list would give,
+        changed after the list's resourceVersion ``since``, as the daemon commits them;
+        with ``table``, each object is a one-row Table. Ends when the daemon ends it."""
+        params = {key: value for key, value in
+                  (("watch", "1"), ("resourceVersion", since), ("labelSelector", labels))
+                  if value}
+        headers = {"Accept": TABLE_ACCEPT} if table else None
+        with self._transport_errors(), self._http.stream(
+                "GET", kind.collection(namespace), params=params, headers=headers,
+                timeout=_TIMEOUT) as response:
+            if response.is_error:
+                response.read()
+                self._check(response, self._payload(response))
+            for line in response.iter_lines():
+                if line.strip():
+                    yield json.loads(line)
+
     def kubeconfig(self) -> dict[str, Any]:
         """A kubeconfig for the daemon's ``--kube-api`` listener (its address and token)."""
         return self._json("GET", "/volfs/v1/kubeconfig")[0]
@@ -151,6 +173,12 @@ class Client:
         params: dict[str, str] | None = None, accept: str | None = None,
     ) -> tuple[dict[str, Any], list[str]]:
         response = self._send(method, path, body, params=params, accept=accept)
+        payload = self._payload(response)
+        self._check(response, payload)
+        return payload, _warnings(response)
+
+    @staticmethod
+    def _payload(response: httpx.Response) -> dict[str, Any]:
         try:
             payload = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -161,18 +189,27 @@ class Client:
                 response.status_code,
                 {"message": f"unexpected answer (HTTP {response.status_code}): {text}"},
             )
+        return payload
+
+    @staticmethod
+    def _check(response: httpx.Response, payload: dict[str, Any]) -> None:
         if response.is_error or payload.get("kind") == "Status":
             raise ApiError(response.status_code, payload)
-        return payload, _warnings(response)
 
     def _send(self, method: str, path: str, body: dict[str, Any] | None, *,
               params: dict[str, str] | None = None,
               accept: str | None = None) -> httpx.Response:
         timeout = _GET_TIMEOUT if method == "GET" else _TIMEOUT
         headers = {"Accept": accept} if accept else None
-        try:
+        with self._transport_errors():
             return self._http.request(method, path, json=body, params=params,
                                       headers=headers, timeout=timeout)
+
+    @contextlib.contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """httpx's failures as this module's errors, each in one line."""
+        try:
+            yield
         except httpx.ConnectError as exc:
             raise self._unreachable(exc) from exc
         except httpx.TimeoutException as exc:

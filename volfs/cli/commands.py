@@ -474,6 +474,8 @@ def _delete_files(files: tuple[str, ...], namespace: str, socket_path: Path | No
 @click.option("-o", "--output", type=click.Choice(["json", "yaml", "wide"]), help="Output format.")
 @click.option("-l", "--selector", default=None,
               help="A label selector (app=web, tier!=db, 'env in (a,b)', key, !key).")
+@click.option("-w", "--watch", is_flag=True,
+              help="After the list, print each object again as it changes (Ctrl-C ends).")
 @_socket_option
 @_reports_errors
 def get(
@@ -483,6 +485,7 @@ def get(
     all_namespaces: bool,
     output: str | None,
     selector: str | None,
+    watch: bool,
     socket_path: Path | None,
 ) -> None:
     """List objects ('get pods'), or show one ('get pod NAME').
@@ -495,35 +498,83 @@ def get(
     if name is not None and all_namespaces:
         raise Failure(f"a {kind.singular} name cannot be combined with --all-namespaces",
                       EXIT_REFUSED)
-    if name is not None and selector:
-        raise Failure("a name cannot be combined with --selector", EXIT_REFUSED)
-    wide = output == "wide"
+    if name is not None and (selector or watch):
+        raise Failure("a name cannot be combined with --selector or --watch", EXIT_REFUSED)
+    listing = Listing(kind, None if all_namespaces or not kind.namespaced else namespace,
+                      selector, output, all_namespaces)
     try:
         with _client(socket_path) as client:
             if name is not None:
                 _get_one(client, kind, namespace if kind.namespaced else None, name, output)
                 return
-            scope = None if all_namespaces or not kind.namespaced else namespace
-            if output in ("json", "yaml"):
-                click.echo(dump(client.list_objects(kind, scope, labels=selector), output))
-                return
-            if kind is POD:
-                items = client.list_objects(kind, scope, labels=selector).get("items") or []
-                text = _pods_table(items, all_namespaces=all_namespaces, wide=wide) if items else ""
+            answer = listing.fetch(client)
+            text = listing.text(answer)
+            if text:
+                click.echo(text)
             else:
-                answer = client.list_objects(kind, scope, labels=selector, table=True)
-                text = (server_table(answer, datetime.now(UTC), wide=wide,
-                                     all_namespaces=all_namespaces and kind.namespaced)
-                        if table_rows(answer) else "")
+                where = f" in {listing.scope} namespace." if listing.scope is not None else ""
+                click.echo(f"No resources found{where}", err=True)
+            if watch:
+                _follow(client, listing, answer)
     except ApiError as exc:
         if exc.code == 400:  # a selector the daemon could not parse
             raise Failure(str(exc), EXIT_REFUSED) from exc
         raise
-    if not text:
-        where = f" in {scope} namespace." if scope is not None else ""
-        click.echo(f"No resources found{where}", err=True)
-        return
-    click.echo(text)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What ``get`` lists, and how it prints it: the CLI's pod table, the server's
+    table for the other kinds, or the objects themselves (-o json|yaml)."""
+
+    kind: Kind
+    scope: str | None
+    selector: str | None
+    output: str | None
+    all_namespaces: bool
+
+    @property
+    def as_table(self) -> bool:
+        return self.output not in ("json", "yaml") and self.kind is not POD
+
+    def fetch(self, client: Client) -> dict[str, Any]:
+        return client.list_objects(self.kind, self.scope, labels=self.selector,
+                                   table=self.as_table)
+
+    def text(self, answer: dict[str, Any], *, header: bool = True) -> str:
+        if self.output in ("json", "yaml"):
+            return dump(answer, self.output)
+        wide = self.output == "wide"
+        if self.kind is POD:
+            items = answer.get("items") or []
+            text = (_pods_table(items, all_namespaces=self.all_namespaces, wide=wide)
+                    if items else "")
+        else:
+            text = (server_table(answer, datetime.now(UTC), wide=wide,
+                                 all_namespaces=self.all_namespaces and self.kind.namespaced)
+                    if table_rows(answer) else "")
+        return text if header else "\n".join(text.splitlines()[1:])
+
+
+def _follow(client: Client, listing: Listing, listed: dict[str, Any]) -> None:
+    """``get --watch``: each change after the list, printed as the list printed it."""
+    since = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+    columns = listed.get("columnDefinitions") or []
+    try:
+        for event in client.watch_objects(listing.kind, listing.scope, since,
+                                          labels=listing.selector, table=listing.as_table):
+            obj = event.get("object") or {}
+            if listing.as_table:  # a one-row Table; the columns came with the list
+                obj = dict(obj, columnDefinitions=obj.get("columnDefinitions") or columns)
+                text = listing.text(obj, header=False)
+            elif listing.output in ("json", "yaml"):
+                text = listing.text(obj)
+            else:
+                text = listing.text({"items": [obj]}, header=False)
+            if text:
+                click.echo(text)
+    except KeyboardInterrupt:
+        pass
 
 
 def _get_one(client: Client, kind: Kind, namespace: str | None, name: str,
