@@ -23,15 +23,22 @@ FileHandle = int
 
 @dataclass(frozen=True)
 class Entry:
-    """A backing object just found or made: the store's handle and its attributes."""
+    """A backing object just found or made: the store's handle and its attributes.
+
+    ``generation`` tells the object from an earlier one that had the same inode number
+    (a filesystem gives a deleted file's number to the next file it makes): a file
+    handle, which carries the inode's generation, or None where the store holds the
+    inode open and so its number cannot be reused.
+    """
 
     handle: Handle
     attrs: os.stat_result
+    generation: Hashable = None
 
     @property
     def key(self) -> Hashable:
         """What identifies the object within its store: equal for two hard links."""
-        return (self.attrs.st_dev, self.attrs.st_ino)
+        return (self.attrs.st_dev, self.attrs.st_ino, self.generation)
 
 
 @dataclass(frozen=True)

@@ -87,20 +87,6 @@ class Inode:
         return self.file_handle is not None
 
 
-@dataclass(frozen=True)
-class LocalEntry(Entry):
-    """An object of the backing directory, known by its kernel file handle as well as
-    its inode number: once a node's descriptor is closed (DescriptorCache), nothing
-    pins its inode, and a file made after it is deleted may get the same number; the
-    file handle carries the inode's generation and tells the two apart."""
-
-    handle: Inode
-
-    @property
-    def key(self) -> Hashable:
-        return (self.attrs.st_dev, self.attrs.st_ino, self.handle.file_handle)
-
-
 def default_capacity() -> int:
     """A third of the descriptors this process may open; open files and sockets need the rest."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -376,7 +362,8 @@ class LocalStore:
         entry = await self.lookup(parent, name)
         try:
             fh = await self.open(entry.handle, flags)
-            return fh, LocalEntry(entry.handle, os.fstat(self._fd(entry.handle)))
+            return fh, Entry(entry.handle, os.fstat(self._fd(entry.handle)),
+                             entry.generation)
         except BaseException:
             self.forget(entry.handle)
             raise
@@ -461,7 +448,10 @@ class LocalStore:
         except BaseException:
             os.close(fd)
             raise
-        return LocalEntry(self._cache.add(Inode(fd, file_handle, mount)), st)
+        # The file handle is the generation: once the cache closes this descriptor, the
+        # inode is no longer pinned and its number may go to a new file.
+        inode = Inode(fd, file_handle, mount)
+        return Entry(self._cache.add(inode), st, inode.file_handle)
 
     def _file_handle(self, fd: int, st: os.stat_result) -> tuple[bytes | None, _Mount | None]:
         """The file handle to reopen ``fd``'s inode by, and where to reopen it."""

@@ -43,7 +43,7 @@ import logging
 import os
 import stat
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -84,18 +84,6 @@ class _Window:
     offset: int
     length: int
     started: Started[ReadReply]
-
-
-@dataclass(frozen=True)
-class NfsEntry(Entry):
-    """An object of the share, known by its file handle as well as its fileid: the
-    server's filesystem gives a removed file's inode number to the next file it makes
-    (ext4 does at once), and only the handle (which carries a generation) tells the
-    new file from the removed one that volfs may still know."""
-
-    @property
-    def key(self) -> Hashable:
-        return (self.attrs.st_dev, self.attrs.st_ino, self.handle)
 
 
 @dataclass
@@ -153,17 +141,21 @@ class NfsStore:
     # -- names -----------------------------------------------------------------------------
 
     async def open_root(self) -> Entry:
-        return NfsEntry(self.root, self._seen(self.root, await self.nfs.getattr(self.root)))
+        return self._entry(self.root, await self.nfs.getattr(self.root))
 
     async def lookup(self, parent: bytes, name: bytes) -> Entry:
         listed = self._listed.pop((parent, name), None)
         if listed is not None and listed[0] > trio.current_time() \
                 and not self._flying.get(listed[1]):
-            return NfsEntry(listed[1], listed[2])
+            return self._entry(listed[1], listed[2])
         fh, attrs = await self.nfs.lookup(parent, name)
         if attrs is None or self._flying.get(fh):
             attrs = await self.getattr(fh)
-        return NfsEntry(fh, self._seen(fh, attrs))
+        return self._entry(fh, attrs)
+
+    def _entry(self, fh: bytes, attrs: os.stat_result) -> Entry:
+        # The handle is the generation: a new file may get a removed one's fileid.
+        return Entry(fh, self._seen(fh, attrs), generation=fh)
 
     def forget(self, handle: bytes) -> None:
         self._dir_modes.pop(handle, None)
@@ -240,7 +232,7 @@ class NfsStore:
             fh, attrs = await self.nfs.lookup(parent, name)
         if attrs is None:
             attrs = await self.nfs.getattr(fh)
-        return NfsEntry(fh, self._seen(fh, attrs))
+        return self._entry(fh, attrs)
 
     async def mknod(self, parent: bytes, name: bytes, mode: int, rdev: int,
                     owner: Owner) -> Entry:
