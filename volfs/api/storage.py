@@ -8,7 +8,7 @@ cluster-scoped: their ``metadata.namespace`` is ``""``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PlainValidator, ValidationError, field_validator
@@ -182,6 +182,13 @@ class StorageClass(KubeModel):
 
 
 # -- building: decode, then the rules that span fields -------------------------------
+
+
+def claims_of(pod: Mapping[str, Any]) -> list[str]:
+    """The claim names a stored Pod object's volumes give (``persistentVolumeClaim``)."""
+    volumes = (pod.get("spec") or {}).get("volumes") or []
+    return [str(v["persistentVolumeClaim"].get("claimName"))
+            for v in volumes if isinstance(v.get("persistentVolumeClaim"), dict)]
 
 
 def _decode(model: type[KubeModel], doc: dict[str, Any], source: str | None) -> Any:

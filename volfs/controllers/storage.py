@@ -34,6 +34,7 @@ from volfs.api.storage import (
     build_claim,
     build_storage_class,
     build_volume,
+    claims_of,
 )
 from volfs.controllers.matching import effective_class, find_match, why_pending
 from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, VolumeNotReady
@@ -284,10 +285,8 @@ class StorageController:
             claims={(o["metadata"]["namespace"], o["metadata"]["name"]): o
                     for o in await self._db.list(PVC)},
             classes={o["metadata"]["name"]: o for o in await self._db.list(SC)},
-            consumers={(o["metadata"]["namespace"], v["persistentVolumeClaim"]["claimName"])
-                       for o in await self._db.list(POD)
-                       for v in o.get("spec", {}).get("volumes") or []
-                       if v.get("persistentVolumeClaim")},
+            consumers={(o["metadata"]["namespace"], claim)
+                       for o in await self._db.list(POD) for claim in claims_of(o)},
         )
 
     async def _sync_claim(self, world: _World, claim_obj: Object) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 import trio
 
 from volfs.api import ManifestError, Pod, parse_pod
+from volfs.api.storage import claims_of
 from volfs.fs import Filesystem, ServedVolume
 from volfs.lifecycle.errors import (
     AlreadyExists,
@@ -268,14 +269,8 @@ class PodManager:
 
     async def claim_users(self, namespace: str, claim_name: str) -> list[str]:
         """The pods of ``namespace`` whose volumes name the claim."""
-        users = []
-        for obj in await self._db.list(POD, namespace):
-            for volume in (obj.get("spec") or {}).get("volumes") or []:
-                claim = volume.get("persistentVolumeClaim") or {}
-                if claim.get("claimName") == claim_name:
-                    users.append(obj["metadata"]["name"])
-                    break
-        return users
+        return [obj["metadata"]["name"] for obj in await self._db.list(POD, namespace)
+                if claim_name in claims_of(obj)]
 
     async def sweep_containers(self) -> int:
         """Remove this daemon's containers whose pod is gone (a delete made while the
