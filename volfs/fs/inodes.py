@@ -3,7 +3,11 @@
 An inode is either *synthetic* (a directory of the made-up tree, named by its
 path) or *backed* (an object in a volume's store, named by the store's handle).
 Backed inodes are keyed by (volume, the store's identity of the object), so the
-two names of a hard link are one FUSE inode, with one nlink and one mode.
+two names of a hard link are one FUSE inode, with one nlink and one mode, and two
+volumes whose stores name objects alike (two NFS volumes on one export, two
+EmptyDirs on one disk) never share an inode. The volume in the key is the object
+itself, not its ``id()``: a node keeps its volume alive, so a key is never mistaken
+for a later volume's.
 
 Lookup counts are exact: every reply that hands the kernel an inode adds one,
 ``forget`` subtracts, and a backed inode whose count reaches zero lets go of its
@@ -45,7 +49,7 @@ class InodeTable:
         root = SyntheticNode(pyfuse3.ROOT_INODE, ())
         self._nodes: dict[int, Node] = {root.ino: root}
         self._synthetic: dict[Path, SyntheticNode] = {(): root}
-        self._backed: dict[tuple[int, Hashable], BackedNode] = {}
+        self._backed: dict[tuple[ServedVolume, Hashable], BackedNode] = {}
         self._next_ino = pyfuse3.ROOT_INODE + 1
 
     def __len__(self) -> int:
@@ -74,7 +78,7 @@ class InodeTable:
         If the object already has a node, the fresh handle is given back to the
         store and the existing node is returned.
         """
-        table_key = (id(volume), entry.key)
+        table_key = (volume, entry.key)
         node = self._backed.get(table_key)
         if node is not None:
             volume.store.forget(entry.handle)
@@ -95,7 +99,7 @@ class InodeTable:
         if node.nlookup > 0 or self._nodes.get(node.ino) is not node:
             return
         del self._nodes[node.ino]
-        del self._backed[(id(node.volume), node.key)]
+        del self._backed[(node.volume, node.key)]
         node.volume.store.forget(node.handle)
 
     def backed_count(self) -> int:

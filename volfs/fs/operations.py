@@ -27,6 +27,7 @@ import pyfuse3
 from pyfuse3 import FUSEError
 
 from volfs.fs.attrs import entry_attributes, synthetic_attributes
+from volfs.fs.handles import HandleTable, OpenFile
 from volfs.fs.inodes import BackedNode, InodeTable, Node, SyntheticNode
 from volfs.fs.tree import Tree
 from volfs.stores.base import AttrChanges, Entry, Owner
@@ -73,9 +74,9 @@ class VolfsOperations(pyfuse3.Operations):
         self.tree = tree
         self.table = table
         self._statfs_path = statfs_path
-        self._dirs: dict[int, _DirHandle] = {}
-        self._next_dir = 1
-        self._files: dict[int, BackedNode] = {}
+        # The numbers the kernel holds are ours, never a store's (see fs/handles.py).
+        self._dirs: HandleTable[_DirHandle] = HandleTable("directory")
+        self._files: HandleTable[OpenFile] = HandleTable("file")
         self._started_ns = time.time_ns()
 
     # -- lookups and attributes ---------------------------------------------------
@@ -141,7 +142,7 @@ class VolfsOperations(pyfuse3.Operations):
             atime_ns=attr.st_atime_ns if fields.update_atime else None,
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
         )
-        st = await node.volume.store.setattr(node.handle, changes, fh)
+        st = await node.volume.store.setattr(node.handle, changes, self._store_fh(node, fh))
         return entry_attributes(node.ino, st, node.volume.store.cache_timeout)
 
     @_fuse_handler
@@ -204,8 +205,8 @@ class VolfsOperations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self._writable(inode) if flags & _WRITE_FLAGS else self._backed(inode)
-        fh = await node.volume.store.open(node.handle, flags)
-        self._files[fh] = node
+        store_fh = await node.volume.store.open(node.handle, flags)
+        fh = self._files.add(OpenFile(node, store_fh))
         return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT))
 
     @_fuse_handler
@@ -213,34 +214,38 @@ class VolfsOperations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = self._writable(parent_inode)
-        fh, entry = await parent.volume.store.create(parent.handle, name, mode, flags,
-                                                     _owner(ctx))
+        store_fh, entry = await parent.volume.store.create(parent.handle, name, mode, flags,
+                                                           _owner(ctx))
         attrs = self._hand_out(parent, entry)
         node = self.table.get(attrs.st_ino)
         assert isinstance(node, BackedNode)
-        self._files[fh] = node
+        fh = self._files.add(OpenFile(node, store_fh))
         return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT)), attrs
 
     @_fuse_handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self._files[fh].volume.store.read(fh, off, size)
+        file = self._files.get(fh)
+        return await file.node.volume.store.read(file.store_fh, off, size)
 
     @_fuse_handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        return await self._files[fh].volume.store.write(fh, off, buf)
+        file = self._files.get(fh)
+        return await file.node.volume.store.write(file.store_fh, off, buf)
 
     @_fuse_handler
     async def flush(self, fh: int) -> None:
-        await self._files[fh].volume.store.flush(fh)
+        file = self._files.get(fh)
+        await file.node.volume.store.flush(file.store_fh)
 
     @_fuse_handler
     async def fsync(self, fh: int, datasync: bool) -> None:
-        await self._files[fh].volume.store.fsync(fh, datasync)
+        file = self._files.get(fh)
+        await file.node.volume.store.fsync(file.store_fh, datasync)
 
     @_fuse_handler
     async def release(self, fh: int) -> None:
-        node = self._files.pop(fh)
-        await node.volume.store.release(fh)
+        file = self._files.pop(fh)
+        await file.node.volume.store.release(file.store_fh)
 
     # -- directories -----------------------------------------------------------------
 
@@ -251,11 +256,7 @@ class VolfsOperations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         # Listed at the first readdir, not here: a directory opened early (a dir_fd
         # that names are then made in) must show what is in it when it is read.
-        handle = _DirHandle(node)
-        dh = self._next_dir
-        self._next_dir += 1
-        self._dirs[dh] = handle
-        return dh
+        return self._dirs.add(_DirHandle(node))
 
     async def _list(self, node: Node) -> list[bytes]:
         if isinstance(node, SyntheticNode):
@@ -267,7 +268,7 @@ class VolfsOperations(pyfuse3.Operations):
 
     @_fuse_handler
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        handle = self._dirs[fh]
+        handle = self._dirs.get(fh)
         if start_id == 0:  # the first read, or rewinddir(3): show what is there now
             handle.names = await self._list(handle.node)
         replied = 0
@@ -295,7 +296,7 @@ class VolfsOperations(pyfuse3.Operations):
 
     @_fuse_handler
     async def releasedir(self, fh: int) -> None:
-        del self._dirs[fh]
+        self._dirs.pop(fh)
 
     @_fuse_handler
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
@@ -368,6 +369,13 @@ class VolfsOperations(pyfuse3.Operations):
         if a.volume.store.read_only:
             raise FUSEError(errno.EROFS)
         return a, b
+
+    def _store_fh(self, node: BackedNode, fh: int | None) -> int | None:
+        """The store's handle for the kernel's ``fh``, if that is an open file of ``node``."""
+        if fh is None:
+            return None
+        file = self._files.get(fh)
+        return file.store_fh if file.node is node else None
 
     def _synthetic_attrs(self, node: SyntheticNode) -> pyfuse3.EntryAttributes:
         children = self.tree.children(node.path)
