@@ -64,3 +64,24 @@ def new_share(ganesha: Ganesha, name: str) -> NfsShare:
     path.mkdir(parents=True)
     path.chmod(0o777)
     return NfsShare(ganesha, sub_dir)
+
+
+def server_sockets(ganesha: Ganesha) -> int:
+    """How many sockets the server process holds now (listeners and connections)."""
+    pid = int((ganesha.work_dir / "ganesha.pid").read_text().strip())
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except FileNotFoundError:
+            continue  # closed while we looked
+    return count
+
+
+def connections_reset(ganesha: Ganesha) -> int:
+    """How many client connections the server has seen reset so far (its log says each)."""
+    try:
+        text = ganesha.log_path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    return text.count(b"recv errno 104")

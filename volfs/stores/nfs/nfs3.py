@@ -5,6 +5,12 @@ A file handle is the server's opaque ``bytes``; attributes come back as
 Errors are ``OSError`` with the errno an NFS client would give; a server that
 says "try later" (NFS3ERR_JUKEBOX) is asked again after a pause, within the
 call's deadline.
+
+Limits are checked before a call is sent, as the kernel's client checks them: a
+name longer than NAME_MAX is ENAMETOOLONG. A symlink's target goes into the one
+4 KiB buffer libnfs encodes a call in, so a target that does not fit there (about
+3.6 KiB with a long name; the kernel's client sends up to 4095 bytes) is
+ENAMETOOLONG at once too.
 """
 
 from __future__ import annotations
@@ -20,13 +26,21 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import trio
 
 from volfs.stores.nfs import _libnfs as L
-from volfs.stores.nfs.rpc import Resend, RpcClient, ServerUnreachable, Timeouts, _on_reply
+from volfs.stores.nfs.rpc import (
+    CallRefused,
+    Resend,
+    RpcClient,
+    ServerUnreachable,
+    Timeouts,
+    _on_reply,
+)
 
 T = TypeVar("T")
 
 lib = L.lib
 
 BLKSIZE = 128 * 1024  # what stat reports as the preferred I/O size
+NAME_MAX = 255  # what NFS servers' PATHCONF answers, and the kernel's client enforces
 
 _STATUS_ERRNO = {
     1: errno.EPERM, 2: errno.ENOENT, 5: errno.EIO, 6: errno.ENXIO, 13: errno.EACCES,
@@ -226,6 +240,8 @@ class Nfs3:
         target.data_val = ctypes.cast(buf, ctypes.c_void_p)
 
     def _dirop(self, target: L.diropargs3, dir_fh: bytes, name: bytes, keep: list[Any]) -> None:
+        if len(name) > NAME_MAX:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
         self._fh(target.dir, dir_fh, keep)
         target.name = name
         keep.append(name)
@@ -316,7 +332,11 @@ class Nfs3:
         self._dirop(args.where, dir_fh, name, keep)
         attrs.fill(args.symlink.symlink_attributes)
         args.symlink.symlink_data = target
-        result: Made = await self._do("symlink", args, self._made, keep)
+        try:
+            result: Made = await self._do("symlink", args, self._made, keep)
+        except CallRefused as refused:  # the target does not fit in libnfs's buffer
+            raise OSError(errno.ENAMETOOLONG, f"symlink target of {len(target)} bytes: "
+                                              f"{refused.strerror}") from None
         return result
 
     async def mknod(self, dir_fh: bytes, name: bytes, mode: int, rdev: int,

@@ -13,6 +13,14 @@ Every call has a deadline (:class:`Timeouts`). A connection that breaks or a
 call unanswered for ``attempt`` seconds throws the connection away (its other
 calls fail over to a new one); calls are sent again on a new connection until
 the deadline, then fail with EIO (or ETIMEDOUT). Nothing waits without end.
+
+Only the connection's own failures cost a connection. A call libnfs will not
+queue (its arguments do not encode) or one the server rejects while the
+connection lives fails at once with :class:`CallRefused`: sending it again would
+fail the same way, and dropping a healthy connection for it would make the
+server open and tear down connections as fast as we can ask. A connection that
+dies young makes the next one wait (backing off up to a second), so nothing can
+turn into a storm of connections.
 """
 
 from __future__ import annotations
@@ -32,6 +40,13 @@ import trio
 from volfs.stores.nfs import _libnfs as L
 
 log = logging.getLogger(__name__)
+
+# A connection that dies sooner than this after it was made was not healthy: the next
+# one waits (see RpcClient._fail), so a fault that kills every connection cannot
+# make the client open them as fast as the server accepts them.
+_YOUNG_SECONDS = 1.0
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 1.0
 
 # The background pump (read-ahead, write-behind: nobody waits yet) lets data gather this
 # long between two services, so a 1 MiB reply is a few wake-ups, not one per segment.
@@ -65,6 +80,11 @@ class ServerUnreachable(OSError):
 
     def __str__(self) -> str:
         return f"server not responding ({self.reason})"
+
+
+class CallRefused(OSError):
+    """libnfs would not send the call, or the server rejected it, on a healthy
+    connection: the call's own fault; sending it again would fail the same way."""
 
 
 class _Lost(Exception):
@@ -130,7 +150,7 @@ _on_reply = L.rpc_cb(_reply)
 class _Connection:
     """One libnfs RPC context: one TCP connection, thrown away when it breaks."""
 
-    __slots__ = ("rpc", "ready", "dead", "calls")
+    __slots__ = ("rpc", "ready", "dead", "calls", "made")
 
     def __init__(self) -> None:
         rpc = lib.rpc_init_context()
@@ -140,6 +160,7 @@ class _Connection:
         self.ready = False
         self.dead = False
         self.calls: set[int] = set()
+        self.made = trio.current_time()
 
     def error(self) -> str:
         text = lib.rpc_get_error(self.rpc)
@@ -170,7 +191,8 @@ class RpcClient:
         self._background_scope: trio.CancelScope | None = None
         self._waiters: dict[_Call, None] = {}
         self._retry_at = 0.0
-        self._backoff = 0.05
+        self._backoff = _BACKOFF_FIRST
+        self.connections_made = 0  # for tests and diagnostics
         self._closed = False
         self.last_error = ""
 
@@ -189,13 +211,14 @@ class RpcClient:
         while True:
             conn = await self._connected(deadline)
             call = self._send(conn, submit, decode, keep)
-            if call is not None:
-                await self._settle(call, deadline)
-                if not isinstance(call.error, _Lost):
-                    if call.error is not None:
-                        raise call.error
-                    return call.result
-                self.last_error = str(call.error)
+            await self._settle(call, deadline)
+            if not isinstance(call.error, _Lost):
+                if call.error is not None:
+                    raise call.error
+                return call.result
+            if not conn.dead:  # answered with an error while the connection lives
+                raise CallRefused(errno.EIO, f"the server rejected the call: {call.error}")
+            self.last_error = str(call.error)
             if trio.current_time() >= deadline:
                 raise ServerUnreachable(self.last_error, self.timeouts.errno)
 
@@ -209,7 +232,10 @@ class RpcClient:
         conn = self._conn
         if conn is None or not conn.ready or conn.dead:
             return None
-        call = self._send(conn, submit, decode, keep)
+        try:
+            call = self._send(conn, submit, decode, keep)
+        except CallRefused:
+            return None  # sent again, and refused again, by the caller's own call()
         self._hand_over()  # nobody may be waiting: its reply must still be read
         return call
 
@@ -225,7 +251,9 @@ class RpcClient:
         return call.result
 
     def _send(self, conn: _Connection, submit: Submit, decode: Callable[[int], Any] | None,
-              keep: Any) -> _Call | None:
+              keep: Any) -> _Call:
+        """Queue a call on ``conn``; CallRefused if libnfs will not (it could not encode
+        the arguments): the connection is not at fault and stays."""
         call = _Call(conn, decode, keep)
         call.cid = next(_ids)
         _calls[call.cid] = call
@@ -233,9 +261,9 @@ class RpcClient:
         if submit(conn.rpc, call.cid) != 0:
             _calls.pop(call.cid, None)
             conn.calls.discard(call.cid)
-            self.last_error = conn.error()
-            self._fail(conn, self.last_error)
-            return None
+            reason = conn.error()
+            log.debug("%s: call not sent: %s", self.name, reason)
+            raise CallRefused(errno.EINVAL, reason)
         self._kick(conn)
         return call
 
@@ -292,6 +320,7 @@ class RpcClient:
     async def _connect(self, deadline: float) -> _Connection:
         conn = _Connection()
         self._conn = conn
+        self.connections_made += 1
         call = _Call(conn, None, None)
         cid = call.cid = next(_ids)
         _calls[cid] = call
@@ -318,7 +347,6 @@ class RpcClient:
             self._fail(conn, str(call.error))
             raise ServerUnreachable(_plain(str(call.error)))
         conn.ready = True
-        self._backoff = 0.05
         return conn
 
     def _fail(self, conn: _Connection, reason: str) -> None:
@@ -329,6 +357,12 @@ class RpcClient:
         if self._conn is conn:
             self._conn = None
         log.debug("%s: connection dropped: %s", self.name, reason)
+        now = trio.current_time()
+        if conn.ready and now - conn.made < _YOUNG_SECONDS and reason != "closed":
+            self._retry_at = max(self._retry_at, now + self._backoff)  # died young: wait
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+        elif conn.ready:
+            self._backoff = _BACKOFF_FIRST
         fd = lib.rpc_get_fd(conn.rpc)
         if fd >= 0:
             trio.lowlevel.notify_closing(fd)  # wakes a leader waiting on it
