@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
-import random
 import time
 
 import pytest
 
 from tests.integration.daemon import Daemon, pod_manifest
+from tests.integration.loads import EXPECTED_ERRNOS, metadata_load
 from tests.integration.nfs import (
     Ganesha,
     NfsShare,
@@ -49,41 +49,6 @@ def test_a_symlink_target_too_long_to_send_is_enametoolong_at_once(
     shared_daemon.cli("delete", "pod", pod_name)
 
 
-def _metadata_load(root: str, seed: int, seconds: float, done: multiprocessing.Queue) -> None:
-    """Creates, writes, renames, links, truncates, symlinks (some too long), unlinks."""
-    rng = random.Random(seed)
-    mine = os.path.join(root, f"w{seed}")
-    os.mkdir(mine)
-    ops = failures = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        a = os.path.join(mine, f"f{rng.randrange(40)}")
-        b = os.path.join(mine, f"f{rng.randrange(40)}")
-        op = rng.randrange(8)
-        try:
-            if op == 0:
-                with open(a, "wb") as f:
-                    f.write(b"x" * rng.randrange(4096))
-            elif op == 1:
-                os.rename(a, b)
-            elif op == 2:
-                os.link(a, b)
-            elif op == 3:
-                os.truncate(a, rng.randrange(8192))
-            elif op == 4:
-                os.unlink(a)
-            elif op == 5:
-                os.symlink("s" * rng.choice((10, 1000, 4000, 4095)), a)
-            elif op == 6:
-                os.mkdir(a + "-" + "n" * rng.choice((10, 300)))
-            else:
-                os.stat(a)
-        except OSError:
-            failures += 1
-        ops += 1
-    done.put((seed, ops, failures))
-
-
 @pytest.mark.timeout(180)
 def test_a_mixed_metadata_load_keeps_one_connection_and_every_call_returns(
         own_ganesha: Ganesha, shared_daemon: Daemon, pod_name: str) -> None:
@@ -94,7 +59,7 @@ def test_a_mixed_metadata_load_keeps_one_connection_and_every_call_returns(
     resets_before = connections_reset(own_ganesha)
 
     done: multiprocessing.Queue = multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=_metadata_load,
+    workers = [multiprocessing.Process(target=metadata_load,
                                        args=(str(path), seed, LOAD_SECONDS, done))
                for seed in range(LOAD_PROCESSES)]
     for worker in workers:
@@ -112,7 +77,9 @@ def test_a_mixed_metadata_load_keeps_one_connection_and_every_call_returns(
             worker.kill()
             worker.join(5)
     results = [done.get(timeout=5) for _ in workers]
-    assert all(ops > 100 for _, ops, _ in results), results
+    assert all(r["ops"] > 100 and r["wrong"] is None for r in results), results
+    expected = {errno.errorcode[code] for code in EXPECTED_ERRNOS}
+    assert all(set(r["errors"]) <= expected for r in results), results  # no EIO
 
     assert most_sockets <= sockets_before + 2, (sockets_before, most_sockets)
     assert connections_reset(own_ganesha) - resets_before <= 1
