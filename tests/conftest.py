@@ -10,8 +10,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def shared_manifests() -> Path:
-    """The manifests users bring (``shared/manifests`` beside the repository)."""
-    path = REPO.parent / "shared" / "manifests"
-    assert path.is_dir(), f"{path} is missing: the suite expects shared/ beside the repository"
-    return path
+def examples_dir() -> Path:
+    """The repository's ``examples/``: manifests users apply as they are."""
+    return REPO / "examples"

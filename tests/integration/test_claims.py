@@ -87,16 +87,16 @@ def phase(daemon: Daemon, path: str) -> str:
     return str(daemon.api("GET", path).json()["status"]["phase"])
 
 
-def test_shared_manifests_bind_and_data_outlives_the_pod(
-        daemon: Daemon, nfs_share: NfsShare, shared_manifests: Path) -> None:
-    pv_doc = yaml.safe_load((shared_manifests / "pv-nfs.yaml").read_text())
+def test_example_manifests_bind_and_data_outlives_the_pod(
+        daemon: Daemon, nfs_share: NfsShare, examples_dir: Path) -> None:
+    pv_doc = yaml.safe_load((examples_dir / "pv-nfs.yaml").read_text())
     pv_doc["spec"]["nfs"].update(server=nfs_share.server, path=nfs_share.path())
     create(daemon, PVS, pv_doc)
-    claim = create(daemon, pvcs(), yaml.safe_load((shared_manifests / "pvc-nfs.yaml").read_text()))
+    claim = create(daemon, pvcs(), yaml.safe_load((examples_dir / "pvc-nfs.yaml").read_text()))
     assert claim["status"]["phase"] == "Bound" and claim["spec"]["volumeName"] == "nfs"
     assert phase(daemon, f"{PVS}/nfs") == "Bound"
 
-    web = (shared_manifests / "pod-web-pvc.yaml").read_text()
+    web = (examples_dir / "pod-web-pvc.yaml").read_text()
     daemon.apply(web)
     path = daemon.volume_path("web-frontend", "nfs")
     assert "kubernetes.io~nfs" in str(path)

@@ -62,9 +62,9 @@ def rows(text: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split() for line in text.splitlines()}
 
 
-def test_a_claim_waits_for_a_volume_and_binds(daemon: Daemon, shared_manifests: Path) -> None:
-    claim_file = str(shared_manifests / "pvc-nfs.yaml")
-    volume_file = str(shared_manifests / "pv-nfs.yaml")
+def test_a_claim_waits_for_a_volume_and_binds(daemon: Daemon, examples_dir: Path) -> None:
+    claim_file = str(examples_dir / "pvc-nfs.yaml")
+    volume_file = str(examples_dir / "pv-nfs.yaml")
 
     assert daemon.cli("apply", "-f", claim_file).stdout == "persistentvolumeclaim/nfs created\n"
     table = rows(daemon.cli("get", "pvc").stdout)

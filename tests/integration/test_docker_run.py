@@ -67,9 +67,9 @@ def pod_containers(engine: Engine, pod: dict) -> list[str]:  # type: ignore[type
 
 
 def test_legacy_rc_two_containers_share_an_emptydir(
-    volfs: Daemon, docker_engine: Engine, shared_manifests: Path
+    volfs: Daemon, docker_engine: Engine, examples_dir: Path
 ) -> None:
-    out = volfs.cli("run", "-f", str(shared_manifests / "legacy-rc-emptydir.yaml"),
+    out = volfs.cli("run", "-f", str(examples_dir / "legacy-rc-emptydir.yaml"),
                     "--image", IMAGE).stdout
     assert "(2/2 containers running)" in out, out
     name = out.split()[0].removeprefix("pod/")
@@ -341,15 +341,15 @@ def test_a_container_that_cannot_start_rolls_the_pod_back(
     assert not any(Path(volfs.state_dir, "pods").iterdir())
 
 
-def test_web_pod_with_a_claim(volfs: Daemon, docker_engine: Engine, shared_manifests: Path,
+def test_web_pod_with_a_claim(volfs: Daemon, docker_engine: Engine, examples_dir: Path,
                               nfs_share: NfsShare) -> None:
-    pv = yaml.safe_load((shared_manifests / "pv-nfs.yaml").read_text())
+    pv = yaml.safe_load((examples_dir / "pv-nfs.yaml").read_text())
     pv["spec"]["nfs"].update(server=nfs_share.server, path=nfs_share.path())
     assert volfs.api("POST", "/api/v1/persistentvolumes", pv).status_code == 201
-    claim = yaml.safe_load((shared_manifests / "pvc-nfs.yaml").read_text())
+    claim = yaml.safe_load((examples_dir / "pvc-nfs.yaml").read_text())
     assert volfs.api("POST", "/api/v1/namespaces/default/persistentvolumeclaims",
                      claim).status_code == 201
-    out = volfs.cli("run", "-f", str(shared_manifests / "pod-web-pvc.yaml"),
+    out = volfs.cli("run", "-f", str(examples_dir / "pod-web-pvc.yaml"),
                     "--image", IMAGE).stdout
     assert "(1/1 containers running)" in out, out
     pod = volfs.pod("web-frontend")

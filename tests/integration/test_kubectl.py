@@ -281,15 +281,15 @@ def test_volfs_kubeconfig_needs_a_kube_api_listener(shared_daemon: Daemon) -> No
     assert "--kube-api" in result.stderr
 
 
-def test_persistent_volumes_claims_and_classes(kube: Kube, shared_manifests: Path,
+def test_persistent_volumes_claims_and_classes(kube: Kube, examples_dir: Path,
                                                nfs_share: NfsShare) -> None:
-    """The shared manifests through kubectl: a claim goes Pending -> Bound, columns filled."""
-    kube("apply", "-f", str(shared_manifests / "pvc-nfs.yaml"))
+    """The example manifests through kubectl: a claim goes Pending -> Bound, columns filled."""
+    kube("apply", "-f", str(examples_dir / "pvc-nfs.yaml"))
     assert kube.json("get", "pvc", "nfs")["status"]["phase"] == "Pending"
     described = kube("describe", "pvc", "nfs").stdout
     assert "Pending" in described
     assert 'storageclass.storage.k8s.io "manual" not found' in described  # its event
-    pv = yaml.safe_load((shared_manifests / "pv-nfs.yaml").read_text())
+    pv = yaml.safe_load((examples_dir / "pv-nfs.yaml").read_text())
     pv["spec"]["nfs"].update(server=nfs_share.server, path=nfs_share.path())
     assert "persistentvolume/nfs created" in kube("apply", "-f", "-",
                                                   input=yaml.safe_dump(pv)).stdout
@@ -303,10 +303,10 @@ def test_persistent_volumes_claims_and_classes(kube: Kube, shared_manifests: Pat
     claims = kube("get", "pvc").stdout
     assert "Bound" in claims and "nfs" in claims and "1Gi" in claims
 
-    kube("apply", "-f", str(shared_manifests / "pod-web-pvc.yaml"))
+    kube("apply", "-f", str(examples_dir / "pod-web-pvc.yaml"))
     assert kube.json("get", "pod", "web-frontend")["status"]["phase"] == "Running"
-    kube("delete", "-f", str(shared_manifests / "pod-web-pvc.yaml"))
-    kube("delete", "-f", str(shared_manifests / "pvc-nfs.yaml"))
+    kube("delete", "-f", str(examples_dir / "pod-web-pvc.yaml"))
+    kube("delete", "-f", str(examples_dir / "pvc-nfs.yaml"))
     assert kube.json("get", "pv", "nfs")["status"]["phase"] == "Released"
     kube("delete", "pv", "nfs")
 

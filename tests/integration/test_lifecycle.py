@@ -179,8 +179,8 @@ def test_restart_wipes_volumes_no_pod_owns(daemon: Daemon) -> None:
 
 
 def test_legacy_replication_controller_shares_one_emptydir(
-        shared_daemon: Daemon, shared_manifests: Path) -> None:
-    text = (shared_manifests / "legacy-rc-emptydir.yaml").read_text()
+        shared_daemon: Daemon, examples_dir: Path) -> None:
+    text = (examples_dir / "legacy-rc-emptydir.yaml").read_text()
     out = shared_daemon.apply(text).stdout
     assert "share-apache2-controller-0" in out
     pod = shared_daemon.pod("share-apache2-controller-0")

@@ -73,8 +73,8 @@ def load_error(text: str, source: str = "pod.yaml") -> str:
 # -- the manifests users bring ---------------------------------------------------------
 
 
-def test_pod_with_a_claim_parses(manifest_dir: Path) -> None:
-    text = (manifest_dir / "pod-web-pvc.yaml").read_text()
+def test_pod_with_a_claim_parses(examples_dir: Path) -> None:
+    text = (examples_dir / "pod-web-pvc.yaml").read_text()
     pod = only_pod(load_manifests(text, "pod-web-pvc.yaml"))
     assert (pod.metadata.name, pod.metadata.namespace) == ("web-frontend", "default")
     assert pod.metadata.labels == {"role": "web-frontend"}
@@ -86,8 +86,8 @@ def test_pod_with_a_claim_parses(manifest_dir: Path) -> None:
     assert pod.spec.containers[0].ports == [{"name": "web", "containerPort": 80}]
 
 
-def test_legacy_controller_gives_one_pod_sharing_an_empty_dir(manifest_dir: Path) -> None:
-    text = (manifest_dir / "legacy-rc-emptydir.yaml").read_text()
+def test_legacy_controller_gives_one_pod_sharing_an_empty_dir(examples_dir: Path) -> None:
+    text = (examples_dir / "legacy-rc-emptydir.yaml").read_text()
     pod = only_pod(load_manifests(text, "legacy-rc-emptydir.yaml"))
     assert pod.metadata.name == "share-apache2-controller-0"
     assert pod.metadata.labels == {"name": "share-apache2"}
@@ -110,9 +110,9 @@ def test_legacy_controller_gives_one_pod_sharing_an_empty_dir(manifest_dir: Path
     ("name", "kind"),
     [("pv-nfs.yaml", "PersistentVolume"), ("pvc-nfs.yaml", "PersistentVolumeClaim")],
 )
-def test_shared_persistent_volume_manifests_parse(manifest_dir: Path, name: str,
+def test_example_persistent_volume_manifests_parse(examples_dir: Path, name: str,
                                                   kind: str) -> None:
-    [obj] = load_manifests((manifest_dir / name).read_text(), name)
+    [obj] = load_manifests((examples_dir / name).read_text(), name)
     assert obj.kind == kind and obj.metadata.name == "nfs"
     assert parse_object(obj.to_k8s()) == [obj]
 
@@ -124,8 +124,8 @@ def test_storage_class_needs_a_provisioner_volfs_serves() -> None:
 
 
 @pytest.mark.parametrize("name", ["pod-web-pvc.yaml", "legacy-rc-emptydir.yaml"])
-def test_shared_pods_round_trip(manifest_dir: Path, name: str) -> None:
-    pod = only_pod(load_manifests((manifest_dir / name).read_text(), name))
+def test_example_pods_round_trip(examples_dir: Path, name: str) -> None:
+    pod = only_pod(load_manifests((examples_dir / name).read_text(), name))
     assert parse_object(pod.to_k8s()) == [pod]
 
 
@@ -715,8 +715,8 @@ MANIFEST = "desiredState.podTemplate.desiredState.manifest"
 
 
 @pytest.fixture
-def legacy(manifest_dir: Path) -> dict[str, Any]:
-    doc = yaml.safe_load((manifest_dir / "legacy-rc-emptydir.yaml").read_text())
+def legacy(examples_dir: Path) -> dict[str, Any]:
+    doc = yaml.safe_load((examples_dir / "legacy-rc-emptydir.yaml").read_text())
     assert isinstance(doc, dict)
     return doc
 
@@ -828,3 +828,24 @@ def test_legacy_errors_name_the_legacy_field(
     doc = copy.deepcopy(legacy)
     change(doc)
     assert str(error_of(doc)) == f"pod.yaml: {line}"
+
+
+def test_every_example_parses_and_round_trips(examples_dir: Path) -> None:
+    files = sorted(examples_dir.glob("*.yaml"))
+    assert len(files) >= 7, files
+    kinds = set()
+    for path in files:
+        objects = load_manifests(path.read_text(), path.name)
+        assert objects, path
+        for obj in objects:
+            kinds.add(obj.kind)
+            assert parse_object(obj.to_k8s()) == [obj], path
+    assert {"Pod", "PersistentVolume", "PersistentVolumeClaim", "StorageClass"} <= kinds
+
+
+def test_the_readmes_quick_start_pod_is_the_example_it_names(examples_dir: Path) -> None:
+    readme = (examples_dir.parent / "README.md").read_text()
+    shown = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(shown) == yaml.safe_load(
+        (examples_dir / "pod-emptydir.yaml").read_text())
+    assert "volfs apply -f examples/pod-emptydir.yaml" in readme
