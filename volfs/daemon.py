@@ -32,7 +32,6 @@ from volfs.controllers.storage import StorageController
 from volfs.fs import Filesystem
 from volfs.fs.mount import MOUNT_OPTIONS, MountPointBusy, prepare_mount_point
 from volfs.lifecycle.claims import ClaimPlugin
-from volfs.lifecycle.events import record_event
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.nfs import NfsPlugin
@@ -58,6 +57,7 @@ from volfs.server.serve import SocketInUse, serve_unix
 from volfs.server.storage import ClaimResource, ClassResource, VolumeResource
 from volfs.server.watch import OpenWatches
 from volfs.state import AsyncStateDB, StateDB
+from volfs.state.events import EventRecorder
 from volfs.stores.nfs import NfsShares
 
 log = logging.getLogger("volfs")
@@ -112,14 +112,7 @@ async def _serve(config: DaemonConfig) -> None:
           _kube_api_listener(config) as kube_api):
         fs = Filesystem(statfs_path=str(config.state_dir))
         state = AsyncStateDB(db)
-
-        async def record(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-            await record_event(state, obj, reason, message, type_)
-
-        async def claims_changed() -> None:
-            await pods.retry_waiting()  # Pending pods whose claim is bound now
-
-        storage = StorageController(state, NfsShares(), record, claims_changed)
+        storage = StorageController(state, NfsShares(), EventRecorder(state))
         engine = DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root))
         claims = ClaimPlugin(storage)
         pods = PodManager(
@@ -129,7 +122,8 @@ async def _serve(config: DaemonConfig) -> None:
             HookRunner(config.hooks_dir, config.root, config.hook_timeout),
             config.root,
             engine,
-            volumes_wanted=storage.wake)
+            binder=storage)
+        storage.tell_when_bound(pods)  # Pending pods whose claim is bound now get set up
         await pods.restore([config.disk_volumes_dir, config.memory_path])
         prepare_mount_point(config.root)
         pyfuse3.init(fs.operations, str(config.root), MOUNT_OPTIONS)

@@ -22,9 +22,9 @@ from click.testing import CliRunner, Result
 from starlette.types import ASGIApp
 
 from volfs.api import Pod
+from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
 from volfs.cli import main
 from volfs.config import DaemonConfig
-from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
 from volfs.lifecycle.service import DeleteResult
 from volfs.lifecycle.updates import pod_update_causes
 from volfs.server import create_app, serve_unix

@@ -23,12 +23,12 @@ from starlette.types import ASGIApp
 
 from tests.unit.test_cli import Daemon, MemoryPods
 from volfs.api import parse_object
+from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound
 from volfs.cli import main
 from volfs.cli.applying import Target, readiness, wait_ready
 from volfs.cli.client import Client
 from volfs.cli.describe import events_text
 from volfs.cli.kinds import PERSISTENT_VOLUME_CLAIM, POD, UnknownResource, resolve
-from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound
 from volfs.server import create_app
 from volfs.server.kinds import (
     EVENTS,

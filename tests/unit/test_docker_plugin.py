@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from volfs.api import Pod
-from volfs.lifecycle.errors import AlreadyExists, Invalid, NotFound
+from volfs.api.errors import AlreadyExists, Invalid, NotFound
 from volfs.lifecycle.service import DeleteResult
 from volfs.runtime.base import RuntimeUnavailable
 from volfs.server.docker_plugin import (

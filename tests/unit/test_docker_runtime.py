@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from volfs.api import parse_object
+from volfs.api.errors import Invalid, SetupFailed
 from volfs.fs import Filesystem
-from volfs.lifecycle.errors import Invalid, SetupFailed
 from volfs.lifecycle.hooks import HookRunner
 from volfs.lifecycle.pods import ContainersNotRemoved, PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry

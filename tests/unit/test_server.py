@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from volfs.api import Pod
-from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
+from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
 from volfs.lifecycle.service import DeleteResult
 from volfs.lifecycle.updates import pod_update_causes
 from volfs.server import SocketInUse, create_app, serve_unix

@@ -24,9 +24,8 @@ import pytest
 import trio
 
 from tests.unit.test_server import MemoryPods, assert_status, pod_body
+from volfs.api.errors import AlreadyExists, Conflict, NotFound
 from volfs.config import parse_kube_api
-from volfs.lifecycle.errors import AlreadyExists, Conflict, NotFound
-from volfs.lifecycle.events import WARNING, record_event
 from volfs.server import create_app
 from volfs.server.kinds import (
     PERSISTENT_VOLUME_CLAIMS,
@@ -42,6 +41,7 @@ from volfs.server.kubeapi import (
 from volfs.server.resources import Resource, ResourceRegistry
 from volfs.server.watch import OpenWatches
 from volfs.state import AsyncStateDB, StateDB
+from volfs.state.events import WARNING, record_event
 
 Object = dict[str, Any]
 PODS = "/api/v1/namespaces/default/pods"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import trio
 
+from volfs.api.errors import Conflict
 from volfs.api.storage import build_claim, build_storage_class, build_volume
 from volfs.controllers.storage import StorageController, expand_sub_dir
-from volfs.lifecycle.errors import Conflict
 from volfs.state import AsyncStateDB, StateDB
 
 
@@ -48,13 +48,13 @@ class Harness:
         self.shares = LocalShares(tmp / "nfs")
         self.events: list[tuple[str, str, str]] = []
         self.bound_notices = 0
-        self.controller = StorageController(AsyncStateDB(self.db), self.shares, self._record,
-                                            self._claims_changed)
+        self.controller = StorageController(AsyncStateDB(self.db), self.shares, self)
+        self.controller.tell_when_bound(self)
 
-    async def _record(self, obj: dict[str, Any], type_: str, reason: str, msg: str) -> None:
+    async def record(self, obj: dict[str, Any], type_: str, reason: str, msg: str) -> None:
         self.events.append((obj["metadata"]["name"], reason, msg))
 
-    async def _claims_changed(self) -> None:
+    async def claims_bound(self) -> None:
         self.bound_notices += 1
 
     async def pv(self, name: str, size: str, policy: str = "Retain", cls: str = "",

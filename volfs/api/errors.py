@@ -1,4 +1,11 @@
-"""ManifestError: everything wrong with one manifest, each cause tied to a field."""
+"""The errors of volfs's API, as Kubernetes' apimachinery has them.
+
+:class:`ManifestError`: everything wrong with one manifest, each cause tied to a field.
+:class:`RequestError` and its kinds (NotFound, AlreadyExists, Invalid, Conflict, ...):
+a request refused by a lower layer (controllers, lifecycle); the server turns each
+into a Kubernetes Status. They live here, at the bottom, so that every layer can
+raise them without importing a layer above it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Cause", "ManifestError", "field_path", "quote"]
+__all__ = ["AlreadyExists", "Cause", "Conflict", "Invalid", "ManifestError", "NotFound",
+           "RequestError", "SetupFailed", "VolumeNotReady", "field_path", "quote"]
 
 Cause = tuple[str, str]
 """``(field, message)``; field in Kubernetes' dotted notation, ``""`` for the whole document."""
@@ -83,3 +91,51 @@ def field_path(parts: Iterable[str | int]) -> str:
         else:
             path += f".{part}" if path else part
     return path
+
+class RequestError(Exception):
+    """Base class: a request volfs refused (a layer below the server raised it; the server
+    answers it with a Kubernetes Status). ``str()`` is one line."""
+
+
+class NotFound(RequestError):
+    def __init__(self, kind: str, namespace: str | None, name: str) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(f'{kind.lower()}s "{name}" not found')
+
+
+class AlreadyExists(RequestError):
+    def __init__(self, kind: str, namespace: str | None, name: str) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        super().__init__(f'{kind.lower()}s "{name}" already exists')
+
+
+class Invalid(RequestError):
+    """The object is well-formed YAML/JSON but not acceptable (HTTP 422).
+
+    ``causes`` lists ``(field, message)`` pairs, the field in Kubernetes'
+    dotted notation (``spec.volumes[1].emptyDir.sizeLimit``).
+    """
+
+    def __init__(self, kind: str, name: str, causes: list[tuple[str, str]]) -> None:
+        self.kind, self.name, self.causes = kind, name, causes
+        field, message = causes[0]
+        super().__init__(f"{field}: {message}")
+
+
+class SetupFailed(RequestError):
+    """Setting a pod's volumes up failed (a hook, the disk); nothing was left behind."""
+
+
+class Conflict(RequestError):
+    """The request clashes with the current state (HTTP 409, reason Conflict)."""
+
+    def __init__(self, kind: str, name: str, message: str) -> None:
+        self.kind, self.name = kind, name
+        super().__init__(message)
+
+
+class VolumeNotReady(RequestError):
+    """A volume that cannot be set up *yet* (its claim is not bound): the pod waits, Pending.
+
+    ``str()`` is one line saying what it waits for.
+    """

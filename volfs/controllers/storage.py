@@ -19,13 +19,14 @@ import datetime
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
 from volfs.api import ManifestError
+from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, VolumeNotReady
 from volfs.api.storage import (
     NFS_PROVISIONER,
     PersistentVolume,
@@ -37,7 +38,6 @@ from volfs.api.storage import (
     claims_of,
 )
 from volfs.controllers.matching import effective_class, find_match, why_pending
-from volfs.lifecycle.errors import AlreadyExists, Conflict, Invalid, NotFound, VolumeNotReady
 from volfs.state import AsyncStateDB
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,19 @@ class ShareOps(Protocol):
     async def scrub_dir(self, server: str, path: str, mount_options: list[str]) -> None: ...
 
 
-EventSink = Callable[[Object, str, str, str], Awaitable[None]]
-"""``record(involved_object, type, reason, message)``: Normal/Warning events."""
+class EventSink(Protocol):
+    """Where the controller reports what it did (``volfs.state.events.EventRecorder``)."""
+
+    async def record(self, involved_object: Object, type_: str, reason: str,
+                     message: str) -> None: ...
+
+
+class ClaimConsumers(Protocol):
+    """Who waits for claims to bind (the pod manager: pods Pending on a claim)."""
+
+    async def claims_bound(self) -> None:
+        """Told after a pass that bound one or more claims."""
+        ...
 
 
 @dataclass
@@ -86,15 +97,18 @@ class _World:
 
 
 class StorageController:
-    def __init__(self, db: AsyncStateDB, shares: ShareOps, record: EventSink,
-                 claims_changed: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, db: AsyncStateDB, shares: ShareOps, events: EventSink) -> None:
         self._db = db
         self._shares = shares
-        self._record = record
-        self._claims_changed = claims_changed
+        self._record = events.record
+        self._consumers: list[ClaimConsumers] = []
         self._lock = trio.Lock()
         self._last_reason: dict[str, str] = {}  # claim uid -> last Pending message recorded
         self._wake = trio.Event()
+
+    def tell_when_bound(self, consumers: ClaimConsumers) -> None:
+        """Have ``consumers.claims_bound()`` called after each pass that binds a claim."""
+        self._consumers.append(consumers)
 
     # -- PersistentVolumes ----------------------------------------------------------
 
@@ -277,7 +291,8 @@ class StorageController:
             for name in sorted(world.volumes):
                 await self._sync_volume(world, world.volumes[name])
         if bound_any:
-            await self._claims_changed()
+            for consumers in self._consumers:
+                await consumers.claims_bound()
 
     async def _read_world(self) -> _World:
         return _World(

@@ -21,25 +21,23 @@ import datetime
 import logging
 import shutil
 import uuid
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from volfs.api import ManifestError, Pod, parse_pod
-from volfs.api.storage import claims_of
-from volfs.fs import Filesystem, ServedVolume
-from volfs.lifecycle.errors import (
+from volfs.api.errors import (
     AlreadyExists,
     Conflict,
     Invalid,
-    LifecycleError,
     NotFound,
+    RequestError,
     SetupFailed,
 )
-from volfs.lifecycle.events import WARNING, record_event
+from volfs.api.storage import claims_of
+from volfs.fs import Filesystem, ServedVolume
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookFailed, HookRunner
 from volfs.lifecycle.service import DeleteResult
 from volfs.lifecycle.updates import pod_update_causes
@@ -63,6 +61,7 @@ from volfs.runtime import (
     runs_containers,
 )
 from volfs.state import AsyncStateDB
+from volfs.state.events import WARNING, record_event
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +73,36 @@ _SYSTEM_METADATA = ("name", "namespace", "uid", "resourceVersion", "creationTime
                     "selfLink", "managedFields")
 
 
-class ContainersNotRemoved(LifecycleError):
+class ContainersNotRemoved(RequestError):
     """The engine refused to remove a pod's containers: the pod and its volumes stay."""
+
+
+class Binder(Protocol):
+    """The claim binder, as the pod manager sees it (the storage controller)."""
+
+    def wake(self) -> None:
+        """Look at claims soon: a pod now waits for one (its first consumer)."""
+        ...
 
 
 class PodManager:
     """The PodService the control API calls (see volfs.lifecycle.service).
 
     ``runtime`` runs the containers of pods annotated ``volfs.io/run: "true"``;
-    without one, such pods are refused. ``volumes_wanted`` is called once a pod that
+    without one, such pods are refused. ``binder.wake()`` is called once a pod that
     waits for a volume (an unbound claim) is stored, so the binder can act at once.
     """
 
     def __init__(self, db: AsyncStateDB, fs: Filesystem, plugins: PluginRegistry,
                  hooks: HookRunner, root: Path, runtime: ContainerRuntime | None = None,
-                 volumes_wanted: Callable[[], None] = lambda: None) -> None:
+                 binder: Binder | None = None) -> None:
         self._db = db
         self._fs = fs
         self._plugins = plugins
         self._hooks = hooks
         self._root = root
         self._runtime = runtime
-        self._volumes_wanted = volumes_wanted
+        self._binder = binder
         # One change at a time: a create's checks and its commit must not interleave.
         self._lock = trio.Lock()
         self._deleting: dict[tuple[str, str], trio.Event] = {}  # stopping containers
@@ -126,8 +133,8 @@ class PodManager:
                                f"Created pod {name}; volumes set up: {_volume_names(pod)}")
             for reason in waiting:
                 await record_event(self._db, obj, "FailedMount", reason, WARNING)
-            if waiting:
-                self._volumes_wanted()
+            if waiting and self._binder is not None:
+                self._binder.wake()
             return (await self._with_container_status([self._with_volume_status(obj)]))[0]
 
     async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
@@ -233,8 +240,9 @@ class PodManager:
                     log.info("removing %s: it belongs to no pod", leftover)
                     await trio.to_thread.run_sync(_remove_any, leftover)
 
-    async def retry_waiting(self) -> None:
-        """Set up the volumes Pending pods wait for (a claim was bound): called by the binder."""
+    async def claims_bound(self) -> None:
+        """Set up the volumes Pending pods wait for (a claim was bound): called by the binder
+        (``StorageController.tell_when_bound``)."""
         async with self._lock:
             for obj in await self._db.list(POD):
                 meta = obj["metadata"]

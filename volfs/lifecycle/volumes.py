@@ -19,7 +19,7 @@ from typing import Protocol
 import trio
 
 from volfs.api import Volume
-from volfs.lifecycle.errors import VolumeNotReady
+from volfs.api.errors import VolumeNotReady
 from volfs.stores.base import Store
 from volfs.stores.local import LocalStore
 from volfs.stores.quota import Usage, scan_usage

@@ -45,12 +45,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from volfs.api import ManifestError
-from volfs.lifecycle.errors import (
+from volfs.api.errors import (
     AlreadyExists,
     Conflict,
     Invalid,
-    LifecycleError,
     NotFound,
+    RequestError,
     SetupFailed,
 )
 from volfs.lifecycle.service import DeleteResult, PodService
@@ -239,7 +239,7 @@ async def _serve(registry: ResourceRegistry, request: Request, group: str, versi
         if verb == "update":
             return await _update(request, entry, namespace, name)
         return await _patch(request, entry, namespace, name)
-    except (LifecycleError, ManifestError) as exc:
+    except (RequestError, ManifestError) as exc:
         raise st.StatusError(_refusal(exc, entry.resource, registry, name)) from exc
 
 
@@ -574,7 +574,7 @@ def _refusal(exc: Exception, resource: Resource, registry: ResourceRegistry,
         return st.manifest_invalid(exc, name, resource.kind, resource.group)
     if isinstance(exc, SetupFailed):
         return st.internal_error(str(exc))
-    return st.internal_error(str(exc))  # a LifecycleError this layer does not know yet
+    return st.internal_error(str(exc))  # a RequestError this layer does not know yet
 
 
 def _answers_with_status(handler: Handler) -> Handler:

@@ -41,7 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from volfs.api import ManifestError, Pod, parse_pod
-from volfs.lifecycle.errors import Invalid, LifecycleError, NotFound
+from volfs.api.errors import Invalid, NotFound, RequestError
 from volfs.lifecycle.service import DeleteResult
 from volfs.runtime.base import RuntimeFailed, RuntimeUnavailable
 
@@ -162,7 +162,7 @@ class DockerVolumes:
                 return  # Docker asks again for a volume it forgot, without options
             try:
                 await self._pods.create_pod(volume_pod(name, options))
-            except LifecycleError as exc:
+            except RequestError as exc:
                 raise PluginError(_lifecycle_message(exc, pod_name_for(name))) from exc
             log.info("docker volume %s created (%s)", name, _format_options(options))
 
@@ -354,7 +354,7 @@ def _format_options(options: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "no options"
 
 
-def _lifecycle_message(exc: LifecycleError, pod_name: str) -> str:
+def _lifecycle_message(exc: RequestError, pod_name: str) -> str:
     """The lifecycle's refusal without the pod's field paths and names, which Docker
     users never wrote."""
     if not isinstance(exc, Invalid):

@@ -2,7 +2,7 @@
 
 Served from the start: ``pods`` (the lifecycle's PodService), ``namespaces`` (derived:
 ``default`` plus every namespace that holds an object) and ``events`` (what the
-lifecycle recorded, see ``volfs.lifecycle.events``).
+lifecycle recorded, see ``volfs.state.events``).
 
 Described here for the NFS work to register with its own services (one line each in
 the daemon, see ``volfs.server.resources``): ``persistentvolumes`` (pv),
@@ -16,8 +16,7 @@ import uuid
 from typing import Any
 
 from volfs.api import parse_pod
-from volfs.lifecycle.errors import NotFound
-from volfs.lifecycle.events import EVENT
+from volfs.api.errors import NotFound
 from volfs.lifecycle.service import DeleteResult, PodService
 from volfs.server.patch import EVENT_SCHEMA, POD_SCHEMA
 from volfs.server.resources import Resource, ResourceRegistry
@@ -31,6 +30,7 @@ from volfs.server.tables import (
     STORAGE_CLASS_COLUMNS,
 )
 from volfs.state import AsyncStateDB
+from volfs.state.events import EVENT
 
 __all__ = [
     "EVENTS",

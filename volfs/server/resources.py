@@ -62,7 +62,7 @@ class ResourceService(Protocol):
 
     A service implements the methods its descriptor's verbs need (see
     ``VERB_METHODS``); the server never calls the others. Refusals are the lifecycle
-    errors (``volfs.lifecycle.errors``), which the server turns into Statuses worded
+    errors (``volfs.api.errors``), which the server turns into Statuses worded
     with the descriptor's names:
 
     * ``NotFound`` -> 404, ``AlreadyExists`` -> 409, ``Conflict`` -> 409,

@@ -38,6 +38,19 @@ PRUNE_INTERVAL = 60.0
 _last_pruned: weakref.WeakKeyDictionary[AsyncStateDB, float] = weakref.WeakKeyDictionary()
 
 
+class EventRecorder:
+    """Records events in one state database: what the controllers and the lifecycle
+    are handed, so that what they report and where it goes stay apart."""
+
+    def __init__(self, db: AsyncStateDB) -> None:
+        self._db = db
+
+    async def record(self, involved_object: dict[str, Any], type_: str, reason: str,
+                     message: str) -> None:
+        """Store an Event (best effort: see :func:`record_event`)."""
+        await record_event(self._db, involved_object, reason, message, type_)
+
+
 async def record_event(
     db: AsyncStateDB,
     involved_object: dict[str, Any],
