@@ -8,6 +8,7 @@ the mount is up.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import errno
@@ -23,14 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pyfuse3
 import trio
 from starlette.types import ASGIApp
 
 from volfs.config import DaemonConfig
 from volfs.controllers.storage import StorageController
 from volfs.fs import Filesystem
-from volfs.fs.mount import MOUNT_OPTIONS, MountPointBusy, prepare_mount_point
+from volfs.fs.mount import MountPointBusy
 from volfs.lifecycle.claims import ClaimPlugin
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
@@ -59,6 +59,7 @@ from volfs.server.watch import OpenWatches
 from volfs.state import AsyncStateDB, StateDB
 from volfs.state.events import EventRecorder
 from volfs.stores.nfs import NfsShares
+from volfs.stores.nfs.rpc import background_tasks as nfs_background_tasks
 
 log = logging.getLogger("volfs")
 
@@ -108,8 +109,13 @@ async def _serve(config: DaemonConfig) -> None:
     for public in (config.hooks_dir, config.hooks_dir / ON_CREATE, config.hooks_dir / ON_DELETE):
         public.mkdir(mode=0o755, exist_ok=True)
     started = datetime.datetime.now(datetime.UTC)
-    with (_exclusive(config.state_dir), _opened(config.database_path) as db,
-          _kube_api_listener(config) as kube_api):
+    # Start-up in order; teardown in reverse, whatever fails: the servers and the
+    # mount stop first, then every store is closed, then the database, then the lock.
+    async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_exclusive(config.state_dir))
+        db = stack.enter_context(_opened(config.database_path))
+        kube_api = stack.enter_context(_kube_api_listener(config))
+        await stack.enter_async_context(nfs_background_tasks())  # outlives every NFS store
         fs = Filesystem(statfs_path=str(config.state_dir))
         state = AsyncStateDB(db)
         storage = StorageController(state, NfsShares(), EventRecorder(state))
@@ -124,37 +130,32 @@ async def _serve(config: DaemonConfig) -> None:
             engine,
             binder=storage)
         storage.tell_when_bound(pods)  # Pending pods whose claim is bound now get set up
+        stack.push_async_callback(pods.close)
         await pods.restore([config.disk_volumes_dir, config.memory_path])
-        prepare_mount_point(config.root)
-        pyfuse3.init(fs.operations, str(config.root), MOUNT_OPTIONS)
-        fs.mounted = True
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(pyfuse3.main)
-                nursery.start_soon(_widen_read_ahead, config.root)
-                registry = core_registry(pods, state, started)
-                registry.register(PERSISTENT_VOLUMES, VolumeResource(storage, claims.used_bytes))
-                registry.register(PERSISTENT_VOLUME_CLAIMS,
-                                  ClaimResource(storage, claims.used_bytes, pods.claim_users))
-                registry.register(STORAGE_CLASSES, ClassResource(storage))
-                await nursery.start(storage.run)
-                watches = OpenWatches()
-                kubeconfig = await _serve_kube_api(nursery, create_app(
-                    registry, changes=state.next_change, watches=watches), kube_api)
-                control = create_app(registry, kubeconfig=lambda: kubeconfig,
-                                     changes=state.next_change, watches=watches)
-                await nursery.start(serve_unix, control, config.socket_path)
-                await _serve_docker_plugin(nursery, config, pods, engine)
-                nursery.start_soon(pods.sweep_containers)
-                log.info("serving %s (state in %s, control socket %s)", config.root,
-                         config.state_dir, config.socket_path)
-                await _until_stop_signal()
-                watches.close()  # open watches end now, not at the HTTP server's timeout
-                nursery.cancel_scope.cancel()
-        finally:
-            fs.mounted = False
-            pyfuse3.close(unmount=True)
-    log.info("stopped; %s unmounted", config.root)
+
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        await nursery.start(fs.serve, config.root)
+        nursery.start_soon(_widen_read_ahead, config.root)
+        registry = core_registry(pods, state, started)
+        registry.register(PERSISTENT_VOLUMES, VolumeResource(storage, claims.used_bytes))
+        registry.register(PERSISTENT_VOLUME_CLAIMS,
+                          ClaimResource(storage, claims.used_bytes, pods.claim_users))
+        registry.register(STORAGE_CLASSES, ClassResource(storage))
+        await nursery.start(storage.run)
+        watches = OpenWatches()
+        kubeconfig = await _serve_kube_api(nursery, create_app(
+            registry, changes=state.next_change, watches=watches), kube_api)
+        control = create_app(registry, kubeconfig=lambda: kubeconfig,
+                             changes=state.next_change, watches=watches)
+        await nursery.start(serve_unix, control, config.socket_path)
+        await _serve_docker_plugin(nursery, config, pods, engine)
+        nursery.start_soon(pods.sweep_containers)
+        log.info("serving %s (state in %s, control socket %s)", config.root,
+                 config.state_dir, config.socket_path)
+        await _until_stop_signal()
+        watches.close()  # open watches end now, not at the HTTP server's timeout
+        nursery.cancel_scope.cancel()
+    log.info("stopped")
 
 
 async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,

@@ -300,3 +300,20 @@ def test_large_files_round_trip(shared_daemon: Daemon, nfs_share: NfsShare,
                           capture_output=True).stdout
     assert back == source.read_bytes()
     shared_daemon.cli("delete", "pod", pod_name)
+
+
+def test_a_stopping_daemon_closes_every_store_after_the_mount_is_gone(
+        tmp_path: Path, nfs_share: NfsShare, pod_name: str) -> None:
+    daemon = Daemon(tmp_path / "volfs", extra_args=["--debug"]).start()
+    try:
+        daemon.apply(pod_manifest(pod_name, nfs_share.volume() + SCRATCH))
+        (daemon.volume_path(pod_name, "data") / "f").write_text("kept")
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()
+    log = daemon.log_path.read_text()
+    unmounted = log.index(f"{daemon.root} unmounted")
+    closed = log.index(f"nfs {nfs_share.server}: connection dropped: closed")
+    assert unmounted < closed  # the mount stops first, then the stores are closed
+    assert "Traceback" not in log
+    assert (nfs_share.dir / "f").read_text() == "kept"

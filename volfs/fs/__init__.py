@@ -1,16 +1,21 @@
 """The FUSE side of volfs: the synthetic tree, the inode table, the Operations.
 
 :class:`Filesystem` is what the layers above use: they publish a pod's volumes
-and withdraw them; it keeps the kernel's caches honest about both.
+and withdraw them; it keeps the kernel's caches honest about both. It owns the
+mount too: :meth:`Filesystem.serve`, started with ``nursery.start``, mounts,
+reports ready, answers the kernel until cancelled and unmounts on the way out.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pyfuse3
+import trio
 
 from volfs.fs.inodes import InodeTable
+from volfs.fs.mount import MOUNT_OPTIONS, prepare_mount_point
 from volfs.fs.operations import VolfsOperations
 from volfs.fs.tree import PODS, ServedVolume, Tree
 
@@ -25,6 +30,25 @@ class Filesystem:
         self.table = InodeTable()
         self.operations = VolfsOperations(self.tree, self.table, statfs_path)
         self.mounted = False
+
+    async def serve(self, root: Path, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Mount at ``root`` and answer the kernel until cancelled, then unmount.
+
+        Ready (``task_status.started()``) once the mount is in place. A stale mount
+        at ``root`` (its daemon died) is replaced; a live one is refused
+        (MountPointBusy). pyfuse3 serves one mount per process.
+        """
+        prepare_mount_point(root)
+        pyfuse3.init(self.operations, str(root), MOUNT_OPTIONS)
+        self.mounted = True
+        try:
+            task_status.started()
+            await pyfuse3.main()
+        finally:
+            self.mounted = False
+            pyfuse3.close(unmount=True)
+            log.info("%s unmounted", root)
 
     def publish_pod(self, pod_uid: str, volumes: list[ServedVolume]) -> None:
         """Make ``pods/<uid>/volumes/...`` appear (at once: nothing negative is cached)."""

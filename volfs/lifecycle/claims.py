@@ -87,6 +87,12 @@ class ClaimPlugin:
                 del self._shared[name]
                 await shared.store.close()  # the data stays on the server
 
+    async def close(self) -> None:
+        """Close every PV's store; the data stays on the servers."""
+        shared, self._shared = list(self._shared.values()), {}
+        for entry in shared:
+            await entry.store.close()
+
     def describe(self, volume: Volume) -> dict[str, object]:
         assert volume.persistent_volume_claim is not None
         return {"claimName": volume.persistent_volume_claim.claim_name}

@@ -118,6 +118,9 @@ class HostPathPlugin:
         _check_type(source, resolved, creating=True)
         return resolved, prefix_read_only
 
+    async def close(self) -> None:
+        return None  # a LocalStore holds descriptors only, closed with the process
+
     async def tear_down(self, pod: PodRef, volume: Volume) -> None:
         return None  # host data outlives every pod, whatever the type
 

@@ -65,6 +65,12 @@ class NfsPlugin:
         if store is not None:
             await store.close()  # the data stays on the server
 
+    async def close(self) -> None:
+        """Close every store's connection; the data stays on the servers."""
+        stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            await store.close()
+
     def describe(self, volume: Volume) -> dict[str, object]:
         source = _source(volume)
         return {"server": source.server, "export": source.path}

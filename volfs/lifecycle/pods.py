@@ -240,6 +240,10 @@ class PodManager:
                     log.info("removing %s: it belongs to no pod", leftover)
                     await trio.to_thread.run_sync(_remove_any, leftover)
 
+    async def close(self) -> None:
+        """The daemon stops: close every volume plugin's stores (their data stays)."""
+        await self._plugins.close()
+
     async def claims_bound(self) -> None:
         """Set up the volumes Pending pods wait for (a claim was bound): called by the binder
         (``StorageController.tell_when_bound``)."""

@@ -10,6 +10,7 @@ layer serves at ``pods/<uid>/volumes/<kind_dir>/<name>``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from volfs.api.errors import VolumeNotReady
 from volfs.stores.base import Store
 from volfs.stores.local import LocalStore
 from volfs.stores.quota import Usage, scan_usage
+
+log = logging.getLogger(__name__)
 
 EMPTY_DIR_KIND = "kubernetes.io~empty-dir"
 # Only volfs writes to an EmptyDir, so the kernel may cache its entries and
@@ -70,6 +73,10 @@ class VolumePlugin(Protocol):
 
     async def tear_down(self, pod: PodRef, volume: Volume) -> None:
         """Undo set-up (idempotent; also called for a volume that never got set up)."""
+
+    async def close(self) -> None:
+        """The daemon stops: let go of what set-up holds (connections), keeping every
+        volume's data for the next start."""
     def describe(self, volume: Volume) -> dict[str, object]: ...
 
 
@@ -109,6 +116,9 @@ class EmptyDirPlugin:
         await trio.to_thread.run_sync(_remove_tree, path)
         for parent in (path.parent, path.parent.parent):  # <uid>/<kind>, then <uid>
             _remove_if_empty(parent)
+
+    async def close(self) -> None:
+        return None  # a LocalStore holds descriptors only, closed with the process
 
     def describe(self, volume: Volume) -> dict[str, object]:
         assert volume.empty_dir is not None
@@ -152,3 +162,11 @@ class PluginRegistry:
 
     def supported(self) -> list[str]:
         return sorted(self._by_kind)
+
+    async def close(self) -> None:
+        """Close every plugin (the daemon stops); a failure is logged, the rest still close."""
+        for kind, plugin in self._by_kind.items():
+            try:
+                await plugin.close()
+            except Exception:
+                log.exception("closing the %s volume plugin failed", kind)

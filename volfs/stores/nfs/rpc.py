@@ -25,13 +25,14 @@ turn into a storm of connections.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -436,8 +437,7 @@ class RpcClient:
                 return
         if self._busy() and not self._background:
             self._background = True
-            trio.lowlevel.spawn_system_task(self._pump_in_background,
-                                            name=f"volfs nfs pump {self.name}")
+            _start_background(self._pump_in_background, f"volfs nfs pump {self.name}")
 
     def _busy(self) -> bool:
         conn = self._conn
@@ -455,12 +455,43 @@ class RpcClient:
             with trio.CancelScope() as scope:
                 self._background_scope = scope
                 await self._pump(lambda: not self._busy(), lazy=True)
-        except Exception:  # noqa: BLE001 - a system task must not raise
+        except Exception:  # noqa: BLE001 - a background task must not raise
             log.exception("%s: servicing the connection failed", self.name)
         finally:
             self._background = False
             self._background_scope = None
             self._hand_over()
+
+
+# The nursery that owns the clients' background pumps: the daemon's (see
+# :func:`background_tasks`). Outside one (a script, a test of the client alone) the
+# pumps are trio system tasks, which the run cancels when it ends.
+_BACKGROUND: trio.lowlevel.RunVar[trio.Nursery | None] = trio.lowlevel.RunVar(
+    "volfs_nfs_background", default=None)
+
+
+@contextlib.asynccontextmanager
+async def background_tasks() -> AsyncIterator[None]:
+    """Own the NFS clients' background work for as long as the block runs.
+
+    Enter it before any NFS volume is opened and leave it after every one is closed
+    (the daemon does, in its exit stack): a pump still running then is cancelled.
+    """
+    async with trio.open_nursery() as nursery:
+        _BACKGROUND.set(nursery)
+        try:
+            yield
+        finally:
+            _BACKGROUND.set(None)
+            nursery.cancel_scope.cancel()
+
+
+def _start_background(task: Callable[[], Awaitable[None]], name: str) -> None:
+    nursery = _BACKGROUND.get()
+    if nursery is not None:
+        nursery.start_soon(task, name=name)
+    else:
+        trio.lowlevel.spawn_system_task(task, name=name)
 
 
 async def _readable_or_writable(fd: int) -> int:
