@@ -37,6 +37,7 @@ from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.nfs import NfsPlugin
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
+from volfs.persistent import NfsSource, PersistentSources
 from volfs.runtime.docker import DockerRuntime, default_docker_host
 from volfs.server.app import create_app
 from volfs.server.docker_plugin import REFS_FILE, DockerVolumes, MountRefs, create_plugin_app
@@ -118,9 +119,10 @@ async def _serve(config: DaemonConfig) -> None:
         await stack.enter_async_context(nfs_background_tasks())  # outlives every NFS store
         fs = Filesystem(statfs_path=str(config.state_dir))
         state = AsyncStateDB(db)
-        storage = StorageController(state, NfsShares(), EventRecorder(state))
+        sources = PersistentSources([NfsSource(NfsShares())])  # the PV kinds served
+        storage = StorageController(state, sources, EventRecorder(state))
         engine = DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root))
-        claims = ClaimPlugin(storage)
+        claims = ClaimPlugin(storage, sources)
         pods = PodManager(
             state, fs,
             PluginRegistry([EmptyDirPlugin(config.disk_volumes_dir, config.memory_path),

@@ -9,8 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "volfs"
 
 # Top first, as in the README's Development section.
-LAYERS = ["cli", "daemon", "server", "lifecycle", "runtime", "controllers", "state", "fs",
-          "stores", "api", "config"]
+LAYERS = ["cli", "daemon", "server", "lifecycle", "runtime", "controllers", "persistent",
+          "state", "fs", "stores", "api", "config"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -16,7 +16,8 @@ import trio
 
 from volfs.api.errors import Conflict
 from volfs.api.storage import build_claim, build_storage_class, build_volume
-from volfs.controllers.storage import StorageController, expand_sub_dir
+from volfs.controllers.storage import StorageController
+from volfs.persistent import NfsSource, PersistentSources, expand_sub_dir
 from volfs.state import AsyncStateDB, StateDB
 
 
@@ -48,7 +49,8 @@ class Harness:
         self.shares = LocalShares(tmp / "nfs")
         self.events: list[tuple[str, str, str]] = []
         self.bound_notices = 0
-        self.controller = StorageController(AsyncStateDB(self.db), self.shares, self)
+        self.controller = StorageController(AsyncStateDB(self.db),
+                                            PersistentSources([NfsSource(self.shares)]), self)
         self.controller.tell_when_bound(self)
 
     async def record(self, obj: dict[str, Any], type_: str, reason: str, msg: str) -> None:

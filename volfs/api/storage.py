@@ -21,6 +21,7 @@ from volfs.api.validation import check_label, check_subdomain, decode_causes
 __all__ = [
     "ACCESS_MODES",
     "NFS_PROVISIONER",
+    "PV_SOURCES",
     "ClaimRef",
     "ClusterObjectMeta",
     "LabelSelector",
@@ -30,11 +31,16 @@ __all__ = [
     "build_claim",
     "build_storage_class",
     "build_volume",
+    "claims_of",
+    "volume_source_kind",
 ]
 
 ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
 RECLAIM_POLICIES = ("Retain", "Delete", "Recycle")
 NFS_PROVISIONER = "volfs.io/nfs"
+# The PersistentVolume source fields Kubernetes defines that volfs parses (only nfs is
+# served: the others parse so that the refusal can name them).
+PV_SOURCES = ("nfs", "hostPath", "local", "csi", "iscsi", "fc", "cephfs", "rbd")
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 ON_DELETE = ("delete", "retain", "archive")
@@ -89,6 +95,13 @@ class PersistentVolumeSpec(KubeModel):
 
     def capacity_bytes(self) -> int:
         return parse_quantity(self.capacity.get("storage", 0))
+
+    def source_kind(self) -> str | None:
+        """The source field that is set ("nfs", ...), as the PV-source plugins know it."""
+        for name in PV_SOURCES:
+            if getattr(self, _snake(name)) is not None:
+                return name
+        return None
 
 
 class PersistentVolume(KubeModel):
@@ -184,6 +197,11 @@ class StorageClass(KubeModel):
 # -- building: decode, then the rules that span fields -------------------------------
 
 
+def volume_source_kind(spec: Mapping[str, Any]) -> str | None:
+    """The source field set in a stored PV's ``spec`` ("nfs", ...), or None."""
+    return next((name for name in PV_SOURCES if spec.get(name) is not None), None)
+
+
 def claims_of(pod: Mapping[str, Any]) -> list[str]:
     """The claim names a stored Pod object's volumes give (``persistentVolumeClaim``)."""
     volumes = (pod.get("spec") or {}).get("volumes") or []
@@ -237,8 +255,7 @@ def _check_volume(pv: PersistentVolume) -> Iterator[Cause]:
         yield "spec.capacity.storage", "Required value"
     if not spec.access_modes:
         yield "spec.accessModes", "Required value"
-    others = [k for k in ("hostPath", "local", "csi", "iscsi", "fc", "cephfs", "rbd")
-              if getattr(spec, _snake(k)) is not None]
+    others = [k for k in PV_SOURCES if k != "nfs" and getattr(spec, _snake(k)) is not None]
     if others:
         yield f"spec.{others[0]}", f"volume source {others[0]} is not supported (volfs serves nfs)"
     elif spec.nfs is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import datetime
 import logging
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import trio
 from volfs.api import ManifestError
 from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, VolumeNotReady
 from volfs.api.storage import (
-    NFS_PROVISIONER,
+    PV_SOURCES,
     PersistentVolume,
     PersistentVolumeClaim,
     StorageClass,
@@ -38,6 +37,7 @@ from volfs.api.storage import (
     claims_of,
 )
 from volfs.controllers.matching import effective_class, find_match, why_pending
+from volfs.persistent import PROVISIONED_BY, PersistentSources, ReclaimFailed
 from volfs.state import AsyncStateDB
 
 log = logging.getLogger(__name__)
@@ -47,25 +47,7 @@ POD = "Pod"  # read only: which claims have a consumer (WaitForFirstConsumer)
 WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
 Object = dict[str, Any]
 
-PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
-SHARE_ANNOTATION = "volfs.io/share"
-SUBDIR_ANNOTATION = "volfs.io/sub-dir"
-ON_DELETE_ANNOTATION = "volfs.io/on-delete"
 BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
-DEFAULT_SUBDIR = "${pvc.metadata.namespace}-${pvc.metadata.name}-${pv.metadata.name}"
-_TEMPLATE_VAR = re.compile(r"\$\{([^}]*)\}")
-
-
-class ShareOps(Protocol):
-    """Directory work on an NFS share, for provisioning and reclaim (never blocks the loop)."""
-
-    async def make_dir(self, server: str, share: str, sub_dir: str,
-                       mount_options: list[str]) -> None: ...
-    async def remove_dir(self, server: str, share: str, sub_dir: str,
-                         mount_options: list[str]) -> None: ...
-    async def rename_dir(self, server: str, share: str, sub_dir: str, new_sub_dir: str,
-                         mount_options: list[str]) -> None: ...
-    async def scrub_dir(self, server: str, path: str, mount_options: list[str]) -> None: ...
 
 
 class EventSink(Protocol):
@@ -97,9 +79,10 @@ class _World:
 
 
 class StorageController:
-    def __init__(self, db: AsyncStateDB, shares: ShareOps, events: EventSink) -> None:
+    def __init__(self, db: AsyncStateDB, sources: PersistentSources,
+                 events: EventSink) -> None:
         self._db = db
-        self._shares = shares
+        self._sources = sources
         self._record = events.record
         self._consumers: list[ClaimConsumers] = []
         self._lock = trio.Lock()
@@ -218,7 +201,7 @@ class StorageController:
             _check_version(PV, obj, stored)
             pv = _parse_update(build_volume, PV, obj)
             new = pv.to_k8s()
-            if new["spec"].get("nfs") != stored["spec"].get("nfs"):
+            if _sources_of(new) != _sources_of(stored):
                 raise Invalid(PV, name, [("spec.persistentvolumesource",
                                           "Forbidden: spec.persistentvolumesource is immutable "
                                           "after creation")])
@@ -385,19 +368,17 @@ class StorageController:
 
     async def _provision(self, world: _World, claim: PersistentVolumeClaim,
                          claim_class: str) -> Object | None:
+        """A new PV for ``claim`` from its class's provisioner plugin, or None."""
         sc_obj = world.classes.get(claim_class)
         if sc_obj is None or claim.spec.selector is not None:
             return None
         sc = _as_class(sc_obj)
-        if sc.provisioner != NFS_PROVISIONER:
+        provisioner = self._sources.provisioner(sc.provisioner)
+        if provisioner is None:
             return None
         pv_name = f"pvc-{claim.metadata.uid}"
-        params = sc.parameters
-        share = params["share"].rstrip("/") or "/"
-        options = list(sc.mount_options)
         try:
-            sub_dir = expand_sub_dir(params.get("subDir", DEFAULT_SUBDIR), claim, pv_name)
-            await self._shares.make_dir(params["server"], share, sub_dir, options)
+            made = await provisioner.provision(claim, sc, pv_name)
         except (OSError, ValueError) as exc:
             await self._record(_claim_ref_obj(claim), "Warning", "ProvisioningFailed",
                                f"failed to provision volume with StorageClass "
@@ -406,16 +387,11 @@ class StorageController:
         pv = {
             "apiVersion": "v1", "kind": PV,
             "metadata": {"name": pv_name, "annotations": {
-                PROVISIONED_BY: NFS_PROVISIONER, SHARE_ANNOTATION: share,
-                SUBDIR_ANNOTATION: sub_dir,
-                ON_DELETE_ANNOTATION: params.get("onDelete", "delete")}},
+                PROVISIONED_BY: sc.provisioner, **made.annotations}},
             "spec": {"capacity": {"storage": claim.spec.resources.requests["storage"]},
                      "accessModes": list(claim.spec.access_modes),
                      "persistentVolumeReclaimPolicy": sc.reclaim_policy,
-                     "storageClassName": claim_class,
-                     "nfs": {"server": params["server"],
-                             "path": f"{share.rstrip('/')}/{sub_dir}"},
-                     "mountOptions": options},
+                     "storageClassName": claim_class, **made.spec},
         }
         obj = _new_object(build_volume(pv, None).to_k8s(), {"phase": "Available"})
         await self._record(_claim_ref_obj(claim), "Normal", "ProvisioningSucceeded",
@@ -445,42 +421,35 @@ class StorageController:
             await self._reclaim_recycle(pv_obj)
 
     async def _reclaim_delete(self, pv_obj: Object) -> None:
-        annotations = pv_obj["metadata"].get("annotations", {})
         name = pv_obj["metadata"]["name"]
-        if annotations.get(PROVISIONED_BY) != NFS_PROVISIONER:
+        deleter = self._sources.deleter(pv_obj)
+        if deleter is None:
             await self._fail(pv_obj, "VolumeFailedDelete",
                              "error getting deleter volume plugin for volume "
                              f'"{name}": no deletable volume plugin matched')
             return
-        nfs = pv_obj["spec"]["nfs"]
-        share, sub_dir = annotations[SHARE_ANNOTATION], annotations[SUBDIR_ANNOTATION]
-        options = pv_obj["spec"].get("mountOptions", [])
-        on_delete = annotations.get(ON_DELETE_ANNOTATION, "delete")
         try:
-            if on_delete == "delete":
-                await self._shares.remove_dir(nfs["server"], share, sub_dir, options)
-            elif on_delete == "archive":
-                parent, _, base = sub_dir.rpartition("/")
-                archived = f"{parent}/archived-{base}" if parent else f"archived-{base}"
-                await self._shares.rename_dir(nfs["server"], share, sub_dir, archived, options)
-        except OSError as exc:
-            await self._fail(pv_obj, "VolumeFailedDelete", f"{on_delete} of {sub_dir}: {exc}")
+            await deleter.delete(pv_obj)
+        except ReclaimFailed as exc:
+            await self._fail(pv_obj, "VolumeFailedDelete", str(exc))
             return
         await self._db.delete(PV, "", name)
 
     async def _reclaim_recycle(self, pv_obj: Object) -> None:
-        nfs = pv_obj["spec"]["nfs"]
+        recycler = self._sources.recycler(pv_obj)
+        if recycler is None:
+            await self._fail(pv_obj, "VolumeFailedRecycle",
+                             "no recyclable volume plugin matched")
+            return
         try:
-            await self._shares.scrub_dir(nfs["server"], nfs["path"],
-                                         pv_obj["spec"].get("mountOptions", []))
-        except OSError as exc:
+            done = await recycler.recycle(pv_obj)
+        except ReclaimFailed as exc:
             await self._fail(pv_obj, "VolumeFailedRecycle", f"recycle failed: {exc}")
             return
         pv_obj["spec"].pop("claimRef", None)
         pv_obj["status"] = {"phase": "Available"}
         await self._db.put(pv_obj)
-        await self._record(pv_obj, "Normal", "VolumeRecycled",
-                           f"Volume recycled: {nfs['path']} emptied")
+        await self._record(pv_obj, "Normal", "VolumeRecycled", f"Volume recycled: {done}")
 
     async def _fail(self, pv_obj: Object, reason: str, message: str) -> None:
         if pv_obj.get("status", {}).get("phase") == "Failed":
@@ -494,23 +463,6 @@ class StorageController:
         if obj is None:
             raise NotFound(kind, namespace or None, name)
         return obj
-
-
-def expand_sub_dir(template: str, claim: PersistentVolumeClaim, pv_name: str) -> str:
-    """The subDir template with ``${pvc.metadata.namespace}``, ``${pvc.metadata.name}``,
-    ``${pv.metadata.name}`` replaced; nested paths (``a/${...}/b``) are allowed."""
-    values = {"pvc.metadata.namespace": claim.metadata.namespace,
-              "pvc.metadata.name": claim.metadata.name, "pv.metadata.name": pv_name}
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(1) not in values:
-            raise ValueError(f"unknown variable ${{{match.group(1)}}} in subDir")
-        return values[match.group(1)]
-
-    expanded = _TEMPLATE_VAR.sub(replace, template).strip("/")
-    if not expanded or ".." in expanded.split("/"):
-        raise ValueError(f"subDir {template!r} expands to {expanded!r}")
-    return expanded
 
 
 _SYSTEM_METADATA = ("uid", "creationTimestamp", "resourceVersion", "namespace")
@@ -542,6 +494,11 @@ def _keep_system_fields(new: Object, stored: Object) -> Object:
     if "status" in stored:
         updated["status"] = stored["status"]
     return updated
+
+
+def _sources_of(pv_obj: Object) -> Object:
+    """A PV's source fields (``nfs``, ...): immutable after creation, as in Kubernetes."""
+    return {name: pv_obj["spec"].get(name) for name in PV_SOURCES}
 
 
 def _spec_without_binding(obj: Object) -> Object:

@@ -1,9 +1,11 @@
 """Volumes that name a PersistentVolumeClaim: served from the PV the claim is bound to.
 
 As kubelet does, a pod's ``persistentVolumeClaim`` volume is resolved to its bound
-PersistentVolume and served as that PV's NFS directory at
-``pods/<uid>/volumes/kubernetes.io~nfs/<volume>``. Every pod using one PV shares one
-store: one connection, one usage figure, one capacity enforced for all of them.
+PersistentVolume, whose PV-source plugin (:mod:`volfs.persistent`: NFS today) opens
+the store, served at ``pods/<uid>/volumes/kubernetes.io~nfs/<volume>``. Every pod
+using one PV shares one store: one connection, one usage figure, one capacity
+enforced for all of them. (The directory name is NFS's for every PV kind, for now:
+the synthetic tree learns a volume's directory before the claim is bound.)
 
 A claim that does not exist or is not bound yet is not an error: set-up raises
 VolumeNotReady and the pod waits, Pending, until the binder binds the claim.
@@ -17,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from volfs.api import PersistentVolume, PersistentVolumeClaim, Volume
-from volfs.lifecycle.nfs import NFS_KIND
 from volfs.lifecycle.volumes import PodRef, VolumeRefused
+from volfs.persistent import NFS_KIND, ClosableStore, PersistentSources, SourceRefused
 from volfs.stores.base import Store
-from volfs.stores.nfs import NfsStore, ServerUnreachable, open_store
 from volfs.stores.views import read_only_view
 
 
@@ -33,13 +34,14 @@ class ClaimResolver(Protocol):
 
 @dataclass
 class _Shared:
-    store: NfsStore
+    store: ClosableStore
     users: dict[tuple[str, str], str] = field(default_factory=dict)  # (uid, volume) -> pod
 
 
 @dataclass
 class ClaimPlugin:
     claims: ClaimResolver
+    sources: PersistentSources
     source_kind: str = "persistentVolumeClaim"
     kind_dir: str = NFS_KIND
     _shared: dict[str, _Shared] = field(default_factory=dict, repr=False)  # by PV name
@@ -67,19 +69,11 @@ class ClaimPlugin:
             return read_only_view(shared.store)
         return shared.store
 
-    async def _open(self, pv: PersistentVolume) -> NfsStore:
-        nfs = pv.spec.nfs
-        assert nfs is not None
+    async def _open(self, pv: PersistentVolume) -> ClosableStore:
         try:
-            return await open_store(nfs.server, nfs.path, pv.spec.mount_options,
-                                    capacity_bytes=pv.spec.capacity_bytes(),
-                                    read_only=nfs.read_only)
-        except ServerUnreachable as exc:
-            raise VolumeRefused(f"volume {pv.metadata.name}: nfs {nfs.server}:{nfs.path}: "
-                                f"{exc}") from None
-        except OSError as exc:
-            raise VolumeRefused(f"volume {pv.metadata.name}: nfs {nfs.server}:{nfs.path}: "
-                                f"{exc.strerror or exc}") from None
+            return await self.sources.for_volume(pv).open_store(pv)
+        except SourceRefused as exc:
+            raise VolumeRefused(f"volume {pv.metadata.name}: {exc}") from None
 
     async def tear_down(self, pod: PodRef, volume: Volume) -> None:
         for name, shared in list(self._shared.items()):

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 
 from volfs.api import NFSVolumeSource, Volume
 from volfs.lifecycle.volumes import PodRef, VolumeRefused
+from volfs.persistent import NFS_KIND
 from volfs.stores.base import Store
 from volfs.stores.nfs import NfsStore, NfsTarget, OptionError, ServerUnreachable, open_store
 from volfs.stores.nfs.share import SET_UP_SECONDS
-
-NFS_KIND = "kubernetes.io~nfs"
 
 
 class NfsRefused(VolumeRefused):
