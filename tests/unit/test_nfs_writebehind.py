@@ -331,3 +331,76 @@ def test_released_files_no_longer_count() -> None:
 
     trio.run(main)
     assert not server.overlapping
+
+
+def test_writers_that_waited_together_still_do_not_overlap() -> None:
+    """Two writers wait for a third file's WRITE to land; the first to go must be
+    landed by the second, though the second had looked at its file before."""
+    server = FakeWrites()
+    gate = server.gates[0] = trio.Event()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        first, second, third = behind.open(FH), behind.open(FH), behind.open(FH)
+        await behind.send(third, 0, b"c" * K)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(behind.send, second, 0, b"b" * K)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(behind.send, first, 0, b"a" * K)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+        for writes in (first, second, third):
+            await behind.sync(writes)
+
+    trio.run(main)
+    assert not server.overlapping
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_many_writers_and_readers_of_one_object_never_overlap(seed: int) -> None:
+    """Writers on three open files of one object send overlapping writes at random while
+    readers settle: no two overlapping WRITEs are ever out, a settle returns only once
+    the WRITEs out when it began have landed, and the server ends up with the bytes of
+    the WRITEs in the order they were sent."""
+    rng = random.Random(seed)
+    server = FakeWrites(rng)
+    behind, _ = _behind(server, window=6 * K)
+    model = bytearray()
+    passed: list[str] = []
+
+    def send_order(offset: int, data: bytes) -> None:
+        if len(model) < offset + len(data):
+            model.extend(bytes(offset + len(data) - len(model)))
+        model[offset: offset + len(data)] = data
+
+    async def writer(writes: FileWrites, name: int) -> None:
+        for n in range(30):
+            offset = rng.randrange(0, 16 * K, 512)
+            data = bytes([name * 40 + n]) * rng.choice((512, K, 2 * K))
+            await behind.send(writes, offset, data)
+            send_order(offset, data)  # no await since start_write: the order sent
+            for _ in range(rng.randrange(3)):
+                await trio.lowlevel.checkpoint()
+        await behind.sync(writes)
+
+    async def reader() -> None:
+        for _ in range(20):
+            before = list(server.out)
+            await behind.settle(FH)
+            if any(f in server.out for f in before):
+                passed.append("a read passed a WRITE")
+            await trio.lowlevel.checkpoint()
+
+    async def main() -> None:
+        files = [behind.open(FH) for _ in range(3)]
+        async with trio.open_nursery() as nursery:
+            for name, writes in enumerate(files):
+                nursery.start_soon(writer, writes, name)
+            nursery.start_soon(reader)
+            nursery.start_soon(reader)
+        assert not behind.flying(FH)
+
+    trio.run(main)
+    assert not server.overlapping
+    assert not passed
+    assert bytes(server.files[FH]) == bytes(model)

@@ -205,14 +205,21 @@ class WriteBehind:
 
     async def _make_room(self, writes: FileWrites, offset: int, length: int) -> None:
         """Land flights until this one may go: never two overlapping WRITEs on their way
-        (the server may apply them in either order), never more than the window."""
-        for other in list(self._open.get(writes.fh, ())):
-            if other not in self._open.get(writes.fh, ()):
-                continue  # released meanwhile
-            while other.overlaps(offset, length):
+        (the server may apply them in either order), never more than the window.
+
+        Every landing is an await, during which other tasks may send: the files are
+        looked at again after each, and the WRITE goes only once one look, with no
+        await in it, found nothing in its way.
+        """
+        while True:
+            other = next((o for o in self._open.get(writes.fh, ())
+                          if o.overlaps(offset, length)), None)
+            if other is not None:
                 await self._land(other)
-        while writes.flights and writes.flight_bytes + length > self.window:
-            await self._land(writes)
+            elif writes.flights and writes.flight_bytes + length > self.window:
+                await self._land(writes)
+            else:
+                return
 
     async def _land(self, writes: FileWrites) -> None:
         """Take the reply to the oldest WRITE on its way; raise its error.
