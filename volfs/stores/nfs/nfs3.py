@@ -21,7 +21,7 @@ import os
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import trio
 
@@ -36,6 +36,7 @@ from volfs.stores.nfs.rpc import (
 )
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 lib = L.lib
 
@@ -145,6 +146,13 @@ class ReadReply(NamedTuple):
     data: bytes
     eof: bool
     attrs: os.stat_result | None
+
+
+class Reply(Protocol[T_co]):
+    """A call on its way, as read-ahead and write-behind see it (:class:`Started` is
+    one; their tests give fakes): its reply, later."""
+
+    async def result(self) -> T_co: ...
 
 
 class Started(Generic[T]):

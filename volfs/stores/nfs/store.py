@@ -10,17 +10,23 @@ to do.
 
 Writes go out UNSTABLE (the server may hold them in memory) and ``flush``
 (close) and ``fsync`` COMMIT them, as Linux's NFS client does at close. Until
-the COMMIT, the written data is kept (up to ``_UNSTABLE_LIMIT`` per open file,
+the COMMIT, the written data is kept (up to ``UNSTABLE_LIMIT`` per open file,
 then committed early): when the server's write verifier changes (it restarted
 and may have lost unstable data) it is written again, FILE_SYNC.
 
 A FUSE write returns once its WRITE is sent (write-behind, up to
-``_WRITE_BEHIND`` bytes per file on their way, never two overlapping): a stream
+``WRITE_BEHIND`` bytes per file on their way, never two overlapping): a stream
 of writes costs bandwidth, not a round trip each. A WRITE that fails makes the
 file's next write, or its flush at close, fail with that error, as NFS reports
 write errors at close. Reads and attribute calls on the file wait for its
-writes first. Sequential reads are read ahead (``_READ_AHEAD_WINDOWS`` READs of
-``_READ_AHEAD`` on their way).
+writes first. Sequential reads are read ahead (``READ_AHEAD_WINDOWS`` READs of
+``READ_AHEAD`` on their way).
+
+The two policies are collaborators of the store, each in its module:
+:class:`~volfs.stores.nfs.writebehind.WriteBehind` (flights, landing, unstable
+data, COMMIT) and :class:`~volfs.stores.nfs.readahead.ReadAhead` (one per open
+file). The store keeps names, attributes, sizes and quota: it decides what to
+write and counts it, then hands the WRITE to write-behind.
 
 New objects are made by root with the caller's uid and gid in the create call
 (the gid of a setgid directory stays the directory's, as the server's own
@@ -42,65 +48,33 @@ import itertools
 import logging
 import os
 import stat
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
 from volfs.stores import syscalls
 from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner
-from volfs.stores.nfs import _libnfs as L
-from volfs.stores.nfs.nfs3 import FsInfo, Nfs3, ReadReply, SetAttrs, Started, Written
+from volfs.stores.nfs.nfs3 import FsInfo, Nfs3, SetAttrs
+from volfs.stores.nfs.readahead import ReadAhead
+from volfs.stores.nfs.writebehind import FileWrites, WriteBehind
 from volfs.stores.quota import QuotaExceeded, Usage
 
 log = logging.getLogger(__name__)
 
 SILLY_PREFIX = b".volfs-nfs-"
 NFS_CACHE_SECONDS = 1.0  # the share may change behind our back (other clients, the server)
-_UNSTABLE_LIMIT = 32 * 1024 * 1024  # uncommitted bytes kept per file (to write again)
-_WRITE_BEHIND = 8 * 1024 * 1024  # bytes of WRITEs a file may have on their way
-_READ_AHEAD = 1024 * 1024  # one READ of read-ahead
-_READ_AHEAD_WINDOWS = 8
-_SEQUENTIAL = 1  # sequential reads seen before read-ahead starts
 _LISTED_TTL = 2.0  # seconds a READDIRPLUS entry may answer the lookup that follows it
 _LISTED_MAX = 65536
 _silly_ids = itertools.count(1)
 
 
 @dataclass
-class _Flight:
-    """A WRITE on its way."""
-
-    offset: int
-    data: bytes
-    started: Started[Written]
-
-
-@dataclass
-class _Window:
-    """A READ of read-ahead."""
-
-    offset: int
-    length: int
-    started: Started[ReadReply]
-
-
-@dataclass
 class _OpenFile:
     fh: bytes
     append: bool
-    dirty: bool = False  # unstable writes not yet committed
-    verifier: bytes | None = None
-    unstable: list[tuple[int, bytes]] = field(default_factory=list)
-    unstable_bytes: int = 0
-    flights: deque[_Flight] = field(default_factory=deque)
-    flight_bytes: int = 0
-    error: OSError | None = None  # a WRITE that failed while nobody of this file waited
-    next_read: int = 0
-    sequential: int = 0
-    windows: deque[_Window] = field(default_factory=deque)
-    landing: trio.Lock = field(default_factory=trio.Lock)  # one task takes WRITE replies
+    reads: ReadAhead
+    writes: FileWrites
 
 
 class NfsStore:
@@ -122,8 +96,8 @@ class NfsStore:
         self._files: dict[FileHandle, _OpenFile] = {}
         self._next_fh = itertools.count(1)
         self._by_fh: dict[bytes, set[FileHandle]] = {}  # the open files of each object
-        self._flying: dict[bytes, int] = {}  # WRITEs on their way, by object
         self._unsure: set[bytes] = set()  # objects whose size a failed WRITE left unknown
+        self._writes = WriteBehind(nfs, on_failed=self._unsure.add, name=name)
         self._sizes: dict[bytes, int] = {}  # size of each open file, as the server last said
         self._silly: dict[bytes, tuple[bytes, bytes]] = {}  # open fh -> (dir, hidden name)
         self._dir_modes: dict[bytes, int] = {}
@@ -146,10 +120,10 @@ class NfsStore:
     async def lookup(self, parent: bytes, name: bytes) -> Entry:
         listed = self._listed.pop((parent, name), None)
         if listed is not None and listed[0] > trio.current_time() \
-                and not self._flying.get(listed[1]):
+                and not self._writes.flying(listed[1]):
             return self._entry(listed[1], listed[2])
         fh, attrs = await self.nfs.lookup(parent, name)
-        if attrs is None or self._flying.get(fh):
+        if attrs is None or self._writes.flying(fh):
             attrs = await self.getattr(fh)
         return self._entry(fh, attrs)
 
@@ -161,8 +135,8 @@ class NfsStore:
         self._dir_modes.pop(handle, None)
 
     async def getattr(self, handle: bytes) -> os.stat_result:
-        if self._flying.get(handle):
-            await self._settle(handle)  # the size the server gives must count them
+        if self._writes.flying(handle):
+            await self._writes.settle(handle)  # the size the server gives must count them
         return self._seen(handle, await self.nfs.getattr(handle))
 
     async def readlink(self, handle: bytes) -> bytes:
@@ -186,8 +160,8 @@ class NfsStore:
 
     async def setattr(self, handle: bytes, changes: AttrChanges,
                       fh: FileHandle | None) -> os.stat_result:
-        if self._flying.get(handle):
-            await self._settle(handle)  # a truncate must come after the writes before it
+        if self._writes.flying(handle):
+            await self._writes.settle(handle)  # a truncate must come after the writes before it
         if changes.size is not None:
             self._forget_read_ahead(handle)
         size_before: os.stat_result | None = None
@@ -296,8 +270,8 @@ class NfsStore:
 
     async def link(self, handle: bytes, new_parent: bytes, new_name: bytes) -> os.stat_result:
         self._listed.pop((new_parent, new_name), None)
-        if self._flying.get(handle):
-            await self._settle(handle)
+        if self._writes.flying(handle):
+            await self._writes.settle(handle)
         attrs = await self.nfs.link(handle, new_parent, new_name)
         return self._seen(handle, attrs if attrs is not None else await self.nfs.getattr(handle))
 
@@ -322,8 +296,8 @@ class NfsStore:
 
     async def open(self, handle: bytes, flags: int) -> FileHandle:
         truncate = flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR)
-        if truncate and self._flying.get(handle):
-            await self._settle(handle)
+        if truncate and self._writes.flying(handle):
+            await self._writes.settle(handle)
         attrs = await self._still_there(handle)
         if truncate:
             self._forget_read_ahead(handle)
@@ -368,7 +342,9 @@ class NfsStore:
 
     def _register(self, fh: bytes, flags: int, size: int) -> FileHandle:
         handle = next(self._next_fh)
-        self._files[handle] = _OpenFile(fh, bool(flags & os.O_APPEND))
+        self._files[handle] = _OpenFile(fh, bool(flags & os.O_APPEND),
+                                        ReadAhead(self.nfs, fh, self._rsize),
+                                        self._writes.open(fh))
         self._by_fh.setdefault(fh, set()).add(handle)
         if size >= 0:
             self._sizes[fh] = size
@@ -378,95 +354,25 @@ class NfsStore:
 
     async def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
         file = self._files[fh]
-        if self._flying.get(file.fh):
-            await self._settle(file.fh)  # read what was written
-        end = offset + size
-        # Chosen before the first await: the kernel sends several reads of one stream at
-        # once (its own read-ahead), and each must see the stream as the one before left it.
-        windows = self._take_windows(file, offset, end)
-        parts: list[bytes] = []
-        pos, eof = offset, False
-        for window in windows:
-            if pos < window.offset:
-                break  # a hole between windows: read below
-            try:
-                reply = await window.started.result()
-            except OSError:
-                break  # read again below: its error is the one to give
-            got = reply.data[pos - window.offset: end - window.offset]
-            parts.append(got)
-            pos += len(got)
-            if len(reply.data) < window.length:  # the end of the file (when it was read)
-                eof = pos >= window.offset + len(reply.data)
-                file.windows.clear()
-                break
-        if pos < end and not eof:
-            data, eof = await self._read_now(file.fh, pos, end - pos)
-            parts.append(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _take_windows(self, file: _OpenFile, offset: int, end: int) -> list[_Window]:
-        """The read-ahead windows that cover [offset, end), in order; read further ahead.
-
-        A read where the last one ended continues the stream: windows it has passed are
-        dropped and more are started. Any other read stops the read-ahead.
-        """
-        sequential = offset == file.next_read
-        file.next_read = end
-        file.sequential = file.sequential + 1 if sequential else 0
-        covering = [w for w in file.windows if w.offset < end and offset < w.offset + w.length]
-        if not sequential:
-            file.windows.clear()
-            return covering
-        while file.windows and file.windows[0].offset + file.windows[0].length <= end:
-            file.windows.popleft()
-        if file.sequential >= _SEQUENTIAL:
-            self._read_ahead(file, end)
-        return covering
-
-    async def _read_now(self, fh: bytes, offset: int, size: int) -> tuple[bytes, bool]:
-        chunks, eof = [], False
-        while size > 0:
-            data, eof, _ = await self.nfs.read(fh, offset, min(size, self._rsize))
-            chunks.append(data)
-            offset += len(data)
-            size -= len(data)
-            if eof or not data:
-                eof = True
-                break
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), eof
-
-    def _read_ahead(self, file: _OpenFile, pos: int) -> None:
-        """Keep _READ_AHEAD_WINDOWS READs on their way past ``pos``.
-
-        Windows end on multiples of their size, as the kernel's requests do, so that a
-        request is one window's bytes, passed on without a copy.
-        """
-        start = file.windows[-1].offset + file.windows[-1].length if file.windows else pos
-        size = min(_READ_AHEAD, self._rsize)
-        while len(file.windows) < _READ_AHEAD_WINDOWS:
-            length = size - start % size
-            file.windows.append(_Window(start, length,
-                                        self.nfs.start_read(file.fh, start, length)))
-            start += length
+        if self._writes.flying(file.fh):
+            await self._writes.settle(file.fh)  # read what was written
+        return await file.reads.read(offset, size)
 
     def _forget_read_ahead(self, fh: bytes) -> None:
         for handle in self._by_fh.get(fh, ()):
-            self._files[handle].windows.clear()
+            self._files[handle].reads.forget()
 
     # -- writing: write-behind, COMMIT at flush ------------------------------------------------
 
     async def write(self, fh: FileHandle, offset: int, data: bytes) -> int:
         """Store what fits under the limit: a short write, then ENOSPC, as a full disk does.
 
-        The WRITE is sent and the call returns: up to _WRITE_BEHIND bytes per file are on
+        The WRITE is sent and the call returns: up to WRITE_BEHIND bytes per file are on
         their way at once, so a stream of writes is not one round trip each. A WRITE that
         fails makes the next write (or the flush at close) fail with its error.
         """
         file = self._files[fh]
-        if file.error is not None:
-            error, file.error = file.error, None
-            raise error
+        self._writes.check(file.writes)
         if file.append or self.track_usage:
             size = await self._known_size(file)
             if file.append:
@@ -483,11 +389,7 @@ class NfsStore:
         while written < len(data):
             chunk = data if len(data) <= self._wsize else data[written: written + self._wsize]
             at = offset + written
-            await self._make_room(file, at, len(chunk))
-            flight = _Flight(at, chunk, self.nfs.start_write(file.fh, at, chunk, L.UNSTABLE))
-            file.flights.append(flight)
-            file.flight_bytes += len(chunk)
-            self._flying[file.fh] = self._flying.get(file.fh, 0) + 1
+            await self._writes.send(file.writes, at, chunk)
             before = self._sizes.get(file.fh)
             if before is not None:
                 self._sizes[file.fh] = max(before, at + len(chunk))
@@ -499,8 +401,8 @@ class NfsStore:
     async def _known_size(self, file: _OpenFile) -> int:
         size = self._sizes.get(file.fh)
         if size is None or file.fh in self._unsure:
-            if self._flying.get(file.fh):
-                await self._settle(file.fh)
+            if self._writes.flying(file.fh):
+                await self._writes.settle(file.fh)
             actual = (await self.nfs.getattr(file.fh)).st_size
             if self.track_usage and size is not None:
                 self.usage.grow(actual - size)  # what a failed write had counted
@@ -508,130 +410,23 @@ class NfsStore:
             size = self._sizes[file.fh] = actual
         return size
 
-    async def _make_room(self, file: _OpenFile, offset: int, length: int) -> None:
-        """Land flights until this one may go: never two overlapping WRITEs on their way
-        (the server may apply them in either order), never more than _WRITE_BEHIND."""
-        for handle in list(self._by_fh.get(file.fh, ())):
-            other = self._files.get(handle)
-            while other is not None and any(f.offset < offset + length and offset < f.offset
-                                            + len(f.data) for f in other.flights):
-                await self._land(other)
-        while file.flights and file.flight_bytes + length > _WRITE_BEHIND:
-            await self._land(file)
-
-    async def _land(self, file: _OpenFile) -> None:
-        """Take the reply to the oldest WRITE on its way; raise its error.
-
-        One task at a time per file, and the WRITE stays on the file's flights (so
-        readers, who settle first, wait for it) until its reply is in: a read must
-        never pass a WRITE that another task is still landing.
-        """
-        async with file.landing:
-            if file.flights:
-                await self._land_first(file)
-
-    async def _land_first(self, file: _OpenFile) -> None:
-        flight = file.flights[0]
-        try:
-            reply = await flight.started.result()
-            done = reply.written
-            while done < len(flight.data):  # the server took less: the rest, now
-                reply = await self.nfs.write(file.fh, flight.offset + done,
-                                             flight.data[done:], L.UNSTABLE)
-                if reply.written == 0:
-                    raise OSError(errno.EIO, "the server wrote nothing")
-                done += reply.written
-        except OSError:
-            self._unsure.add(file.fh)  # the size we assumed may be wrong: ask at next write
-            raise
-        finally:
-            file.flights.popleft()
-            file.flight_bytes -= len(flight.data)
-            count = self._flying[file.fh] - 1
-            if count:
-                self._flying[file.fh] = count
-            else:
-                del self._flying[file.fh]
-        await self._note_unstable(file, flight.offset, flight.data, reply)
-
-    async def _land_all(self, file: _OpenFile) -> OSError | None:
-        """Land every flight of the file; the first error, if any (also one kept before)."""
-        error, file.error = file.error, None
-        while file.flights:
-            try:
-                await self._land(file)
-            except OSError as exc:
-                error = error or exc
-        return error
-
-    async def _settle(self, fh: bytes) -> None:
-        """Land every WRITE on its way to ``fh`` (before reading it or its attributes);
-        errors wait for the writer's next call."""
-        for handle in list(self._by_fh.get(fh, ())):
-            file = self._files.get(handle)
-            if file is not None and file.flights:  # landing or not: _land waits its turn
-                file.error = await self._land_all(file)
-
-    async def _note_unstable(self, file: _OpenFile, offset: int, data: bytes,
-                             reply: Written) -> None:
-        if reply.committed == L.FILE_SYNC:
-            return
-        file.dirty = True
-        if file.verifier is not None and reply.verifier != file.verifier:
-            await self._rewrite(file)  # the server restarted since: what it held may be lost
-        file.verifier = reply.verifier
-        file.unstable.append((offset, data))
-        file.unstable_bytes += len(data)
-        if file.unstable_bytes > _UNSTABLE_LIMIT:
-            await self._commit(file)
-
-    async def _rewrite(self, file: _OpenFile) -> None:
-        """Write again, FILE_SYNC, what the server acknowledged only as unstable."""
-        log.warning("%s: the server restarted: writing %d unstable bytes again",
-                    self.name, file.unstable_bytes)
-        for offset, data in file.unstable:
-            done = 0
-            while done < len(data):
-                reply = await self.nfs.write(file.fh, offset + done, data[done:], L.FILE_SYNC)
-                if reply.written == 0:
-                    raise OSError(errno.EIO, "the server wrote nothing")
-                done += reply.written
-        file.unstable.clear()
-        file.unstable_bytes = 0
-
-    async def _commit(self, file: _OpenFile) -> None:
-        if not file.dirty:
-            return
-        verifier = await self.nfs.commit(file.fh)
-        if file.verifier is not None and verifier != file.verifier:
-            await self._rewrite(file)
-            await self.nfs.commit(file.fh)
-        file.verifier = None
-        file.unstable.clear()
-        file.unstable_bytes = 0
-        file.dirty = False
-
-    async def _sync(self, file: _OpenFile) -> None:
-        error = await self._land_all(file)
-        if error is not None:
-            raise error
-        await self._commit(file)
-
     async def flush(self, fh: FileHandle) -> None:
-        await self._sync(self._files[fh])  # close-to-open: what was written is on the server
+        # close-to-open: what was written is on the server
+        await self._writes.sync(self._files[fh].writes)
 
     async def fsync(self, fh: FileHandle, datasync: bool) -> None:
-        await self._sync(self._files[fh])
+        await self._writes.sync(self._files[fh].writes)
 
     async def release(self, fh: FileHandle) -> None:
         file = self._files[fh]
         try:
-            if file.flights or file.dirty:
-                await self._sync(file)
+            if file.writes.pending:
+                await self._writes.sync(file.writes)
         except OSError as exc:
             log.warning("%s: writing back at release failed: %s", self.name, exc)
         finally:
             del self._files[fh]
+            self._writes.release(file.writes)
             handles = self._by_fh[file.fh]
             handles.discard(fh)
             if not handles:

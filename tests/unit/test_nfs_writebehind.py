@@ -1,0 +1,406 @@
+"""Write-behind of NFS files, against a fake server that records the WRITEs it is sent
+and checks that no two overlapping WRITEs of one object are ever on their way at once."""
+
+from __future__ import annotations
+
+import errno
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from volfs.stores.nfs import _libnfs as L
+from volfs.stores.nfs.nfs3 import Written
+from volfs.stores.nfs.writebehind import FileWrites, WriteBehind
+
+FH = b"file"
+K = 4096
+
+
+class FakeFlight:
+    """A WRITE sent UNSTABLE; the server applies it when its reply is taken."""
+
+    def __init__(self, server: FakeWrites, fh: bytes, offset: int, data: bytes) -> None:
+        self.server, self.fh, self.offset, self.data = server, fh, offset, data
+        self.gate: trio.Event | None = server.gates.pop(offset, None)
+
+    def overlaps(self, other: FakeFlight) -> bool:
+        return self.fh == other.fh and self.offset < other.offset + len(other.data) \
+            and other.offset < self.offset + len(self.data)
+
+    async def result(self) -> Written:
+        if self.gate is not None:
+            await self.gate.wait()
+        for _ in range(self.server.rng.randrange(3) if self.server.rng else 1):
+            await trio.lowlevel.checkpoint()
+        server = self.server
+        server.out.remove(self)
+        server.log.append(("landed", self.offset))
+        if self.offset in server.failing:
+            raise OSError(errno.EIO, "the server failed this WRITE")
+        written = server.short.pop(self.offset, len(self.data))
+        server.apply(self.fh, self.offset, self.data[:written])
+        return Written(written, server.stable, server.verifier, None)
+
+
+class FakeWrites:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng
+        self.log: list[tuple[object, ...]] = []
+        self.out: list[FakeFlight] = []  # WRITEs on their way
+        self.overlapping: list[tuple[int, int]] = []
+        self.gates: dict[int, trio.Event] = {}  # offset -> the reply waits for it
+        self.failing: set[int] = set()
+        self.short: dict[int, int] = {}  # offset -> bytes the server takes of that WRITE
+        self.stable = L.UNSTABLE
+        self.verifier = b"boot-1.."
+        self.commit_verifier: bytes | None = None  # what COMMIT answers, if not the verifier
+        self.files: dict[bytes, bytearray] = {}
+
+    def apply(self, fh: bytes, offset: int, data: bytes) -> None:
+        content = self.files.setdefault(fh, bytearray())
+        if len(content) < offset + len(data):
+            content.extend(bytes(offset + len(data) - len(content)))
+        content[offset: offset + len(data)] = data
+
+    def start_write(self, fh: bytes, offset: int, data: bytes, stable: int) -> FakeFlight:
+        assert stable == L.UNSTABLE
+        flight = FakeFlight(self, fh, offset, data)
+        self.overlapping += [(f.offset, offset) for f in self.out if f.overlaps(flight)]
+        self.out.append(flight)
+        self.log.append(("start", offset, len(data)))
+        return flight
+
+    async def write(self, fh: bytes, offset: int, data: bytes, stable: int) -> Written:
+        await trio.lowlevel.checkpoint()
+        self.log.append(("write", offset, len(data), stable))
+        self.apply(fh, offset, data)
+        return Written(len(data), stable, self.verifier, None)
+
+    async def commit(self, fh: bytes) -> bytes:
+        await trio.lowlevel.checkpoint()
+        self.log.append(("commit",))
+        return self.commit_verifier or self.verifier
+
+
+def _behind(server: FakeWrites, **options: int) -> tuple[WriteBehind, list[bytes]]:
+    failed: list[bytes] = []
+    return WriteBehind(server, on_failed=failed.append, name="test", **options), failed
+
+
+def _starts(server: FakeWrites) -> list[int]:
+    return [entry[1] for entry in server.log if entry[0] == "start"]  # type: ignore[misc]
+
+
+def test_writes_that_do_not_overlap_go_out_without_waiting() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        for n in range(4):
+            await behind.send(writes, n * K, b"%d" % n * K)
+        assert [e[0] for e in server.log] == ["start"] * 4  # no reply taken yet
+        assert behind.flying(FH) and writes.pending
+        await behind.sync(writes)
+        assert not behind.flying(FH) and not writes.pending
+
+    trio.run(main)
+    assert server.log[4:] == [("landed", n * K) for n in range(4)] + [("commit",)]
+    assert bytes(server.files[FH]) == b"".join(b"%d" % n * K for n in range(4))
+
+
+def test_an_overlapping_write_waits_for_the_one_before_it() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        await behind.send(writes, K, b"b" * K)
+        await behind.send(writes, K // 2, b"c" * K)  # over both
+        await behind.sync(writes)
+
+    trio.run(main)
+    assert server.log[:5] == [("start", 0, K), ("start", K, K), ("landed", 0), ("landed", K),
+                              ("start", K // 2, K)]
+    assert not server.overlapping
+    assert bytes(server.files[FH]) == b"a" * (K // 2) + b"c" * K + b"b" * (K // 2)
+
+
+def test_an_overlapping_write_of_another_open_file_of_the_object_waits_too() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        first, second = behind.open(FH), behind.open(FH)
+        await behind.send(first, 0, b"a" * K)
+        await behind.send(second, 0, b"b" * K)
+        await behind.sync(second)
+        assert not first.flights  # landed for the second's sake
+        behind.release(first)
+        behind.release(second)
+
+    trio.run(main)
+    assert server.log[:3] == [("start", 0, K), ("landed", 0), ("start", 0, K)]
+    assert bytes(server.files[FH]) == b"b" * K
+
+
+def test_no_more_than_the_window_is_on_its_way() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, window=3 * K)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        for n in range(5):
+            await behind.send(writes, n * K, b"x" * K)
+            assert writes.flight_bytes <= 3 * K
+
+    trio.run(main)
+    assert server.log[:5] == [("start", 0, K), ("start", K, K), ("start", 2 * K, K),
+                              ("landed", 0), ("start", 3 * K, K)]
+
+
+def test_a_failed_write_is_reported_once_at_the_writers_next_call() -> None:
+    server = FakeWrites()
+    server.failing.add(K)
+    behind, failed = _behind(server)
+
+    async def main() -> FileWrites:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        await behind.send(writes, K, b"b" * K)
+        await behind.settle(FH)  # a reader: it waits, the error waits for the writer
+        assert not behind.flying(FH)
+        return writes
+
+    writes = trio.run(main)
+    assert failed == [FH]  # the store is told its size may be wrong
+    with pytest.raises(OSError) as info:
+        behind.check(writes)
+    assert info.value.errno == errno.EIO
+    behind.check(writes)  # once
+
+
+def test_a_failed_write_fails_the_flush_that_lands_it() -> None:
+    server = FakeWrites()
+    server.failing.add(0)
+    behind, failed = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        await behind.send(writes, K, b"b" * K)
+        with pytest.raises(OSError) as info:
+            await behind.sync(writes)
+        assert info.value.errno == errno.EIO
+        assert not writes.flights  # every one landed all the same
+        await behind.sync(writes)  # reported once
+
+    trio.run(main)
+    assert failed == [FH]
+    assert ("commit",) in server.log  # the second sync committed what did land
+
+
+def test_what_the_server_did_not_take_is_sent_at_once() -> None:
+    server = FakeWrites()
+    server.short[0] = 1000
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"z" * K)
+        await behind.sync(writes)
+
+    trio.run(main)
+    assert ("write", 1000, K - 1000, L.UNSTABLE) in server.log
+    assert bytes(server.files[FH]) == b"z" * K
+
+
+def test_unstable_data_is_written_again_file_sync_when_the_server_restarted() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        await behind.settle(FH)
+        server.verifier = b"boot-2.."  # restarted: it may have lost the first WRITE
+        server.files[FH][:] = b""
+        await behind.send(writes, K, b"b" * K)
+        await behind.sync(writes)
+
+    trio.run(main)
+    assert server.log[:4] == [("start", 0, K), ("landed", 0), ("start", K, K), ("landed", K)]
+    assert server.log[4:] == [("write", 0, K, L.FILE_SYNC), ("commit",)]
+    assert bytes(server.files[FH]) == b"a" * K + b"b" * K
+
+
+def test_a_commit_with_a_new_verifier_writes_again_and_commits_again() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        await behind.send(writes, K, b"b" * K)
+        await behind.settle(FH)
+        server.commit_verifier = b"boot-2.."
+        await behind.sync(writes)
+        assert not writes.uncommitted.unstable and not writes.pending
+
+    trio.run(main)
+    assert server.log[4:] == [("commit",), ("write", 0, K, L.FILE_SYNC),
+                              ("write", K, K, L.FILE_SYNC), ("commit",)]
+
+
+def test_file_sync_replies_keep_nothing_and_need_no_commit() -> None:
+    server = FakeWrites()
+    server.stable = L.FILE_SYNC
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        await behind.sync(writes)
+        assert not writes.uncommitted.unstable
+
+    trio.run(main)
+    assert ("commit",) not in server.log
+
+
+def test_unstable_data_past_the_limit_is_committed_early() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, unstable_limit=2 * K)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        for n in range(3):
+            await behind.send(writes, n * K, b"x" * K)
+        await behind.settle(FH)
+        assert not writes.uncommitted.dirty and writes.uncommitted.unstable_bytes == 0
+
+    trio.run(main)
+    assert server.log[-1] == ("commit",)
+
+
+def test_a_reader_never_passes_a_write_another_task_is_landing() -> None:
+    server = FakeWrites()
+    gate = server.gates[0] = trio.Event()
+    behind, _ = _behind(server)
+    order: list[str] = []
+
+    async def writer(writes: FileWrites) -> None:
+        await behind.sync(writes)
+        order.append("synced")
+
+    async def reader() -> None:
+        await behind.settle(FH)
+        order.append("read")
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, writes)
+            await trio.testing.wait_all_tasks_blocked()  # the writer is landing it
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert order == [] and writes.flights  # still on the file's flights
+            gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert ("landed", 0) in server.log and "read" in order
+
+    trio.run(main)
+
+
+def test_released_files_no_longer_count() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        await behind.sync(writes)
+        behind.release(writes)
+        await behind.settle(FH)  # nothing open, nothing to wait for
+        again = behind.open(FH)
+        await behind.send(again, 0, b"b" * K)
+        await behind.sync(again)
+
+    trio.run(main)
+    assert not server.overlapping
+
+
+def test_writers_that_waited_together_still_do_not_overlap() -> None:
+    """Two writers wait for a third file's WRITE to land; the first to go must be
+    landed by the second, though the second had looked at its file before."""
+    server = FakeWrites()
+    gate = server.gates[0] = trio.Event()
+    behind, _ = _behind(server)
+
+    async def main() -> None:
+        first, second, third = behind.open(FH), behind.open(FH), behind.open(FH)
+        await behind.send(third, 0, b"c" * K)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(behind.send, second, 0, b"b" * K)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(behind.send, first, 0, b"a" * K)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+        for writes in (first, second, third):
+            await behind.sync(writes)
+
+    trio.run(main)
+    assert not server.overlapping
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_many_writers_and_readers_of_one_object_never_overlap(seed: int) -> None:
+    """Writers on three open files of one object send overlapping writes at random while
+    readers settle: no two overlapping WRITEs are ever out, a settle returns only once
+    the WRITEs out when it began have landed, and the server ends up with the bytes of
+    the WRITEs in the order they were sent."""
+    rng = random.Random(seed)
+    server = FakeWrites(rng)
+    behind, _ = _behind(server, window=6 * K)
+    model = bytearray()
+    passed: list[str] = []
+
+    def send_order(offset: int, data: bytes) -> None:
+        if len(model) < offset + len(data):
+            model.extend(bytes(offset + len(data) - len(model)))
+        model[offset: offset + len(data)] = data
+
+    async def writer(writes: FileWrites, name: int) -> None:
+        for n in range(30):
+            offset = rng.randrange(0, 16 * K, 512)
+            data = bytes([name * 40 + n]) * rng.choice((512, K, 2 * K))
+            await behind.send(writes, offset, data)
+            send_order(offset, data)  # no await since start_write: the order sent
+            for _ in range(rng.randrange(3)):
+                await trio.lowlevel.checkpoint()
+        await behind.sync(writes)
+
+    async def reader() -> None:
+        for _ in range(20):
+            before = list(server.out)
+            await behind.settle(FH)
+            if any(f in server.out for f in before):
+                passed.append("a read passed a WRITE")
+            await trio.lowlevel.checkpoint()
+
+    async def main() -> None:
+        files = [behind.open(FH) for _ in range(3)]
+        async with trio.open_nursery() as nursery:
+            for name, writes in enumerate(files):
+                nursery.start_soon(writer, writes, name)
+            nursery.start_soon(reader)
+            nursery.start_soon(reader)
+        assert not behind.flying(FH)
+
+    trio.run(main)
+    assert not server.overlapping
+    assert not passed
+    assert bytes(server.files[FH]) == bytes(model)

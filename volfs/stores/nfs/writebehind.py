@@ -1,0 +1,267 @@
+"""Write-behind for NFS files: WRITEs sent UNSTABLE, landed later, kept until COMMIT.
+
+A FUSE write returns once its WRITE is sent (up to ``WRITE_BEHIND`` bytes per open
+file on their way): a stream of writes costs bandwidth, not a round trip each. Never
+two overlapping WRITEs of one object are on their way at once, since the server may
+apply them in either order. A WRITE that fails makes the file's next write, or its
+flush at close, fail with that error, as NFS reports write errors at close.
+
+Reads and attribute calls on an object :meth:`WriteBehind.settle` first: they wait
+for every WRITE on its way to it, including one another task is landing (a read
+must never pass it); errors met then wait for the writer's next call.
+
+Writes go out UNSTABLE (the server may hold them in memory) and a flush (close) or
+fsync COMMITs them, as Linux's NFS client does at close. Until the COMMIT the written
+data is kept (:class:`Uncommitted`, up to ``UNSTABLE_LIMIT`` per open file, then
+committed early): when the server's write verifier changes (it restarted and may
+have lost unstable data) it is written again, FILE_SYNC.
+
+Sizes and quota are not kept here: the store counts what it sends, and is told
+(``on_failed``) when a failed WRITE leaves the size it assumed unsure.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from volfs.stores.nfs import _libnfs as L
+from volfs.stores.nfs.nfs3 import Reply, Written
+
+log = logging.getLogger(__name__)
+
+UNSTABLE_LIMIT = 32 * 1024 * 1024  # uncommitted bytes kept per file (to write again)
+WRITE_BEHIND = 8 * 1024 * 1024  # bytes of WRITEs a file may have on their way
+
+
+class Writes(Protocol):
+    """The NFS calls write-behind makes (:class:`volfs.stores.nfs.nfs3.Nfs3` has them)."""
+
+    def start_write(self, fh: bytes, offset: int, data: bytes,
+                    stable: int) -> Reply[Written]: ...
+
+    async def write(self, fh: bytes, offset: int, data: bytes, stable: int) -> Written: ...
+
+    async def commit(self, fh: bytes) -> bytes: ...
+
+
+@dataclass
+class Flight:
+    """A WRITE on its way."""
+
+    offset: int
+    data: bytes
+    started: Reply[Written]
+
+    def overlaps(self, offset: int, length: int) -> bool:
+        return self.offset < offset + length and offset < self.offset + len(self.data)
+
+
+class Uncommitted:
+    """What the server acknowledged of one open file only as UNSTABLE, kept until COMMIT
+    so that it can be written again if the server restarts (its verifier changes)."""
+
+    def __init__(self, nfs: Writes, fh: bytes, *, name: str = "",
+                 limit: int = UNSTABLE_LIMIT) -> None:
+        self.nfs = nfs
+        self.fh = fh
+        self.name = name  # the volume's, for the log
+        self.limit = limit
+        self.dirty = False  # unstable writes not yet committed
+        self.verifier: bytes | None = None
+        self.unstable: list[tuple[int, bytes]] = []
+        self.unstable_bytes = 0
+
+    async def note(self, offset: int, data: bytes, reply: Written) -> None:
+        """A WRITE of ``data`` at ``offset`` was answered with ``reply``."""
+        if reply.committed == L.FILE_SYNC:
+            return
+        self.dirty = True
+        if self.verifier is not None and reply.verifier != self.verifier:
+            await self._rewrite()  # the server restarted since: what it held may be lost
+        self.verifier = reply.verifier
+        self.unstable.append((offset, data))
+        self.unstable_bytes += len(data)
+        if self.unstable_bytes > self.limit:
+            await self.commit()
+
+    async def commit(self) -> None:
+        """COMMIT, and write again first if the server lost what it held."""
+        if not self.dirty:
+            return
+        verifier = await self.nfs.commit(self.fh)
+        if self.verifier is not None and verifier != self.verifier:
+            await self._rewrite()
+            await self.nfs.commit(self.fh)
+        self.verifier = None
+        self.unstable.clear()
+        self.unstable_bytes = 0
+        self.dirty = False
+
+    async def _rewrite(self) -> None:
+        """Write again, FILE_SYNC, what the server acknowledged only as unstable."""
+        log.warning("%s: the server restarted: writing %d unstable bytes again",
+                    self.name, self.unstable_bytes)
+        for offset, data in self.unstable:
+            done = 0
+            while done < len(data):
+                reply = await self.nfs.write(self.fh, offset + done, data[done:], L.FILE_SYNC)
+                if reply.written == 0:
+                    raise OSError(errno.EIO, "the server wrote nothing")
+                done += reply.written
+        self.unstable.clear()
+        self.unstable_bytes = 0
+
+
+class FileWrites:
+    """The writes of one open file: its WRITEs on their way, and its unstable data."""
+
+    def __init__(self, fh: bytes, uncommitted: Uncommitted) -> None:
+        self.fh = fh
+        self.uncommitted = uncommitted
+        self.flights: deque[Flight] = deque()
+        self.flight_bytes = 0
+        self.error: OSError | None = None  # a WRITE that failed while nobody of it waited
+        self.landing = trio.Lock()  # one task takes WRITE replies
+
+    @property
+    def pending(self) -> bool:
+        """WRITEs on their way or data not committed: something to do at release."""
+        return bool(self.flights) or self.uncommitted.dirty
+
+    def overlaps(self, offset: int, length: int) -> bool:
+        return any(f.overlaps(offset, length) for f in self.flights)
+
+
+class WriteBehind:
+    """The write-behind of one store's open files (see the module docstring).
+
+    ``on_failed(fh)`` is called when a WRITE to ``fh`` fails: the size the store
+    assumed for it may be wrong.
+    """
+
+    def __init__(self, nfs: Writes, *, on_failed: Callable[[bytes], None], name: str = "",
+                 window: int = WRITE_BEHIND, unstable_limit: int = UNSTABLE_LIMIT) -> None:
+        self.nfs = nfs
+        self.on_failed = on_failed
+        self.name = name
+        self.window = window
+        self.unstable_limit = unstable_limit
+        self._open: dict[bytes, list[FileWrites]] = {}  # the open files of each object
+        self._flying: dict[bytes, int] = {}  # WRITEs on their way, by object
+
+    def open(self, fh: bytes) -> FileWrites:
+        """The writes of a newly opened file of ``fh``."""
+        writes = FileWrites(fh, Uncommitted(self.nfs, fh, name=self.name,
+                                            limit=self.unstable_limit))
+        self._open.setdefault(fh, []).append(writes)
+        return writes
+
+    def release(self, writes: FileWrites) -> None:
+        """The file was released: other files' writes no longer wait for it."""
+        files = self._open[writes.fh]
+        files.remove(writes)
+        if not files:
+            del self._open[writes.fh]
+
+    def flying(self, fh: bytes) -> bool:
+        """Whether WRITEs to ``fh`` are on their way (a read or getattr must settle)."""
+        return bool(self._flying.get(fh))
+
+    def check(self, writes: FileWrites) -> None:
+        """Raise (once) the error of a WRITE of this file that failed meanwhile."""
+        if writes.error is not None:
+            error, writes.error = writes.error, None
+            raise error
+
+    async def send(self, writes: FileWrites, offset: int, data: bytes) -> None:
+        """Send one WRITE of ``data`` (at most wsize bytes), UNSTABLE, once it may go."""
+        await self._make_room(writes, offset, len(data))
+        writes.flights.append(Flight(offset, data,
+                                     self.nfs.start_write(writes.fh, offset, data, L.UNSTABLE)))
+        writes.flight_bytes += len(data)
+        self._flying[writes.fh] = self._flying.get(writes.fh, 0) + 1
+
+    async def settle(self, fh: bytes) -> None:
+        """Land every WRITE on its way to ``fh`` (before reading it or its attributes);
+        errors wait for the writer's next call."""
+        for writes in list(self._open.get(fh, ())):
+            if writes in self._open.get(fh, ()) and writes.flights:
+                # landing or not: _land waits its turn
+                writes.error = await self._land_all(writes)
+
+    async def sync(self, writes: FileWrites) -> None:
+        """Land the file's WRITEs and COMMIT them; the first error of any."""
+        error = await self._land_all(writes)
+        if error is not None:
+            raise error
+        await writes.uncommitted.commit()
+
+    async def _make_room(self, writes: FileWrites, offset: int, length: int) -> None:
+        """Land flights until this one may go: never two overlapping WRITEs on their way
+        (the server may apply them in either order), never more than the window.
+
+        Every landing is an await, during which other tasks may send: the files are
+        looked at again after each, and the WRITE goes only once one look, with no
+        await in it, found nothing in its way.
+        """
+        while True:
+            other = next((o for o in self._open.get(writes.fh, ())
+                          if o.overlaps(offset, length)), None)
+            if other is not None:
+                await self._land(other)
+            elif writes.flights and writes.flight_bytes + length > self.window:
+                await self._land(writes)
+            else:
+                return
+
+    async def _land(self, writes: FileWrites) -> None:
+        """Take the reply to the oldest WRITE on its way; raise its error.
+
+        One task at a time per file, and the WRITE stays on the file's flights (so
+        readers, who settle first, wait for it) until its reply is in: a read must
+        never pass a WRITE that another task is still landing.
+        """
+        async with writes.landing:
+            if writes.flights:
+                await self._land_first(writes)
+
+    async def _land_first(self, writes: FileWrites) -> None:
+        flight = writes.flights[0]
+        try:
+            reply = await flight.started.result()
+            done = reply.written
+            while done < len(flight.data):  # the server took less: the rest, now
+                reply = await self.nfs.write(writes.fh, flight.offset + done,
+                                             flight.data[done:], L.UNSTABLE)
+                if reply.written == 0:
+                    raise OSError(errno.EIO, "the server wrote nothing")
+                done += reply.written
+        except OSError:
+            self.on_failed(writes.fh)  # the size the store assumed may be wrong
+            raise
+        finally:
+            writes.flights.popleft()
+            writes.flight_bytes -= len(flight.data)
+            count = self._flying[writes.fh] - 1
+            if count:
+                self._flying[writes.fh] = count
+            else:
+                del self._flying[writes.fh]
+        await writes.uncommitted.note(flight.offset, flight.data, reply)
+
+    async def _land_all(self, writes: FileWrites) -> OSError | None:
+        """Land every flight of the file; the first error, if any (also one kept before)."""
+        error, writes.error = writes.error, None
+        while writes.flights:
+            try:
+                await self._land(writes)
+            except OSError as exc:
+                error = error or exc
+        return error
