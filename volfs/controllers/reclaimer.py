@@ -1,0 +1,75 @@
+"""Reclaim: a Bound PV whose claim is gone is Released, then dealt with by its policy:
+Retain keeps it (an admin clears its claimRef), Delete asks its kind's deleter
+plugin, Recycle its recycler; a plugin that cannot is a Failed PV with kubelet's
+words."""
+
+from __future__ import annotations
+
+from volfs.controllers.world import PV, EventSink, Object, World
+from volfs.persistent import PersistentSources, ReclaimFailed
+from volfs.state import AsyncStateDB
+
+
+class Reclaimer:
+    def __init__(self, db: AsyncStateDB, sources: PersistentSources, events: EventSink) -> None:
+        self._db = db
+        self._sources = sources
+        self._record = events.record
+
+    async def sync_volume(self, world: World, pv_obj: Object) -> None:
+        """A Bound PV whose claim is gone is Released, then reclaimed by its policy."""
+        ref = pv_obj["spec"].get("claimRef")
+        phase = pv_obj.get("status", {}).get("phase")
+        if ref is None or phase not in ("Bound", "Released"):
+            return
+        claim_obj = world.claims.get((ref.get("namespace", "default"), ref["name"]))
+        if claim_obj is not None and claim_obj["metadata"]["uid"] == ref.get("uid"):
+            return  # still bound to a live claim
+        if claim_obj is not None and ref.get("uid") is None:
+            return  # pre-bound to a claim that does not exist yet: wait for it
+        if phase == "Bound":
+            pv_obj["status"] = {"phase": "Released"}
+            await self._db.put(pv_obj)
+        policy = pv_obj["spec"].get("persistentVolumeReclaimPolicy", "Retain")
+        if policy == "Delete":
+            await self._reclaim_delete(pv_obj)
+        elif policy == "Recycle":
+            await self._reclaim_recycle(pv_obj)
+
+    async def _reclaim_delete(self, pv_obj: Object) -> None:
+        name = pv_obj["metadata"]["name"]
+        deleter = self._sources.deleter(pv_obj)
+        if deleter is None:
+            await self._fail(pv_obj, "VolumeFailedDelete",
+                             "error getting deleter volume plugin for volume "
+                             f'"{name}": no deletable volume plugin matched')
+            return
+        try:
+            await deleter.delete(pv_obj)
+        except ReclaimFailed as exc:
+            await self._fail(pv_obj, "VolumeFailedDelete", str(exc))
+            return
+        await self._db.delete(PV, "", name)
+
+    async def _reclaim_recycle(self, pv_obj: Object) -> None:
+        recycler = self._sources.recycler(pv_obj)
+        if recycler is None:
+            await self._fail(pv_obj, "VolumeFailedRecycle",
+                             "no recyclable volume plugin matched")
+            return
+        try:
+            done = await recycler.recycle(pv_obj)
+        except ReclaimFailed as exc:
+            await self._fail(pv_obj, "VolumeFailedRecycle", f"recycle failed: {exc}")
+            return
+        pv_obj["spec"].pop("claimRef", None)
+        pv_obj["status"] = {"phase": "Available"}
+        await self._db.put(pv_obj)
+        await self._record(pv_obj, "Normal", "VolumeRecycled", f"Volume recycled: {done}")
+
+    async def _fail(self, pv_obj: Object, reason: str, message: str) -> None:
+        if pv_obj.get("status", {}).get("phase") == "Failed":
+            return
+        pv_obj["status"] = {"phase": "Failed", "reason": reason, "message": message}
+        await self._db.put(pv_obj)
+        await self._record(pv_obj, "Warning", reason, message)
