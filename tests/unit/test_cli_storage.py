@@ -480,7 +480,7 @@ def test_apply_reports_an_invalid_object_of_each_kind(daemon: StorageDaemon) -> 
     no_nfs = PV_YAML.replace("  nfs:\n    server: 127.0.0.1\n    path: /exports/nfs\n", "")
     result = volfs(daemon, "apply", "-f", "-", stdin=no_nfs)
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: <stdin>: spec.nfs: Required value")
+    assert result.stderr.startswith("error: <stdin>: spec: Required value: a volume source")
     assert daemon.volumes.calls == []  # refused before anything was sent
 
 

@@ -117,10 +117,18 @@ def test_example_persistent_volume_manifests_parse(examples_dir: Path, name: str
     assert parse_object(obj.to_k8s()) == [obj]
 
 
-def test_storage_class_needs_a_provisioner_volfs_serves() -> None:
+def test_storage_class_needs_a_provisioner() -> None:
     doc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "s"}}
-    assert str(error_of(doc)) == ('pod.yaml: provisioner: Unsupported value: "": supported '
-                                  'values: "volfs.io/nfs", "kubernetes.io/no-provisioner"')
+    assert str(error_of(doc)) == "pod.yaml: provisioner: Required value"
+
+
+def test_a_volume_has_exactly_one_source() -> None:
+    spec: dict[str, Any] = {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}
+    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "v"}, "spec": spec}
+    assert str(error_of(pv)).startswith("pod.yaml: spec: Required value: a volume source (nfs,")
+    spec.update(nfs={"server": "s", "path": "/p"}, local={"path": "/d"})
+    assert str(error_of(pv)) == ("pod.yaml: spec.local: Forbidden: may not specify more than "
+                                 "1 volume type")
 
 
 @pytest.mark.parametrize("name", ["pod-web-pvc.yaml", "legacy-rc-emptydir.yaml"])

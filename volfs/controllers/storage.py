@@ -28,8 +28,9 @@ from typing import Any, Protocol
 import trio
 
 from volfs.api import ManifestError
-from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, VolumeNotReady
+from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, VolumeNotReady, quote
 from volfs.api.storage import (
+    NO_PROVISIONER,
     PV_SOURCES,
     PersistentVolume,
     PersistentVolumeClaim,
@@ -76,11 +77,35 @@ class StorageController:
     def __init__(self, db: AsyncStateDB, sources: PersistentSources,
                  events: EventSink) -> None:
         self._db = db
+        self._sources = sources
         self._binder = Binder(db, Provisioning(sources, events), events)
         self._reclaimer = Reclaimer(db, sources, events)
         self._consumers: list[ClaimConsumers] = []
         self._lock = trio.Lock()
         self._wake = trio.Event()
+
+    def _check_served(self, pv: PersistentVolume) -> None:
+        """Invalid unless a PV-source plugin serves the volume's kind."""
+        kind = pv.spec.source_kind()
+        if kind is not None and kind not in self._sources.kinds():
+            raise Invalid(PV, pv.metadata.name, [(
+                f"spec.{kind}", f"volume source {kind} is not supported (volfs serves "
+                                f"{', '.join(self._sources.kinds())})")])
+
+    def _check_provisioner(self, sc: StorageClass) -> None:
+        """Invalid unless a plugin answers the class's provisioner and takes its parameters
+        (``kubernetes.io/no-provisioner`` needs none: its PVs are made by hand)."""
+        if sc.provisioner == NO_PROVISIONER:
+            return
+        provisioner = self._sources.provisioner(sc.provisioner)
+        if provisioner is None:
+            supported = [*self._sources.provisioners(), NO_PROVISIONER]
+            raise Invalid(SC, sc.metadata.name, [(
+                "provisioner", f"Unsupported value: {quote(sc.provisioner)}: supported "
+                               f"values: {', '.join(map(quote, supported))}")])
+        causes = provisioner.check_class(sc)
+        if causes:
+            raise Invalid(SC, sc.metadata.name, causes)
 
     def tell_when_bound(self, consumers: ClaimConsumers) -> None:
         """Have ``consumers.claims_bound()`` called after each pass that binds a claim."""
@@ -89,6 +114,7 @@ class StorageController:
     # -- PersistentVolumes ----------------------------------------------------------
 
     async def create_volume(self, pv: PersistentVolume) -> Object:
+        self._check_served(pv)
         async with self._lock:
             if await self._db.get(PV, "", pv.metadata.name):
                 raise AlreadyExists(PV, None, pv.metadata.name)
@@ -146,6 +172,7 @@ class StorageController:
     # -- StorageClasses ----------------------------------------------------------------
 
     async def create_class(self, sc: StorageClass) -> Object:
+        self._check_provisioner(sc)
         async with self._lock:
             if await self._db.get(SC, "", sc.metadata.name):
                 raise AlreadyExists(SC, None, sc.metadata.name)

@@ -4,7 +4,7 @@ NFS (:class:`NfsSource`) is the first kind; the daemon registers the kinds it
 serves in one :class:`PersistentSources`.
 """
 
-from volfs.persistent.nfs import NFS_KIND, NfsSource, ShareOps, expand_sub_dir
+from volfs.persistent.nfs import NFS_KIND, NFS_PROVISIONER, NfsSource, ShareOps, expand_sub_dir
 from volfs.persistent.plugins import (
     PROVISIONED_BY,
     ClosableStore,
@@ -18,6 +18,6 @@ from volfs.persistent.plugins import (
     SourceRefused,
 )
 
-__all__ = ["NFS_KIND", "PROVISIONED_BY", "ClosableStore", "Deleter", "NfsSource",
+__all__ = ["NFS_KIND", "NFS_PROVISIONER", "PROVISIONED_BY", "ClosableStore", "Deleter", "NfsSource",
            "PersistentSource", "PersistentSources", "Provisioned", "Provisioner",
            "ReclaimFailed", "Recycler", "ShareOps", "SourceRefused", "expand_sub_dir"]

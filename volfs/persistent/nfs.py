@@ -12,10 +12,11 @@ the share and directory, so that deleting it needs nothing but the PV.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Protocol
 
+from volfs.api.errors import Cause, quote
 from volfs.api.storage import (
-    NFS_PROVISIONER,
     PersistentVolume,
     PersistentVolumeClaim,
     StorageClass,
@@ -30,6 +31,10 @@ from volfs.persistent.plugins import (
 from volfs.stores.nfs import NfsStore, ServerUnreachable, open_store
 
 NFS_KIND = "kubernetes.io~nfs"
+NFS_PROVISIONER = "volfs.io/nfs"
+PARAMETERS = ("server", "share", "subDir", "onDelete", "mountOptions")
+ON_DELETE = ("delete", "retain", "archive")
+SUBDIR_VARIABLES = ("pvc.metadata.namespace", "pvc.metadata.name", "pv.metadata.name")
 SHARE_ANNOTATION = "volfs.io/share"
 SUBDIR_ANNOTATION = "volfs.io/sub-dir"
 ON_DELETE_ANNOTATION = "volfs.io/on-delete"
@@ -72,6 +77,9 @@ class NfsSource:
         except OSError as exc:
             raise SourceRefused(f"nfs {nfs.server}:{nfs.path}: {exc.strerror or exc}") from None
 
+    def check_class(self, sc: StorageClass) -> list[Cause]:
+        return list(_class_causes(sc.parameters))
+
     async def provision(self, claim: PersistentVolumeClaim, sc: StorageClass,
                         pv_name: str) -> Provisioned:
         params = sc.parameters
@@ -112,6 +120,28 @@ class NfsSource:
         except OSError as exc:
             raise ReclaimFailed(str(exc)) from None
         return f"{nfs['path']} emptied"
+
+
+def _class_causes(params: dict[str, str]) -> Iterator[Cause]:
+    for key in sorted(set(params) - set(PARAMETERS)):
+        yield f"parameters.{key}", f'unknown parameter "{key}"'
+    if not params.get("server"):
+        yield "parameters.server", "Required value"
+    share = params.get("share", "")
+    if not share.startswith("/"):
+        yield "parameters.share", "Required value: an absolute export path"
+    elif ".." in share.split("/"):
+        yield "parameters.share", "must not contain '..'"
+    sub_dir = params.get("subDir", "")
+    if sub_dir.startswith("/") or ".." in sub_dir.split("/"):
+        yield "parameters.subDir", "must be a relative path without '..'"
+    for variable in _TEMPLATE_VAR.findall(sub_dir):
+        if variable not in SUBDIR_VARIABLES:
+            yield "parameters.subDir", (f"unknown variable ${{{variable}}}: use "
+                                        f"{', '.join('${' + v + '}' for v in SUBDIR_VARIABLES)}")
+    if params.get("onDelete", "delete") not in ON_DELETE:
+        yield "parameters.onDelete", (f"Unsupported value: {quote(params['onDelete'])}: "
+                                      f"supported values: {', '.join(map(quote, ON_DELETE))}")
 
 
 def expand_sub_dir(template: str, claim: PersistentVolumeClaim, pv_name: str) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from volfs.api.errors import Cause
 from volfs.api.storage import (
     PersistentVolume,
     PersistentVolumeClaim,
@@ -69,6 +70,9 @@ class Provisioner(Protocol):
     @property
     def provisioner(self) -> str:
         """The StorageClass ``provisioner`` it answers, e.g. "volfs.io/nfs"."""
+
+    def check_class(self, sc: StorageClass) -> list[Cause]:
+        """What is wrong with a class of this provisioner (its parameters), if anything."""
 
     async def provision(self, claim: PersistentVolumeClaim, sc: StorageClass,
                         pv_name: str) -> Provisioned:
@@ -132,6 +136,9 @@ class PersistentSources:
 
     def provisioner(self, name: str) -> Provisioner | None:
         return self._by_provisioner.get(name)
+
+    def provisioners(self) -> list[str]:
+        return sorted(self._by_provisioner)
 
     def deleter(self, pv: Object) -> Deleter | None:
         """The plugin that may delete ``pv``'s storage, if any (kubelet: "no deletable
