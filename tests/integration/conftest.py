@@ -14,6 +14,26 @@ import pytest
 from tests.integration.daemon import Daemon
 
 _names = itertools.count()
+_HERE = Path(__file__).resolve().parent
+# The fixtures that start a server, by the marker a test using them (directly or through
+# another fixture) gets.
+_SERVERS = {
+    "nfs": {"ganesha", "own_ganesha", "nfs_share"},
+    "docker": {"docker_engine"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here is ``mount`` (it needs root); those that start nfs-ganesha or
+    dockerd are ``nfs`` or ``docker`` too. So ``-m "not mount"`` runs the rest."""
+    for item in items:
+        if _HERE not in item.path.resolve().parents:
+            continue  # a hook of this conftest sees the items of every directory
+        item.add_marker(pytest.mark.mount)
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _SERVERS.items():
+            if used & fixtures:
+                item.add_marker(getattr(pytest.mark, marker))
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import yaml
 
 from tests.integration.daemon import Daemon
 from tests.integration.nfs import NfsShare
+from tests.waiting import wait_until
 
 PVS = "/api/v1/persistentvolumes"
 SCS = "/apis/storage.k8s.io/v1/storageclasses"
@@ -74,15 +73,6 @@ spec:
 """
 
 
-def eventually(check: Callable[[], bool], within: float = 20.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 def phase(daemon: Daemon, path: str) -> str:
     return str(daemon.api("GET", path).json()["status"]["phase"])
 
@@ -120,7 +110,8 @@ def test_a_pod_waits_pending_until_its_claim_binds(daemon: Daemon, nfs_share: Nf
     create(daemon, pvcs(), pvc("later"))
     assert daemon.pod("early")["status"]["phase"] == "Pending"  # no volume yet
     create(daemon, PVS, pv("arrives", nfs_share))  # binds, and the pod's volume appears
-    assert eventually(lambda: daemon.pod("early")["status"]["phase"] == "Running")
+    wait_until(lambda: daemon.pod("early")["status"]["phase"] == "Running", 20,
+               "the pod did not run once its claim was bound")
     path = daemon.volume_path("early", "data")
     (path / "hello").write_text("late but there")
     assert (nfs_share.dir / "hello").read_text() == "late but there"
@@ -230,7 +221,8 @@ def test_recycle_scrubs_the_directory(daemon: Daemon, nfs_share: NfsShare) -> No
     create(daemon, pvcs(), pvc("first"))
     (nfs_share.dir / "old-secret").write_text("gone soon")
     assert daemon.api("DELETE", f"{pvcs()}/first").status_code == 200
-    assert eventually(lambda: phase(daemon, f"{PVS}/again") == "Available")
+    wait_until(lambda: phase(daemon, f"{PVS}/again") == "Available", 20,
+               "the recycled volume did not become Available")
     assert list(nfs_share.dir.iterdir()) == []
     assert create(daemon, pvcs(), pvc("second"))["status"]["phase"] == "Bound"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 from tests.integration.daemon import VOLFS, Daemon
 from tests.integration.docker import IMAGE, Engine, docker_engine, volfs_for
 from tests.integration.nfs import NfsShare
+from tests.waiting import wait_until
 
 __all__ = ["docker_engine"]  # the fixture, used by name
 
@@ -296,14 +296,12 @@ def test_a_slow_container_stop_does_not_hold_up_other_pods(
     deleting = subprocess.Popen([VOLFS, "delete", "pod", pod_name], env=volfs.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(200):  # until the delete has begun: its Killing event
+        def delete_began() -> bool:  # its Killing event is there
             events = volfs.cli("get", "events", "-o", "json").stdout
-            if any(e["reason"] == "Killing" and e["involvedObject"]["name"] == pod_name
-                   for e in json.loads(events)["items"]):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the delete never began")
+            return any(e["reason"] == "Killing" and e["involvedObject"]["name"] == pod_name
+                       for e in json.loads(events)["items"])
+
+        wait_until(delete_began, 60, "the delete never began")
         other = f"{pod_name}-other"
         volfs.apply(pod_yaml(other, "    - name: main\n      image: volfs-test\n",
                              "    - name: scratch\n      emptyDir: {}\n"))

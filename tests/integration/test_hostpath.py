@@ -9,13 +9,13 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.daemon import Daemon
+from tests.waiting import wait_until
 
 COHERENCE_WINDOW = 1.0  # seconds: the documented bound (HOST_PATH_CACHE_SECONDS)
 
@@ -265,15 +265,6 @@ def test_path_max_and_name_max(hp_daemon: Daemon, host: Path, pod_name: str) -> 
     assert found == "9"
 
 
-def _eventually(check: Callable[[], bool], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 def test_host_side_changes_are_visible_within_the_window(hp_daemon: Daemon, host: Path,
                                                          pod_name: str) -> None:
     base = host / "rw" / pod_name
@@ -289,9 +280,12 @@ def test_host_side_changes_are_visible_within_the_window(hp_daemon: Daemon, host
     os.stat(served / "f2")
     (base / "f2").unlink()
     slack = COHERENCE_WINDOW + 1.0  # the documented bound, plus scheduling slack
-    assert _eventually(lambda: (served / "f").read_text() == "new contents", slack)
-    assert _eventually(lambda: (served / "added").exists(), slack)
-    assert _eventually(lambda: not (served / "f2").exists(), slack)
+    wait_until(lambda: (served / "f").read_text() == "new contents", slack,
+               "the host's new contents are not seen through volfs")
+    wait_until(lambda: (served / "added").exists(), slack,
+               "a file the host added is not seen through volfs")
+    wait_until(lambda: not (served / "f2").exists(), slack,
+               "a file the host removed is still seen through volfs")
     # ... and what goes through volfs is on the host at once.
     (served / "back").write_text("through volfs")
     assert (base / "back").read_text() == "through volfs"

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.daemon import PASSTHROUGH_KINDS, Daemon, passthrough_volume, pod_manifest
+from tests.waiting import wait_until
 from volfs.stores import syscalls
 from volfs.stores.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 
@@ -93,13 +94,6 @@ def errno_of(fn: Callable[..., object], *args: object, **kwargs: object) -> int:
         fn(*args, **kwargs)
     assert excinfo.value.errno is not None
     return excinfo.value.errno
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 class _Timespec(ctypes.Structure):
@@ -843,7 +837,8 @@ def test_quota_unlinked_open_file_keeps_its_space_until_closed(
         assert used() == LIMIT - 6
     finally:
         os.close(fd)
-    wait_for(lambda: used() == 0)  # release reaches the daemon after close returns
+    # release reaches the daemon after close returns
+    wait_until(lambda: used() == 0, 20, "the unlinked file's bytes were not freed at close")
     fill(path / "g", LIMIT)
 
 
@@ -864,7 +859,8 @@ def test_quota_rename_over_a_file_frees_the_replaced_one(
         assert used() == LIMIT
     finally:
         os.close(held)
-    wait_for(lambda: used() == 600_000)
+    wait_until(lambda: used() == 600_000, 20,
+               "the replaced file's bytes were not freed when it was closed")
 
 
 def test_quota_counts_hard_links_once(small: tuple[Path, Callable[[], int]]) -> None:

@@ -25,7 +25,7 @@ from volfs.stores.quota import Usage, scan_usage
 from volfs.stores.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE
 
 T = TypeVar("T")
-ROOT = Owner(0, 0)
+CALLER = Owner(os.getuid(), os.getgid())  # whoever runs the tests: no chown needs root
 USER = Owner(1000, 1000)
 LIMIT = 10_000
 
@@ -55,7 +55,7 @@ class Volume:
         return entry.handle
 
     def create(self, name: str, flags: int = os.O_WRONLY, mode: int = 0o644,
-               owner: Owner = ROOT) -> int:
+               owner: Owner = CALLER) -> int:
         fh, entry = run(self.store.create, self.root, name.encode(), mode, flags, owner)
         self._handles.append(entry.handle)
         return fh
@@ -243,9 +243,9 @@ def test_hard_links_are_charged_once(vol: Volume) -> None:
 
 
 def test_directories_symlinks_and_fifos_are_not_charged(vol: Volume) -> None:
-    run(vol.store.mkdir, vol.root, b"d", 0o755, ROOT)
-    run(vol.store.symlink, vol.root, b"s", b"x" * 3000, ROOT)
-    run(vol.store.mknod, vol.root, b"p", stat.S_IFIFO | 0o644, 0, ROOT)
+    run(vol.store.mkdir, vol.root, b"d", 0o755, CALLER)
+    run(vol.store.symlink, vol.root, b"s", b"x" * 3000, CALLER)
+    run(vol.store.mknod, vol.root, b"p", stat.S_IFIFO | 0o644, 0, CALLER)
     assert vol.used == 0
     run(vol.store.unlink, vol.root, b"s")
     run(vol.store.unlink, vol.root, b"p")
@@ -255,6 +255,7 @@ def test_directories_symlinks_and_fifos_are_not_charged(vol: Volume) -> None:
 
 # -- ownership ------------------------------------------------------------------------------
 
+@pytest.mark.root
 def test_new_objects_belong_to_the_caller(vol: Volume) -> None:
     fh = vol.create("f", mode=0o4755, owner=USER)
     vol.release(fh)
@@ -267,8 +268,9 @@ def test_new_objects_belong_to_the_caller(vol: Volume) -> None:
             assert stat.S_IMODE(st.st_mode) == mode, name
 
 
+@pytest.mark.root
 def test_setgid_directory_gives_its_group(vol: Volume) -> None:
-    run(vol.store.mkdir, vol.root, b"shared", 0o2777, ROOT)
+    run(vol.store.mkdir, vol.root, b"shared", 0o2777, CALLER)
     os.chown(vol.base / "shared", 0, 4242)
     shared = vol.lookup("shared")
     fh, entry = run(vol.store.create, shared, b"f", 0o644, os.O_WRONLY, USER)
@@ -281,6 +283,7 @@ def test_setgid_directory_gives_its_group(vol: Volume) -> None:
     assert sub.st_mode & stat.S_ISGID
 
 
+@pytest.mark.root
 def test_create_over_an_existing_file_leaves_its_owner_and_mode(vol: Volume) -> None:
     """The kernel sends CREATE for a name it believes absent; a file made meanwhile
     (by the host, behind a HostPath) is opened, not given to the caller."""
@@ -378,13 +381,14 @@ def test_usage_always_equals_the_files_on_disk_plus_open_orphans(
 
 # -- descriptors: at most a bounded number open, the rest reopened by file handle ------------
 
+@pytest.mark.root
 def test_idle_descriptors_are_bounded_and_reopened_by_file_handle(tmp_path: Path) -> None:
     cache = DescriptorCache(capacity=4)
     store = LocalStore(tmp_path, Usage(), descriptors=cache)
     root = run(store.open_root).handle
     handles = []
     for i in range(20):
-        fh, entry = run(store.create, root, b"f%d" % i, 0o644, os.O_WRONLY, ROOT)
+        fh, entry = run(store.create, root, b"f%d" % i, 0o644, os.O_WRONLY, CALLER)
         run(store.write, fh, 0, b"%d" % i)
         run(store.release, fh)
         handles.append(entry.handle)
@@ -402,14 +406,15 @@ def test_idle_descriptors_are_bounded_and_reopened_by_file_handle(tmp_path: Path
     assert len(cache) == 0
 
 
+@pytest.mark.root
 def test_a_deleted_inode_is_stale_never_another_one(tmp_path: Path) -> None:
     cache = DescriptorCache(capacity=2)
     store = LocalStore(tmp_path, Usage(), descriptors=cache)
     root = run(store.open_root).handle
-    fh, gone = run(store.create, root, b"gone", 0o644, os.O_WRONLY, ROOT)
+    fh, gone = run(store.create, root, b"gone", 0o644, os.O_WRONLY, CALLER)
     run(store.release, fh)
     run(store.unlink, root, b"gone")
-    others = [run(store.mkdir, root, b"d%d" % i, 0o755, ROOT).handle for i in range(4)]
+    others = [run(store.mkdir, root, b"d%d" % i, 0o755, CALLER).handle for i in range(4)]
     assert gone.handle.fd is None  # its descriptor was given back
     assert oserror(run, store.getattr, gone.handle) == errno.ESTALE
     for handle in [root, gone.handle, *others]:
@@ -420,10 +425,10 @@ def test_open_files_keep_their_descriptor_even_unlinked(tmp_path: Path) -> None:
     cache = DescriptorCache(capacity=2)
     store = LocalStore(tmp_path, Usage(limit=LIMIT), descriptors=cache)
     root = run(store.open_root).handle
-    fh, entry = run(store.create, root, b"f", 0o644, os.O_RDWR, ROOT)
+    fh, entry = run(store.create, root, b"f", 0o644, os.O_RDWR, CALLER)
     run(store.write, fh, 0, b"x" * 100)
     run(store.unlink, root, b"f")
-    others = [run(store.mkdir, root, b"d%d" % i, 0o755, ROOT).handle for i in range(4)]
+    others = [run(store.mkdir, root, b"d%d" % i, 0o755, CALLER).handle for i in range(4)]
     assert entry.handle.fd is not None
     st = run(store.setattr, entry.handle, AttrChanges(size=10), fh)
     assert (st.st_size, st.st_nlink) == (10, 0)

@@ -1,0 +1,468 @@
+"""The Operations handlers called directly, as the kernel would call them, over real stores.
+
+A pod's volumes are published in a :class:`volfs.fs.Filesystem` that is never mounted;
+their stores are LocalStores over temporary directories. Each test walks the synthetic
+tree ``pods/<uid>/volumes/<kind>/<name>`` with ``lookup`` and then makes, writes, reads,
+lists, renames and forgets, checking the replies and what reached the disk.
+
+``readdir`` answers through ``pyfuse3.readdir_reply``, which needs the kernel's token;
+here it is replaced by a recorder whose buffer may be told to fill up, so the handler's
+own logic (resuming, giving back the lookups of entries not taken) is what is tested.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import pyfuse3
+import pytest
+import trio
+
+from volfs.fs import Filesystem, ServedVolume
+from volfs.fs.inodes import BackedNode
+from volfs.fs.operations import VolfsOperations
+from volfs.lifecycle.hostpath import HOST_PATH_KIND
+from volfs.lifecycle.volumes import EMPTY_DIR_KIND
+from volfs.stores.local import DescriptorCache, Inode, LocalStore
+from volfs.stores.quota import Usage
+
+UID = "0c3e7f1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
+LIMIT = 10_000
+ROOT = pyfuse3.ROOT_INODE
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The fields of a request the handlers read: who asks (this process's user)."""
+
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    pid: int = field(default_factory=os.getpid)
+    umask: int = 0o022
+
+
+CTX = cast(pyfuse3.RequestContext, Caller())
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Which attributes a setattr changes (pyfuse3's own cannot be made outside the kernel)."""
+
+    update_mode: bool = False
+    update_uid: bool = False
+    update_gid: bool = False
+    update_size: bool = False
+    update_atime: bool = False
+    update_mtime: bool = False
+    update_ctime: bool = False
+
+
+def fields(**changed: bool) -> pyfuse3.SetattrFields:
+    return cast(pyfuse3.SetattrFields, Fields(**changed))
+
+
+@dataclass
+class Served:
+    """A pod with three volumes, published in a filesystem that is never mounted.
+
+    ``scratch`` is an EmptyDir limited to LIMIT bytes, ``other`` an EmptyDir without a
+    limit, ``host`` a read-only HostPath holding the file ``seen``.
+    """
+
+    fs: Filesystem
+    dirs: dict[str, Path]
+
+    @property
+    def ops(self) -> VolfsOperations:
+        return self.fs.operations
+
+    def store(self, name: str) -> LocalStore:
+        (volume,) = [v for v in self.fs.volumes(UID) if v.name == name]
+        return cast(LocalStore, volume.store)
+
+    async def walk(self, *names: str) -> int:
+        """The inode at ``names`` below the root, looked up one name at a time."""
+        ino = ROOT
+        for name in names:
+            ino = (await self.ops.lookup(ino, name.encode(), CTX)).st_ino
+        return ino
+
+    async def volume(self, name: str) -> int:
+        kind = HOST_PATH_KIND if name == "host" else EMPTY_DIR_KIND
+        return await self.walk("pods", UID, "volumes", kind, name)
+
+    def nlookup(self, ino: int) -> int:
+        node = self.fs.table.get(ino)
+        assert isinstance(node, BackedNode), ino
+        return node.nlookup
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    descriptors = DescriptorCache(capacity=64)
+    dirs = {name: tmp_path / name for name in ("scratch", "other", "host")}
+    for path in dirs.values():
+        path.mkdir()
+    (dirs["host"] / "seen").write_bytes(b"from the host")
+    stores = {
+        "scratch": LocalStore(dirs["scratch"], Usage(limit=LIMIT), descriptors=descriptors),
+        "other": LocalStore(dirs["other"], Usage(), descriptors=descriptors),
+        "host": LocalStore(dirs["host"], read_only=True, track_usage=False,
+                           descriptors=descriptors),
+    }
+    fs = Filesystem(statfs_path=str(tmp_path))
+    fs.publish_pod(UID, [
+        ServedVolume(UID, HOST_PATH_KIND if name == "host" else EMPTY_DIR_KIND, name, store)
+        for name, store in stores.items()])
+    yield Served(fs, dirs)
+    # Close what the test left: every node's descriptor, as the kernel's forgets would
+    # (the table has no public way to list its nodes: only the kernel needs none).
+    fs.withdraw_pod(UID)
+    for node in list(fs.table._backed.values()):
+        fs.table.forget(node.ino, node.nlookup)
+
+
+def run(served: Served, test: Callable[[Served], Awaitable[None]]) -> None:
+    async def main() -> None:
+        await test(served)
+    trio.run(main)
+
+
+async def fuse_errno(handler: Callable[..., Awaitable[object]], *args: object) -> int:
+    """The errno ``handler(*args)`` fails with (it must fail)."""
+    with pytest.raises(pyfuse3.FUSEError) as raised:
+        await handler(*args)
+    return raised.value.errno
+
+
+# -- the tree, and a file through it ---------------------------------------------------------
+
+def test_a_file_made_through_the_tree_lands_in_its_volumes_directory(served: Served) -> None:
+    async def test(s: Served) -> None:
+        volume = await s.volume("scratch")
+        info, attrs = await s.ops.create(volume, b"f", stat.S_IFREG | 0o640,
+                                         os.O_RDWR | os.O_CREAT, CTX)
+        assert await s.ops.write(info.fh, 0, b"hello ") == 6
+        assert await s.ops.write(info.fh, 6, b"world") == 5
+        assert await s.ops.read(info.fh, 0, 100) == b"hello world"
+        await s.ops.flush(info.fh)
+        await s.ops.release(info.fh)
+        assert (attrs.st_uid, attrs.st_gid) == (os.getuid(), os.getgid())
+        again = await s.ops.lookup(volume, b"f", CTX)
+        assert again.st_ino == attrs.st_ino and again.st_size == 11
+        assert (await s.ops.getattr(attrs.st_ino, CTX)).st_size == 11
+        fh = (await s.ops.open(attrs.st_ino, os.O_RDONLY, CTX)).fh
+        assert await s.ops.read(fh, 6, 100) == b"world"
+        await s.ops.release(fh)
+
+    run(served, test)
+    path = served.dirs["scratch"] / "f"
+    assert path.read_bytes() == b"hello world"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert served.store("scratch").usage.used == 11
+    assert list(served.dirs["other"].iterdir()) == []
+
+
+def test_the_synthetic_directories_lead_only_to_published_volumes(served: Served) -> None:
+    async def test(s: Served) -> None:
+        pods = await s.walk("pods")
+        assert stat.S_ISDIR((await s.ops.getattr(pods, CTX)).st_mode)
+        kinds = await s.walk("pods", UID, "volumes")
+        for missing in ((ROOT, b"nope"), (pods, b"other-uid"), (kinds, b"kubernetes.io~nfs"),
+                        (await s.walk("pods", UID, "volumes", EMPTY_DIR_KIND), b"nope")):
+            assert await fuse_errno(s.ops.lookup, *missing, CTX) == errno.ENOENT
+        host = await s.volume("host")
+        seen = await s.ops.lookup(host, b"seen", CTX)
+        fh = (await s.ops.open(seen.st_ino, os.O_RDONLY, CTX)).fh
+        assert await s.ops.read(fh, 0, 100) == b"from the host"
+        await s.ops.release(fh)
+
+    run(served, test)
+
+
+def test_dot_dot_from_a_volume_root_does_not_step_into_its_backing_parent(
+        served: Served) -> None:
+    (served.dirs["scratch"].parent / "beside").write_bytes(b"not the pod's")
+
+    async def test(s: Served) -> None:
+        volume = await s.volume("scratch")
+        for name in (b"..", b"."):
+            assert await fuse_errno(s.ops.lookup, volume, name, CTX) == errno.ENOENT
+        assert await fuse_errno(s.ops.lookup, volume, b"beside", CTX) == errno.ENOENT
+
+    run(served, test)
+
+
+# -- directories --------------------------------------------------------------------------
+
+@dataclass
+class Token:
+    """What the kernel's readdir buffer took: (name, inode, next offset); ``room`` entries fit."""
+
+    room: int = 1000
+    taken: list[tuple[bytes, int, int]] = field(default_factory=list)
+
+
+def _reply(token: Token, name: bytes, attrs: pyfuse3.EntryAttributes, next_id: int) -> bool:
+    if len(token.taken) >= token.room:
+        return False
+    token.taken.append((name, attrs.st_ino, next_id))
+    return True
+
+
+@pytest.fixture
+def kernel_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """readdir replies go to a :class:`Token` instead of the kernel's buffer."""
+    monkeypatch.setattr(pyfuse3, "readdir_reply", _reply)
+
+
+async def listing(s: Served, ino: int, room: int = 1000, start: int = 0) -> Token:
+    token = Token(room)
+    fh = await s.ops.opendir(ino, CTX)
+    try:
+        await s.ops.readdir(fh, start, cast(pyfuse3.ReaddirToken, token))
+    finally:
+        await s.ops.releasedir(fh)
+    return token
+
+
+@pytest.mark.usefixtures("kernel_buffer")
+def test_readdir_lists_the_synthetic_tree_and_what_mkdir_made(served: Served) -> None:
+    async def test(s: Served) -> None:
+        assert [n for n, _, _ in (await listing(s, ROOT)).taken] == [b"pods"]
+        assert [n for n, _, _ in (await listing(s, await s.walk("pods"))).taken] == [
+            UID.encode()]
+        kinds = await listing(s, await s.walk("pods", UID, "volumes"))
+        assert sorted(n for n, _, _ in kinds.taken) == sorted(
+            [EMPTY_DIR_KIND.encode(), HOST_PATH_KIND.encode()])
+        empty_dirs = await listing(s, await s.walk("pods", UID, "volumes", EMPTY_DIR_KIND))
+        assert [n for n, _, _ in empty_dirs.taken] == [b"other", b"scratch"]
+        volume = await s.volume("scratch")
+        assert empty_dirs.taken[1][1] == volume  # the same inode as a lookup gives
+
+        made = await s.ops.mkdir(volume, b"d", stat.S_IFDIR | 0o755, CTX)
+        assert stat.S_ISDIR(made.st_mode)
+        info, file = await s.ops.create(made.st_ino, b"f", 0o644, os.O_WRONLY, CTX)
+        await s.ops.release(info.fh)
+        inside = await listing(s, made.st_ino)
+        assert inside.taken == [(b"f", file.st_ino, 1)]
+        assert [n for n, _, _ in (await listing(s, volume)).taken] == [b"d"]
+
+    run(served, test)
+    assert (served.dirs["scratch"] / "d" / "f").is_file()
+
+
+@pytest.mark.usefixtures("kernel_buffer")
+def test_a_full_readdir_buffer_gives_back_the_lookup_and_the_next_call_resumes(
+        served: Served) -> None:
+    for name in ("a", "b", "c"):
+        (served.dirs["other"] / name).write_bytes(b"")
+
+    async def test(s: Served) -> None:
+        volume = await s.volume("other")
+        backed = s.fs.table.backed_count()
+        token = Token(room=2)
+        fh = await s.ops.opendir(volume, CTX)
+        await s.ops.readdir(fh, 0, cast(pyfuse3.ReaddirToken, token))
+        assert len(token.taken) == 2
+        # The third entry was looked up, but the kernel did not take it: nothing holds it.
+        assert s.fs.table.backed_count() == backed + 2
+        for _, ino, _ in token.taken:
+            assert s.nlookup(ino) == 1
+        # The offsets are into the listing taken at the first call: a name made since
+        # does not shift them (it shows after a rewind, a readdir from offset 0).
+        (s.dirs["other"] / "new").write_bytes(b"")
+        rest = Token()
+        await s.ops.readdir(fh, token.taken[-1][2], cast(pyfuse3.ReaddirToken, rest))
+        await s.ops.releasedir(fh)
+        names = [n for n, _, _ in token.taken + rest.taken]
+        assert sorted(names) == [b"a", b"b", b"c"] and len(rest.taken) == 1
+        assert s.fs.table.backed_count() == backed + 3
+        assert await fuse_errno(s.ops.readdir, fh, 0, cast(pyfuse3.ReaddirToken, rest)) == (
+            errno.EBADF)  # released
+
+    run(served, test)
+
+
+@pytest.mark.usefixtures("kernel_buffer")
+def test_a_name_removed_after_the_listing_is_skipped(served: Served) -> None:
+    for name in ("a", "b"):
+        (served.dirs["other"] / name).write_bytes(b"")
+
+    async def test(s: Served) -> None:
+        volume = await s.volume("other")
+        token = Token(room=1)
+        fh = await s.ops.opendir(volume, CTX)
+        await s.ops.readdir(fh, 0, cast(pyfuse3.ReaddirToken, token))
+        ((first, _, next_id),) = token.taken
+        second = b"b" if first == b"a" else b"a"
+        os.unlink(s.dirs["other"] / second.decode())  # behind volfs's back
+        rest = Token()
+        await s.ops.readdir(fh, next_id, cast(pyfuse3.ReaddirToken, rest))
+        await s.ops.releasedir(fh)
+        assert rest.taken == []
+
+    run(served, test)
+
+
+# -- crossing volumes, and the read-only parts ------------------------------------------------
+
+def test_rename_and_link_across_volumes_are_exdev(served: Served) -> None:
+    async def test(s: Served) -> None:
+        scratch, other = await s.volume("scratch"), await s.volume("other")
+        info, attrs = await s.ops.create(scratch, b"f", 0o644, os.O_WRONLY, CTX)
+        await s.ops.write(info.fh, 0, b"data")
+        await s.ops.release(info.fh)
+        assert await fuse_errno(s.ops.rename, scratch, b"f", other, b"f", 0, CTX) == errno.EXDEV
+        assert await fuse_errno(s.ops.link, attrs.st_ino, other, b"f", CTX) == errno.EXDEV
+        # From a volume into the synthetic tree (or out of it): EXDEV too, as across mounts.
+        kinds = await s.walk("pods", UID, "volumes")
+        assert await fuse_errno(s.ops.rename, scratch, b"f", kinds, b"f", 0, CTX) == errno.EXDEV
+        assert await fuse_errno(s.ops.link, attrs.st_ino, kinds, b"f", CTX) == errno.EXDEV
+        # Within one volume both work.
+        await s.ops.rename(scratch, b"f", scratch, b"g", 0, CTX)
+        linked = await s.ops.link(attrs.st_ino, scratch, b"h", CTX)
+        assert linked.st_ino == attrs.st_ino and linked.st_nlink == 2
+
+    run(served, test)
+    assert sorted(p.name for p in served.dirs["scratch"].iterdir()) == ["g", "h"]
+    assert list(served.dirs["other"].iterdir()) == []
+
+
+def test_every_change_to_the_synthetic_tree_is_erofs(served: Served) -> None:
+    async def test(s: Served) -> None:
+        for path in ((), ("pods",), ("pods", UID), ("pods", UID, "volumes"),
+                     ("pods", UID, "volumes", EMPTY_DIR_KIND)):
+            ino = await s.walk(*path)
+            children = s.fs.tree.children(path)
+            assert children
+            child = os.fsencode(children[0])  # a name that is there
+            calls: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = [
+                (s.ops.mkdir, (ino, b"x", stat.S_IFDIR | 0o755, CTX)),
+                (s.ops.create, (ino, b"x", 0o644, os.O_WRONLY | os.O_CREAT, CTX)),
+                (s.ops.mknod, (ino, b"x", stat.S_IFIFO | 0o644, 0, CTX)),
+                (s.ops.symlink, (ino, b"x", b"target", CTX)),
+                (s.ops.unlink, (ino, child, CTX)),
+                (s.ops.rmdir, (ino, child, CTX)),
+                (s.ops.setxattr, (ino, b"user.x", b"1", CTX)),
+                (s.ops.removexattr, (ino, b"user.x", CTX)),
+                (s.ops.setattr, (ino, pyfuse3.EntryAttributes(), fields(update_mode=True),
+                                 None, CTX)),
+                (s.ops.open, (ino, os.O_WRONLY, CTX)),
+            ]
+            for handler, args in calls:
+                assert await fuse_errno(handler, *args) == errno.EROFS, (path, handler)
+            assert await fuse_errno(s.ops.open, ino, os.O_RDONLY, CTX) == errno.EISDIR
+
+    run(served, test)
+    for path in served.dirs.values():
+        assert sorted(p.name for p in path.iterdir()) == (["seen"] if path.name == "host"
+                                                          else [])
+
+
+def test_a_read_only_volume_can_be_read_but_not_changed(served: Served) -> None:
+    async def test(s: Served) -> None:
+        host = await s.volume("host")
+        seen = (await s.ops.lookup(host, b"seen", CTX)).st_ino
+        calls: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = [
+            (s.ops.create, (host, b"new", 0o644, os.O_WRONLY | os.O_CREAT, CTX)),
+            (s.ops.mkdir, (host, b"new", 0o755, CTX)),
+            (s.ops.unlink, (host, b"seen", CTX)),
+            (s.ops.rename, (host, b"seen", host, b"moved", 0, CTX)),
+            (s.ops.link, (seen, host, b"again", CTX)),
+            (s.ops.setxattr, (seen, b"user.x", b"1", CTX)),
+            (s.ops.open, (seen, os.O_RDWR, CTX)),
+            (s.ops.open, (seen, os.O_RDONLY | os.O_TRUNC, CTX)),
+        ]
+        for handler, args in calls:
+            assert await fuse_errno(handler, *args) == errno.EROFS, handler
+        fh = (await s.ops.open(seen, os.O_RDONLY, CTX)).fh
+        assert await s.ops.read(fh, 5, 4) == b"the "
+        await s.ops.release(fh)
+
+    run(served, test)
+    assert sorted(p.name for p in served.dirs["host"].iterdir()) == ["seen"]
+    assert (served.dirs["host"] / "seen").read_bytes() == b"from the host"
+
+
+# -- sizeLimit ----------------------------------------------------------------------------
+
+def test_size_limit_is_a_short_write_then_enospc(served: Served) -> None:
+    async def test(s: Served) -> None:
+        volume = await s.volume("scratch")
+        info, attrs = await s.ops.create(volume, b"f", 0o644, os.O_RDWR, CTX)
+        assert await s.ops.write(info.fh, 0, b"a" * 6000) == 6000
+        assert await s.ops.write(info.fh, 6000, b"b" * 6000) == 4000  # what fits
+        assert await fuse_errno(s.ops.write, info.fh, LIMIT, b"c") == errno.ENOSPC
+        assert await s.ops.write(info.fh, 0, b"d" * 10) == 10  # overwriting needs no room
+        bigger = pyfuse3.EntryAttributes()
+        bigger.st_size = LIMIT + 1
+        assert await fuse_errno(s.ops.setattr, attrs.st_ino, bigger, fields(update_size=True),
+                                info.fh, CTX) == errno.ENOSPC
+        await s.ops.release(info.fh)
+        # Another volume of the same pod has its own (no) limit.
+        other_info, _ = await s.ops.create(await s.volume("other"), b"f", 0o644,
+                                           os.O_WRONLY, CTX)
+        assert await s.ops.write(other_info.fh, 0, b"x" * 2 * LIMIT) == 2 * LIMIT
+        await s.ops.release(other_info.fh)
+
+    run(served, test)
+    assert (served.dirs["scratch"] / "f").stat().st_size == LIMIT
+    assert served.store("scratch").usage.used == LIMIT
+
+
+# -- lookup counts, forget, inodes that are gone --------------------------------------------
+
+def test_lookup_counts_are_exact_and_the_last_forget_lets_go(served: Served) -> None:
+    (served.dirs["other"] / "f").write_bytes(b"x")
+
+    async def test(s: Served) -> None:
+        volume = await s.volume("other")
+        ino = (await s.ops.lookup(volume, b"f", CTX)).st_ino
+        for _ in range(2):
+            assert (await s.ops.lookup(volume, b"f", CTX)).st_ino == ino
+        assert s.nlookup(ino) == 3
+        node = s.fs.table.get(ino)
+        assert isinstance(node, BackedNode)
+        handle = cast(Inode, node.handle)
+        await s.ops.forget([(ino, 2)])
+        assert s.nlookup(ino) == 1 and handle.fd is not None
+        await s.ops.forget([(ino, 1)])
+        assert s.fs.table.get(ino) is None
+        assert handle.fd is None  # its descriptor is closed
+        assert await fuse_errno(s.ops.getattr, ino, CTX) == errno.ENOENT
+        # Looked up again: a new inode number (numbers are never reused).
+        again = (await s.ops.lookup(volume, b"f", CTX)).st_ino
+        assert again != ino and s.nlookup(again) == 1
+        await s.ops.forget([(again, 1), (123_456, 1)])  # an unknown one is ignored
+        assert s.fs.table.get(again) is None
+
+    run(served, test)
+
+
+def test_unknown_inodes_and_those_of_a_withdrawn_pod_are_enoent(served: Served) -> None:
+    async def test(s: Served) -> None:
+        unknown = 999_999
+        calls: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = [
+            (s.ops.getattr, (unknown, CTX)), (s.ops.lookup, (unknown, b"x", CTX)),
+            (s.ops.opendir, (unknown, CTX)), (s.ops.open, (unknown, os.O_RDONLY, CTX)),
+            (s.ops.mkdir, (unknown, b"x", 0o755, CTX)), (s.ops.getxattr, (unknown, b"x", CTX)),
+            (s.ops.rename, (unknown, b"x", unknown, b"y", 0, CTX)),
+        ]
+        for handler, args in calls:
+            assert await fuse_errno(handler, *args) == errno.ENOENT, handler
+        pod = await s.walk("pods", UID)
+        kinds = await s.walk("pods", UID, "volumes")
+        s.fs.withdraw_pod(UID)
+        for ino in (pod, kinds):
+            assert await fuse_errno(s.ops.getattr, ino, CTX) == errno.ENOENT
+        assert await fuse_errno(s.ops.lookup, await s.walk("pods"), UID.encode(), CTX) == (
+            errno.ENOENT)
+
+    run(served, test)

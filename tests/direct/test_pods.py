@@ -1,0 +1,239 @@
+"""The pod manager called directly: real state database, plugins and hooks, no mount.
+
+Everything sits in a temporary directory: the SQLite database, the EmptyDir and
+HostPath directories, the hook directories; the Filesystem the pods are published
+in is never mounted. Create sets a pod up all-or-nothing (a failing hook or volume
+leaves nothing behind), delete removes EmptyDir data and never host data, and a
+restart sets every known pod up again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from volfs.api import Pod, parse_pod
+from volfs.api.errors import AlreadyExists, Invalid, NotFound, SetupFailed
+from volfs.fs import Filesystem
+from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
+from volfs.lifecycle.hostpath import HOST_PATH_KIND, HostPathPlugin, allowed_prefixes
+from volfs.lifecycle.pods import PodManager
+from volfs.lifecycle.volumes import EMPTY_DIR_KIND, EmptyDirPlugin, PluginRegistry
+from volfs.state import AsyncStateDB, StateDB
+
+
+@dataclass
+class Node:
+    """One volfs daemon's parts, without the mount and the API in front of them."""
+
+    dir: Path
+    db: StateDB
+    fs: Filesystem
+    pods: PodManager
+
+    @property
+    def disk(self) -> Path:
+        return self.dir / "disk"
+
+    @property
+    def host(self) -> Path:
+        return self.dir / "host"
+
+    @property
+    def hook_log(self) -> Path:
+        return self.dir / "hooks.log"
+
+    def hook(self, stage: str, name: str, body: str) -> None:
+        """An executable in ``stage`` that logs its name and pod, then runs ``body``."""
+        path = self.dir / "hooks" / stage / name
+        path.write_text(f'#!/bin/sh\necho "{stage}/{name} $POD_NAMESPACE/$POD_NAME $POD_UID"'
+                        f' >> "{self.hook_log}"\ncat > "{path}.stdin"\n{body}\n')
+        path.chmod(0o755)
+
+    def hooks_run(self) -> list[str]:
+        return self.hook_log.read_text().splitlines() if self.hook_log.exists() else []
+
+    def restarted(self) -> Node:
+        """The same state directory, served by new parts (as after a daemon restart)."""
+        self.db.close()
+        return _node(self.dir)
+
+    def published(self) -> list[str]:
+        return self.fs.tree.children(("pods",)) or []
+
+    def volume_dir(self, uid: str, name: str) -> Path:
+        return self.disk / uid / EMPTY_DIR_KIND / name
+
+
+def _node(base: Path) -> Node:
+    db = StateDB(base / "state.db")
+    fs = Filesystem(statfs_path=str(base))
+    plugins = PluginRegistry([EmptyDirPlugin(base / "disk", base / "memory"),
+                              HostPathPlugin(allowed_prefixes([str(base / "host")]))])
+    hooks = HookRunner(base / "hooks", base / "root", timeout=30.0)
+    return Node(base, db, fs, PodManager(AsyncStateDB(db), fs, plugins, hooks, base / "root"))
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    for path in ("disk", "memory", "host", f"hooks/{ON_CREATE}", f"hooks/{ON_DELETE}"):
+        (tmp_path / path).mkdir(parents=True)
+    made = _node(tmp_path)
+    yield made
+    made.db.close()
+
+
+def pod(name: str, *volumes: dict[str, Any]) -> Pod:
+    return parse_pod({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": "busybox", "volumeMounts": [
+                     {"name": v["name"], "mountPath": f"/{v['name']}"} for v in volumes]}],
+                 "volumes": list(volumes)}})
+
+
+def scratch(limit: str = "1Mi") -> dict[str, Any]:
+    return {"name": "scratch", "emptyDir": {"sizeLimit": limit}}
+
+
+def host_path(path: Path, type_: str = "DirectoryOrCreate") -> dict[str, Any]:
+    return {"name": "data", "hostPath": {"path": str(path), "type": type_}}
+
+
+def run(fn: Callable[[], Awaitable[None]]) -> None:
+    trio.run(fn)
+
+
+def test_create_sets_up_publishes_runs_the_hooks_and_stores_the_pod(node: Node) -> None:
+    node.hook(ON_CREATE, "10-log", "exit 0")
+
+    async def main() -> None:
+        created = await node.pods.create_pod(pod("web", scratch(), host_path(node.host / "d")))
+        uid = created["metadata"]["uid"]
+        assert node.volume_dir(uid, "scratch").is_dir()
+        assert (node.host / "d").is_dir()  # DirectoryOrCreate made it
+        assert node.published() == [uid]
+        assert sorted(v.name for v in node.fs.volumes(uid)) == ["data", "scratch"]
+        assert node.hooks_run() == [f"{ON_CREATE}/10-log default/web {uid}"]
+        given = json.loads((node.dir / "hooks" / ON_CREATE / "10-log.stdin").read_text())
+        assert given["metadata"]["uid"] == uid
+        stored = await node.pods.get_pod("default", "web")
+        assert stored["metadata"]["uid"] == uid and stored["status"]["phase"] == "Running"
+        volumes = {v["name"]: v for v in stored["status"]["volumes"]}
+        assert volumes["scratch"]["path"] == str(
+            node.dir / "root" / "pods" / uid / "volumes" / EMPTY_DIR_KIND / "scratch")
+        assert volumes["data"]["path"].endswith(f"/volumes/{HOST_PATH_KIND}/data")
+        assert (volumes["scratch"]["usedBytes"], volumes["data"]["usedBytes"]) == (0, None)
+
+        with pytest.raises(AlreadyExists):
+            await node.pods.create_pod(pod("web", scratch()))
+        assert node.published() == [uid] and len(node.hooks_run()) == 1
+        assert [p["metadata"]["uid"] for p in await node.pods.list_pods(None)] == [uid]
+
+    run(main)
+
+
+def test_delete_wipes_empty_dir_data_and_never_host_data(node: Node) -> None:
+    node.hook(ON_DELETE, "10-log", "exit 0")
+    node.hook(ON_DELETE, "20-fails", "echo cannot unregister >&2; exit 4")
+    (node.host / "d").mkdir()
+    (node.host / "d" / "kept").write_bytes(b"host data")
+
+    async def main() -> None:
+        created = await node.pods.create_pod(pod("web", scratch(), host_path(node.host / "d")))
+        uid = created["metadata"]["uid"]
+        (node.volume_dir(uid, "scratch") / "f").write_bytes(b"scratch data")
+        (node.host / "d" / "written").write_bytes(b"by the pod")
+        result = await node.pods.delete_pod("default", "web")
+        # A failing delete hook is reported; the delete goes on.
+        assert result.warnings == [
+            f"hook {ON_DELETE}/20-fails failed (exit status 4): cannot unregister"]
+        assert node.hooks_run() == [f"{ON_DELETE}/10-log default/web {uid}",
+                                    f"{ON_DELETE}/20-fails default/web {uid}"]
+        assert not (node.disk / uid).exists()
+        assert node.published() == [] and node.fs.volumes(uid) == []
+        with pytest.raises(NotFound):
+            await node.pods.get_pod("default", "web")
+        with pytest.raises(NotFound):
+            await node.pods.delete_pod("default", "web")
+
+    run(main)
+    assert (node.host / "d" / "kept").read_bytes() == b"host data"
+    assert (node.host / "d" / "written").read_bytes() == b"by the pod"
+
+
+def test_a_failing_create_hook_rolls_the_pod_back_leaving_nothing(node: Node) -> None:
+    node.hook(ON_CREATE, "10-log", "exit 0")
+    node.hook(ON_CREATE, "20-fails", "echo no room for $POD_NAME >&2; exit 3")
+    node.hook(ON_CREATE, "30-never", "exit 0")
+    (node.host / "d").mkdir()
+    (node.host / "d" / "kept").write_bytes(b"host data")
+
+    async def main() -> None:
+        with pytest.raises(SetupFailed) as raised:
+            await node.pods.create_pod(pod("web", scratch(), host_path(node.host / "d")))
+        assert str(raised.value) == (
+            f"hook {ON_CREATE}/20-fails failed (exit status 3): no room for web")
+        assert list(node.disk.iterdir()) == []  # the EmptyDir was wiped, its parents too
+        assert node.published() == []
+        assert await node.pods.list_pods(None) == []
+        assert [line.split()[0] for line in node.hooks_run()] == [
+            f"{ON_CREATE}/10-log", f"{ON_CREATE}/20-fails"]  # none after the failure
+        # Nothing of it is left in the way: once the hook passes, the same pod is created.
+        (node.dir / "hooks" / ON_CREATE / "20-fails").unlink()
+        created = await node.pods.create_pod(pod("web", scratch(), host_path(node.host / "d")))
+        assert node.published() == [created["metadata"]["uid"]]
+
+    run(main)
+    assert sorted(p.name for p in (node.host / "d").iterdir()) == ["kept"]
+
+
+def test_a_volume_refused_at_set_up_undoes_the_volumes_before_it(node: Node) -> None:
+    node.hook(ON_CREATE, "10-log", "exit 0")
+
+    async def main() -> None:
+        missing = node.host / "missing"
+        with pytest.raises(Invalid) as raised:
+            await node.pods.create_pod(pod("web", scratch(), host_path(missing, "Directory")))
+        assert raised.value.causes == [(
+            "spec.volumes[1].hostPath.path",
+            f"pod web: volume data: hostPath {missing}: expected Directory, found nothing")]
+        assert list(node.disk.iterdir()) == [] and node.published() == []
+        assert await node.pods.list_pods(None) == []
+        assert node.hooks_run() == []  # hooks run only once every volume is set up
+
+    run(main)
+    assert not (node.host / "missing").exists()
+
+
+def test_after_a_restart_every_pod_is_set_up_again_and_orphans_are_wiped(node: Node) -> None:
+    async def create() -> None:
+        created = await node.pods.create_pod(pod("web", scratch("10Ki")))
+        (node.volume_dir(created["metadata"]["uid"], "scratch") / "f").write_bytes(b"x" * 3000)
+
+    run(create)
+    (uid,) = node.published()
+    orphan = node.disk / "0f0f0f0f-dead-4bad-8bad-0123456789ab"  # a crash left it
+    (orphan / EMPTY_DIR_KIND / "scratch").mkdir(parents=True)
+    again = node.restarted()
+    try:
+        assert again.published() == []
+
+        async def restore() -> None:
+            await again.pods.restore([again.disk, again.dir / "memory"])
+            await again.pods.restore([again.disk, again.dir / "memory"])  # idempotent, too
+
+        run(restore)
+        assert again.published() == [uid]
+        (served,) = again.fs.volumes(uid)
+        assert served.store.usage.used == 3000  # measured from the disk
+        assert served.store.usage.limit == 10 * 1024
+        assert (again.volume_dir(uid, "scratch") / "f").read_bytes() == b"x" * 3000
+        assert not orphan.exists()
+    finally:
+        again.db.close()
