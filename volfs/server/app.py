@@ -112,32 +112,34 @@ def create_app(
     registry = (resources if isinstance(resources, ResourceRegistry)
                 else core_registry(resources))
     next_change = changes or trio.Event  # an event nobody sets: watches just list again
-    streams = watches or OpenWatches()
+    routes = [*_health_routes(), *_discovery_routes(registry),
+              *_resource_routes(registry, next_change, watches or OpenWatches()),
+              _kubeconfig_route(kubeconfig)]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_exception},
+        max_body_size=MAX_BODY_BYTES,
+    )
 
-    @_answers_with_status
-    async def core_discovery(request: Request) -> Response:
-        _plain(request)
-        answer = discovery.resource_list(registry, "", request.path_params["version"])
-        if answer is None:
-            raise st.StatusError(_no_such_path())
-        return _json(answer)
 
-    @_answers_with_status
-    async def group_discovery(request: Request) -> Response:
-        _plain(request)
-        answer = discovery.api_group(registry, request.path_params["group"])
-        if answer is None:
-            raise st.StatusError(_no_such_path())
-        return _json(answer)
+def _health_routes() -> list[Route]:
+    """What probes and kubectl ask before anything else."""
+    return [
+        Route("/healthz", _healthz, methods=["GET"]),
+        Route("/livez", _healthz, methods=["GET"]),
+        Route("/readyz", _healthz, methods=["GET"]),
+        Route("/version", _version, methods=["GET"]),
+        Route("/openapi/v2", _openapi_v2, methods=["GET"]),
+    ]
 
-    @_answers_with_status
-    async def group_version_discovery(request: Request) -> Response:
-        _plain(request)
-        params = request.path_params
-        answer = discovery.resource_list(registry, params["group"], params["version"])
-        if answer is None:
+
+def _discovery_routes(registry: ResourceRegistry) -> list[Route]:
+    """The API server's discovery documents: which groups, versions and kinds exist."""
+
+    def answer(found: Object | None) -> Response:
+        if found is None:
             raise st.StatusError(_no_such_path())
-        return _json(answer)
+        return _json(found)
 
     @_answers_with_status
     async def versions(request: Request) -> Response:
@@ -150,19 +152,58 @@ def create_app(
         return _json(discovery.api_groups(registry))
 
     @_answers_with_status
-    async def core_resource(request: Request) -> Response:
+    async def core(request: Request) -> Response:
+        _plain(request)
+        return answer(discovery.resource_list(registry, "", request.path_params["version"]))
+
+    @_answers_with_status
+    async def group(request: Request) -> Response:
+        _plain(request)
+        return answer(discovery.api_group(registry, request.path_params["group"]))
+
+    @_answers_with_status
+    async def group_version(request: Request) -> Response:
+        _plain(request)
+        params = request.path_params
+        return answer(discovery.resource_list(registry, params["group"], params["version"]))
+
+    return [
+        Route("/api", versions, methods=["GET"]),
+        Route("/apis", groups, methods=["GET"]),
+        Route("/api/{version}", core, methods=["GET"]),
+        Route("/apis/{group}", group, methods=["GET"]),
+        Route("/apis/{group}/{version}", group_version, methods=["GET"]),
+    ]
+
+
+def _resource_routes(registry: ResourceRegistry, next_change: Callable[[], trio.Event],
+                     streams: OpenWatches) -> list[Route]:
+    """Every kind's objects, under the core group's path and the named groups' paths."""
+
+    @_answers_with_status
+    async def core(request: Request) -> Response:
         params = request.path_params
         return await _serve(registry, request, "", params["version"], params["path"],
                             next_change, streams)
 
     @_answers_with_status
-    async def group_resource(request: Request) -> Response:
+    async def group(request: Request) -> Response:
         params = request.path_params
         return await _serve(registry, request, params["group"], params["version"],
                             params["path"], next_change, streams)
 
+    any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return [
+        Route("/api/{version}/{path:path}", core, methods=any_method),
+        Route("/apis/{group}/{version}/{path:path}", group, methods=any_method),
+    ]
+
+
+def _kubeconfig_route(kubeconfig: Callable[[], Object | None] | None) -> Route:
+    """A kubeconfig for the TCP listener (only on the root-only control socket)."""
+
     @_answers_with_status
-    async def kubeconfig_handler(request: Request) -> Response:
+    async def handler(request: Request) -> Response:
         config = kubeconfig() if kubeconfig is not None else None
         if config is None:
             raise st.StatusError(st.status(
@@ -170,27 +211,7 @@ def create_app(
                 "with --kube-api 127.0.0.1:PORT"))
         return _json(config)
 
-    any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [
-        Route("/healthz", _healthz, methods=["GET"]),
-        Route("/livez", _healthz, methods=["GET"]),
-        Route("/readyz", _healthz, methods=["GET"]),
-        Route("/version", _version, methods=["GET"]),
-        Route("/openapi/v2", _openapi_v2, methods=["GET"]),
-        Route("/api", versions, methods=["GET"]),
-        Route("/apis", groups, methods=["GET"]),
-        Route("/api/{version}", core_discovery, methods=["GET"]),
-        Route("/apis/{group}", group_discovery, methods=["GET"]),
-        Route("/apis/{group}/{version}", group_version_discovery, methods=["GET"]),
-        Route("/api/{version}/{path:path}", core_resource, methods=any_method),
-        Route("/apis/{group}/{version}/{path:path}", group_resource, methods=any_method),
-        Route(KUBECONFIG_PATH, kubeconfig_handler, methods=["GET"]),
-    ]
-    return Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: _http_exception},
-        max_body_size=MAX_BODY_BYTES,
-    )
+    return Route(KUBECONFIG_PATH, handler, methods=["GET"])
 
 
 # -- the generic resource handlers ------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""The containers of pods volfs runs (annotated ``volfs.io/run: "true"``), through a
+ContainerRuntime: started on the pod's published volumes, stopped and removed
+before its volumes go, reported in ``status.containerStatuses``, and swept when a
+pod is gone but its containers are not."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+import trio
+
+from volfs.api import Pod
+from volfs.api.errors import Invalid, RequestError, SetupFailed
+from volfs.lifecycle.pod_status import POD, Object
+from volfs.runtime import (
+    ContainerRuntime,
+    ContainerState,
+    RunRefused,
+    RuntimeFailed,
+    RuntimeUnavailable,
+    plan_pod,
+    pod_phase,
+    prepare_binds,
+    runs_containers,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ContainersNotRemoved(RequestError):
+    """The engine refused to remove a pod's containers: the pod and its volumes stay."""
+
+
+class PodContainers:
+    """The container side of the pod manager; ``runtime`` None runs no containers."""
+
+    def __init__(self, runtime: ContainerRuntime | None) -> None:
+        self._runtime = runtime
+
+    async def start(self, obj: Object, pod: Pod, mounts: list[Object],
+                    undo: AsyncExitStack) -> None:
+        """Start the pod's containers on ``mounts`` (its status's); undone by ``undo``."""
+        name = pod.metadata.name
+        if self._runtime is None:
+            raise SetupFailed(f"pod {name}: this volfs daemon runs no containers")
+        uid = obj["metadata"]["uid"]
+        try:
+            plan = plan_pod(pod, uid, mounts)
+        except RunRefused as exc:
+            raise Invalid(POD, name, [(exc.field, str(exc))]) from exc
+        undo.push_async_callback(self._remove_quietly, uid)
+        try:
+            await trio.to_thread.run_sync(prepare_binds, plan)
+            await self._runtime.start_pod(plan)
+        except (RuntimeUnavailable, RuntimeFailed) as exc:
+            raise SetupFailed(f"containers not started: {exc}") from exc
+
+    async def remove(self, obj: Object) -> list[str]:
+        """Stop and remove a run pod's containers; the warnings to report.
+
+        An unreachable engine is a warning (the delete goes on; a later sweep
+        removes what is left), an engine that refuses stops the delete.
+        """
+        if self._runtime is None or not runs_containers(obj):
+            return []
+        grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds")
+        try:
+            await self._runtime.remove_pod(obj["metadata"]["uid"],
+                                           30.0 if grace is None else float(grace))
+        except RuntimeUnavailable as exc:
+            return [f"containers not removed: {exc}"]
+        except RuntimeFailed as exc:
+            raise ContainersNotRemoved(
+                f'pods "{obj["metadata"]["name"]}": containers not removed, so the pod '
+                f"and its volumes stay: {exc}") from exc
+        return []
+
+    async def sweep(self, known: set[str]) -> int:
+        """Remove the containers of pods not in ``known`` (uids); how many pods'.
+        Best effort: an unreachable engine is left for the next sweep."""
+        if self._runtime is None:
+            return 0
+        try:
+            orphans = set(await self._runtime.pod_states(None)) - known
+            for uid in sorted(orphans):
+                log.info("removing the containers of pod %s: the pod is gone", uid)
+                await self._runtime.remove_pod(uid, 0)
+        except (RuntimeUnavailable, RuntimeFailed) as exc:
+            log.info("containers of deleted pods not swept: %s", exc)
+            return 0
+        return len(orphans)
+
+    async def with_status(self, objs: list[Object]) -> list[Object]:
+        """Objects with ``status.containerStatuses`` and phase for pods volfs runs."""
+        run = [obj for obj in objs if runs_containers(obj)]
+        states: dict[str, list[ContainerState]] = {}
+        unknown = ""
+        if run and self._runtime is not None:
+            try:
+                states = await self._runtime.pod_states([o["metadata"]["uid"] for o in run])
+            except (RuntimeUnavailable, RuntimeFailed) as exc:
+                unknown = str(exc)
+        return [_container_status(obj, states, unknown) if runs_containers(obj) else obj
+                for obj in objs]
+
+    async def _remove_quietly(self, uid: str) -> None:
+        assert self._runtime is not None
+        try:
+            await self._runtime.remove_pod(uid, 0)
+        except (RuntimeUnavailable, RuntimeFailed) as exc:  # sweep retries
+            log.error("pod %s: containers not removed during rollback: %s", uid, exc)
+
+
+def _container_status(obj: Object, states: dict[str, list[ContainerState]],
+                      unknown: str) -> Object:
+    """``obj`` with its containers' states, in spec order, and the phase they imply."""
+    spec_names = [c.get("name") for c in (obj.get("spec") or {}).get("containers") or []]
+    found = {s.name: s for s in states.get(obj["metadata"]["uid"], [])}
+    statuses = []
+    for name in spec_names:
+        state = found.get(name)
+        if state is None:
+            state = ContainerState(name=str(name), state="waiting",
+                                   reason="ContainerStatusUnknown",
+                                   message=unknown or "no such container on the engine")
+        statuses.append(state)
+    status = dict(obj.get("status") or {}, containerStatuses=[s.to_k8s() for s in statuses],
+                  phase="Unknown" if unknown else pod_phase(statuses, len(spec_names)))
+    return dict(obj, status=status)

@@ -1,0 +1,157 @@
+"""A pod's volumes, all of them at once: checked, set up (all or nothing, with an undo
+stack), torn down, and reported in the pod's status (path, usage, read-only, and
+what each container mount binds where)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from volfs.api import Pod
+from volfs.api.errors import Cause, Invalid, SetupFailed
+from volfs.fs import Filesystem, ServedVolume
+from volfs.lifecycle.pod_status import POD, Object, parse
+from volfs.lifecycle.volumes import (
+    PluginRegistry,
+    PodRef,
+    VolumeNotReady,
+    VolumePlugin,
+    VolumeRefused,
+)
+from volfs.state import AsyncStateDB
+from volfs.state.events import WARNING, record_event
+
+log = logging.getLogger(__name__)
+
+
+class PodVolumes:
+    """The volume side of the pod manager, over the volume plugins."""
+
+    def __init__(self, db: AsyncStateDB, fs: Filesystem, plugins: PluginRegistry,
+                 root: Path) -> None:
+        self._db = db
+        self._fs = fs
+        self._plugins = plugins
+        self._root = root
+
+    def causes(self, pod: Pod) -> list[Cause]:
+        """What is wrong with the pod's volumes (unsupported, refused by a plugin's check),
+        found before anything is made."""
+        causes = []
+        for index, volume in enumerate(pod.spec.volumes or []):
+            kind = volume.source_kind()
+            plugin = self._plugins.find(volume)
+            if plugin is None:
+                causes.append((f"spec.volumes[{index}].{kind}",
+                               f"volume kind {kind} is not supported yet (supported: "
+                               f"{', '.join(self._plugins.supported())})"))
+                continue
+            try:
+                plugin.check(volume)
+            except VolumeRefused as exc:
+                causes.append(_refusal(pod, index, volume, exc))
+        return causes
+
+    async def set_up(self, ref: PodRef, pod: Pod, undo: AsyncExitStack | None,
+                     skip: set[str] | None = None) -> tuple[list[ServedVolume], list[str]]:
+        """Set up the pod's volumes (but those in ``skip``): those served, and one line
+        per volume that must wait (VolumeNotReady) before it can be. Each set-up is
+        undone by ``undo`` if given."""
+        served, waiting = [], []
+        for index, volume in enumerate(pod.spec.volumes or []):
+            if skip and volume.name in skip:
+                continue
+            plugin = self._plugin(volume)
+            try:
+                store = await plugin.set_up(ref, volume, mounted_read_only(pod, volume.name))
+            except VolumeNotReady as exc:
+                waiting.append(f"volume {volume.name}: {exc}")
+                continue
+            except VolumeRefused as exc:
+                field, message = _refusal(pod, index, volume, exc)
+                await self._failed_mount(ref.uid, pod, message)
+                raise Invalid(POD, pod.metadata.name, [(field, message)]) from exc
+            except OSError as exc:
+                message = f"volume {volume.name}: set-up failed: {exc}"
+                await self._failed_mount(ref.uid, pod, message)
+                raise SetupFailed(message) from exc
+            if undo is not None:
+                undo.push_async_callback(plugin.tear_down, ref, volume)
+            served.append(ServedVolume(ref.uid, plugin.kind_dir, volume.name, store))
+        return served, waiting
+
+    async def tear_down(self, ref: PodRef, pod: Pod) -> None:
+        for volume in pod.spec.volumes or []:
+            try:
+                await self._plugin(volume).tear_down(ref, volume)
+            except OSError as exc:  # restore() wipes it at the next start
+                log.error("pod %s: volume %s: tear-down failed: %s", ref.uid, volume.name, exc)
+
+    async def close(self) -> None:
+        await self._plugins.close()
+
+    def with_status(self, obj: Object) -> Object:
+        """The object as clients see it: stored fields plus each volume's path and usage."""
+        uid = obj["metadata"]["uid"]
+        pod = parse(obj)
+        live = {v.name: v for v in self._fs.volumes(uid)}
+        volumes = []
+        for volume in pod.spec.volumes or []:
+            plugin = self._plugins.find(volume)
+            served = live.get(volume.name)
+            info: Object = {"name": volume.name, "kind": volume.source_kind()}
+            if plugin is not None:
+                info["path"] = str(self._root / "pods" / uid / "volumes" / plugin.kind_dir
+                                   / volume.name)
+                info.update(plugin.describe(volume))
+            store = served.store if served is not None else None
+            info["usedBytes"] = store.usage.used if store and store.track_usage else None
+            info["readOnly"] = store.read_only if store else None
+            volumes.append(info)
+        status = dict(obj.get("status") or {}, volumes=volumes, mounts=_mounts(pod, volumes))
+        return dict(obj, status=status)
+
+    async def _failed_mount(self, uid: str, pod: Pod, message: str) -> None:
+        obj = pod.to_k8s()
+        obj["metadata"]["uid"] = uid
+        await record_event(self._db, obj, "FailedMount", message, WARNING)
+
+    def _plugin(self, volume: Any) -> VolumePlugin:
+        plugin = self._plugins.find(volume)
+        if plugin is None:
+            raise SetupFailed(f"volume {volume.name}: kind {volume.source_kind()} unsupported")
+        return plugin
+
+
+def volume_names(pod: Pod) -> str:
+    return ", ".join(v.name for v in pod.spec.volumes or []) or "none"
+
+
+def mounted_read_only(pod: Pod, volume_name: str) -> bool:
+    """kubelet serves a volume read-only when every mount of it in the pod is."""
+    mounts = [m for _, m in _all_mounts(pod) if m.name == volume_name]
+    return bool(mounts) and all(m.read_only for m in mounts)
+
+
+def _refusal(pod: Pod, index: int, volume: Any, exc: VolumeRefused) -> tuple[str, str]:
+    """A plugin's refusal as a field cause: ``pod web: volume logs: hostPath /x: ...``."""
+    kind = volume.source_kind()
+    field = f"spec.volumes[{index}].{kind}" + (f".{exc.field}" if exc.field else "")
+    return field, f"pod {pod.metadata.name}: volume {volume.name}: {kind} {exc}"
+
+
+def _all_mounts(pod: Pod) -> list[tuple[str, Any]]:
+    containers = list(pod.spec.init_containers or []) + list(pod.spec.containers)
+    return [(c.name, m) for c in containers for m in c.volume_mounts or []]
+
+
+def _mounts(pod: Pod, volumes: list[Object]) -> list[Object]:
+    """Per container mount: what a runtime binds where, and whether to add ``:ro``."""
+    paths = {v["name"]: v.get("path") for v in volumes}
+    served_ro = {v["name"]: bool(v.get("readOnly")) for v in volumes}
+    return [{"container": container, "name": m.name, "mountPath": m.mount_path,
+             "subPath": m.sub_path, "path": paths.get(m.name),
+             "readOnly": m.read_only or served_ro.get(m.name, False)}
+            for container, m in _all_mounts(pod)]
