@@ -1,6 +1,6 @@
 """nfs-ganesha for the tests: a private server per test worker, and per-test shares.
 
-The server itself is :class:`volfs.stores.nfs.ganesha.Ganesha` (the one
+The server itself is :class:`volfs.ganesha.Ganesha` (the one
 ``scripts/nfs-server`` runs for users): loopback only, ports of its own, no
 system-wide rpcbind. Each xdist worker starts one for the session; each test
 gets a directory of its own in that export (:class:`NfsShare`). Tests that stop
@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from volfs.stores.nfs.ganesha import Ganesha, GaneshaError
+from volfs.ganesha import Ganesha, GaneshaError
 
 __all__ = ["Ganesha", "GaneshaError", "NfsShare", "new_share"]
 

@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from tests.integration.nfs import Ganesha, NfsShare
+from volfs.ganesha import free_port
 from volfs.stores.base import AttrChanges, Owner
 from volfs.stores.nfs import (
     NfsStore,
@@ -29,7 +30,6 @@ from volfs.stores.nfs import (
     scrub,
     usage,
 )
-from volfs.stores.nfs.ganesha import free_port
 from volfs.stores.nfs.share import clients
 from volfs.stores.quota import QuotaExceeded
 

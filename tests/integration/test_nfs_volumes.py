@@ -15,8 +15,8 @@ import trio
 
 from tests.integration.daemon import Daemon, pod_manifest
 from tests.integration.nfs import Ganesha, NfsShare, new_share
+from volfs.ganesha import free_port
 from volfs.stores.nfs import open_store
-from volfs.stores.nfs.ganesha import free_port
 
 SCRATCH = """\
     - name: scratch

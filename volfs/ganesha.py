@@ -14,7 +14,7 @@ directory. Nothing system-wide is touched:
   servers (one per test worker) run side by side.
 - The server dies with the process that started it (``PR_SET_PDEATHSIG``).
 
-Run ``python -m volfs.stores.nfs.ganesha [EXPORT_DIR]`` (``scripts/nfs-server``)
+Run ``python -m volfs.ganesha [EXPORT_DIR]`` (``scripts/nfs-server``)
 to serve a directory until Ctrl-C.
 """
 
