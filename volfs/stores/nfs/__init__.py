@@ -6,7 +6,7 @@ What the rest of volfs uses:
   ``read_only``) -> :class:`NfsStore`, closed with ``await store.close()``;
 - :func:`check_server`, and the directory helpers for provisioning and reclaim:
   :func:`mkdirs`, :func:`remove_tree`, :func:`rename`, :func:`scrub`, :func:`usage`
-  (and :class:`NfsShares`, the same as the storage controller's ``ShareOps``);
+  (and :class:`NfsShares`, the ``ShareOps`` of the NFS PV-source plugin);
 - :class:`NfsTarget` / :class:`NfsOptions` to parse and check a server, path and
   mount options without touching the network (:class:`OptionError` if refused);
 - :class:`ServerUnreachable` (an OSError) when the server does not answer in time.

@@ -320,7 +320,7 @@ async def usage(server: str, share: str, subdir: str = "",
 
 
 class NfsShares:
-    """Directory work on shares for the storage controller (its ``ShareOps``): every call
+    """Directory work on shares for the NFS PV-source plugin (its ``ShareOps``): every call
     mounts ``server:share``, does its work and lets go."""
 
     async def make_dir(self, server: str, share: str, sub_dir: str,
