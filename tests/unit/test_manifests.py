@@ -450,11 +450,11 @@ def _with_mount(**mount: Any) -> dict[str, Any]:
         ),
         (
             pod_doc(volumes=[{"name": "data", "hostPath": {"path": "/srv/../etc"}}]),
-            "spec.volumes[0].hostPath.path: must not contain '..'",
+            'spec.volumes[0].hostPath.path: Invalid value: "/srv/../etc": must not contain \'..\'',
         ),
         (
             pod_doc(volumes=[{"name": "data", "hostPath": {"path": "srv/data"}}]),
-            "spec.volumes[0].hostPath.path: must be an absolute path",
+            'spec.volumes[0].hostPath.path: Invalid value: "srv/data": must be an absolute path',
         ),
         (
             pod_doc(volumes=[{"name": "data", "hostPath": {}}]),
@@ -468,7 +468,7 @@ def _with_mount(**mount: Any) -> dict[str, Any]:
         ),
         (
             pod_doc(volumes=[{"name": "data", "nfs": {"server": "s", "path": "exports"}}]),
-            "spec.volumes[0].nfs.path: must be an absolute path",
+            'spec.volumes[0].nfs.path: Invalid value: "exports": must be an absolute path',
         ),
         (
             pod_doc(volumes=[{"name": "data", "nfs": {"path": "/"}}]),
@@ -480,11 +480,13 @@ def _with_mount(**mount: Any) -> dict[str, Any]:
         ),
         (
             _with_mount(mountPath="/x", subPath="../up"),
-            "spec.containers[0].volumeMounts[0].subPath: must not contain '..'",
+            'spec.containers[0].volumeMounts[0].subPath: Invalid value: "../up": must not '
+            "contain '..'",
         ),
         (
             _with_mount(mountPath="/x", subPath="/abs"),
-            "spec.containers[0].volumeMounts[0].subPath: must be a relative path",
+            'spec.containers[0].volumeMounts[0].subPath: Invalid value: "/abs": must be a '
+            "relative path",
         ),
         (
             _with_mount(mountPath="/x", subPathExpr="$(POD)"),
@@ -591,7 +593,7 @@ def test_every_cause_is_collected() -> None:
     )
     doc["spec"]["containers"][0]["volumeMounts"].append({"name": "nope"})
     assert error_of(doc).causes == [
-        ("spec.volumes[0].hostPath.path", "must not contain '..'"),
+        ("spec.volumes[0].hostPath.path", 'Invalid value: "/a/../b": must not contain \'..\''),
         ("spec.volumes[1].name", 'Duplicate value: "data"'),
         ("spec.containers[0].volumeMounts[1].name", 'Not found: "nope"'),
         ("spec.containers[0].volumeMounts[1].mountPath", "Required value"),
@@ -782,7 +784,8 @@ def test_legacy_container_fields_are_translated(legacy: dict[str, Any]) -> None:
         ),
         (
             lambda d: _manifest(d)["volumes"][0].update(source={"hostDir": {"path": "/a/../b"}}),
-            f"{MANIFEST}.volumes[0].source.hostDir.path: must not contain '..'",
+            f'{MANIFEST}.volumes[0].source.hostDir.path: Invalid value: "/a/../b": must not '
+            "contain '..'",
         ),
         (
             lambda d: _manifest(d)["containers"][1]["volumeMounts"][0].update(name="nope"),
@@ -857,3 +860,10 @@ def test_the_readmes_quick_start_pod_is_the_example_it_names(examples_dir: Path)
     assert yaml.safe_load(shown) == yaml.safe_load(
         (examples_dir / "pod-emptydir.yaml").read_text())
     assert "volfs apply -f examples/pod-emptydir.yaml" in readme
+
+
+def test_a_value_that_looks_like_another_is_shown_as_what_it_is() -> None:
+    # A Unicode hyphen in a name reads like "-"; the message shows which character it is.
+    doc = pod_doc(volumes=[{"name": "data", "hostPath": {"path": "srv\u2010data"}}])
+    assert str(error_of(doc)) == ('pod.yaml: spec.volumes[0].hostPath.path: Invalid value: '
+                                  '"srv\\u2010data": must be an absolute path')

@@ -68,14 +68,16 @@ class ManifestError(ValueError):
 def quote(value: object) -> str:
     """Show a value in a message the way Kubernetes does: strings quoted, numbers bare.
 
+    Anything but printable ASCII is escaped (``"\u2010"``, ``"\t"``), so that a character
+    that looks like another (a Unicode hyphen, a non-breaking space) shows as what it is.
     Long values are cut (``"aaaa..."``) to keep the message on one short line.
     """
     if isinstance(value, str) and len(value) > _MAX_QUOTED:
         value = value[:_MAX_QUOTED] + "..."
     try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
+        text = json.dumps(value, ensure_ascii=True, default=str)
     except (TypeError, ValueError):
-        text = json.dumps(str(value), ensure_ascii=False)
+        text = json.dumps(str(value), ensure_ascii=True)
     if len(text) > _MAX_QUOTED + 5:
         text = text[:_MAX_QUOTED] + "..."
     return text

@@ -259,9 +259,10 @@ def _check_volume(pv: PersistentVolume) -> Iterator[Cause]:
         if not spec.nfs.server:
             yield "spec.nfs.server", "Required value"
         if not spec.nfs.path.startswith("/"):
-            yield "spec.nfs.path", "must be an absolute path"
+            yield "spec.nfs.path", (f"Invalid value: {quote(spec.nfs.path)}: must be an "
+                                    "absolute path")
         if ".." in spec.nfs.path.split("/"):
-            yield "spec.nfs.path", "must not contain '..'"
+            yield "spec.nfs.path", f"Invalid value: {quote(spec.nfs.path)}: must not contain '..'"
     if spec.claim_ref is not None and not spec.claim_ref.name:
         yield "spec.claimRef.name", "Required value"
     yield from _check_mount_options("spec.mountOptions", spec.mount_options)

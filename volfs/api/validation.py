@@ -196,19 +196,19 @@ def _check_absolute(path: str, value: str) -> Iterator[Cause]:
         yield path, "Required value"
         return
     if not value.startswith("/"):
-        yield path, "must be an absolute path"
+        yield path, f"Invalid value: {quote(value)}: must be an absolute path"
     yield from _check_no_backsteps(path, value)
 
 
 def _check_relative(path: str, value: str) -> Iterator[Cause]:
     if value.startswith("/"):
-        yield path, "must be a relative path"
+        yield path, f"Invalid value: {quote(value)}: must be a relative path"
     yield from _check_no_backsteps(path, value)
 
 
 def _check_no_backsteps(path: str, value: str) -> Iterator[Cause]:
     if ".." in value.split("/"):
-        yield path, "must not contain '..'"
+        yield path, f"Invalid value: {quote(value)}: must not contain '..'"
 
 
 def check_label(path: str, value: str) -> Iterator[Cause]:

@@ -129,12 +129,15 @@ def _class_causes(params: dict[str, str]) -> Iterator[Cause]:
         yield "parameters.server", "Required value"
     share = params.get("share", "")
     if not share.startswith("/"):
-        yield "parameters.share", "Required value: an absolute export path"
+        yield "parameters.share", (f"Invalid value: {quote(share)}: must be an absolute "
+                                   "export path" if share else "Required value: an absolute "
+                                   "export path")
     elif ".." in share.split("/"):
-        yield "parameters.share", "must not contain '..'"
+        yield "parameters.share", f"Invalid value: {quote(share)}: must not contain '..'"
     sub_dir = params.get("subDir", "")
     if sub_dir.startswith("/") or ".." in sub_dir.split("/"):
-        yield "parameters.subDir", "must be a relative path without '..'"
+        yield "parameters.subDir", (f"Invalid value: {quote(sub_dir)}: must be a relative path "
+                                    "without '..'")
     for variable in _TEMPLATE_VAR.findall(sub_dir):
         if variable not in SUBDIR_VARIABLES:
             yield "parameters.subDir", (f"unknown variable ${{{variable}}}: use "
