@@ -43,6 +43,7 @@ from volfs.lifecycle.nfs import NfsPlugin
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.persistent import NfsSource, PersistentSources
+from volfs.runtime import RuntimeFailed, RuntimeUnavailable
 from volfs.runtime.docker import DockerRuntime, default_docker_host
 from volfs.server.app import create_app
 from volfs.server.docker_plugin import REFS_FILE, DockerVolumes, MountRefs, create_plugin_app
@@ -162,7 +163,31 @@ async def _serve(config: DaemonConfig) -> None:
         await _until_stop_signal()
         watches.close()  # open watches end now, not at the HTTP server's timeout
         nursery.cancel_scope.cancel()
+    await _tell_who_lost_volumes(engine, config.root)
     log.info("stopped")
+
+
+STOP_QUESTION_SECONDS = 2.0  # the longest a stop waits for the engine's answer
+
+
+async def _tell_who_lost_volumes(engine: DockerRuntime, root: Path) -> None:
+    """Warn, naming them, of the engine's running containers that bind-mount paths under
+    ``root``: with the mount gone they see ENOTCONN until restarted. Best effort, and
+    bounded: without an answer from the engine, only a debug line."""
+    users: list[str] | None = None
+    reason = f"no answer in {STOP_QUESTION_SECONDS:g} s"
+    with trio.move_on_after(STOP_QUESTION_SECONDS):
+        try:
+            users = await engine.containers_binding(str(root))
+        except (RuntimeUnavailable, RuntimeFailed) as exc:
+            reason = str(exc)
+    if users is None:
+        log.debug("cannot ask the Docker engine at %s which containers use %s: %s",
+                  engine.host, root, reason)
+    elif users:
+        log.warning("containers %s bind-mount paths under %s and now see 'Transport "
+                    "endpoint is not connected' there; once volfs serves again, run: "
+                    "docker restart %s", ", ".join(users), root, " ".join(users))
 
 
 async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,
