@@ -4,6 +4,11 @@ Start-up order matters: the state is restored and every known pod's volumes
 are set up *before* the mount appears, so a client never sees a half-restored
 tree; the control socket (and Docker's volume-plugin socket) answer only once
 the mount is up.
+
+The mount and the control socket are the daemon's job: if either fails, it stops
+with one line saying why. The Docker volume plugin and the ``--kube-api`` listener
+are optional: if one cannot be served, a warning says why and how to fix it, and
+everything else is served.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from volfs.lifecycle.nfs import NfsPlugin
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.persistent import NfsSource, PersistentSources
+from volfs.runtime import RuntimeFailed, RuntimeUnavailable
 from volfs.runtime.docker import DockerRuntime, default_docker_host
 from volfs.server.app import create_app
 from volfs.server.docker_plugin import REFS_FILE, DockerVolumes, MountRefs, create_plugin_app
@@ -157,24 +163,57 @@ async def _serve(config: DaemonConfig) -> None:
         await _until_stop_signal()
         watches.close()  # open watches end now, not at the HTTP server's timeout
         nursery.cancel_scope.cancel()
+    await _tell_who_lost_volumes(engine, config.root)
     log.info("stopped")
+
+
+STOP_QUESTION_SECONDS = 2.0  # the longest a stop waits for the engine's answer
+
+
+async def _tell_who_lost_volumes(engine: DockerRuntime, root: Path) -> None:
+    """Warn, naming them, of the engine's running containers that bind-mount paths under
+    ``root``: with the mount gone they see ENOTCONN until restarted. Best effort, and
+    bounded: without an answer from the engine, only a debug line."""
+    users: list[str] | None = None
+    reason = f"no answer in {STOP_QUESTION_SECONDS:g} s"
+    with trio.move_on_after(STOP_QUESTION_SECONDS):
+        try:
+            users = await engine.containers_binding(str(root))
+        except (RuntimeUnavailable, RuntimeFailed) as exc:
+            reason = str(exc)
+    if users is None:
+        log.debug("cannot ask the Docker engine at %s which containers use %s: %s",
+                  engine.host, root, reason)
+    elif users:
+        log.warning("containers %s bind-mount paths under %s and now see 'Transport "
+                    "endpoint is not connected' there; once volfs serves again, run: "
+                    "docker restart %s", ", ".join(users), root, " ".join(users))
 
 
 async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,
                                pods: PodManager, engine: DockerRuntime) -> None:
-    """Serve Docker's volume-plugin protocol on ``<plugin-dir>/<name>.sock``, if asked to."""
+    """Serve Docker's volume-plugin protocol on ``<plugin-dir>/<name>.sock``, if asked to.
+
+    The plugin is optional: when its socket cannot be served, one warning says why and
+    how to pick another name, and the daemon serves everything else.
+    """
     socket_path = config.docker_plugin_socket
     if socket_path is None:
         return
-    socket_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    app = create_plugin_app(DockerVolumes(pods, MountRefs(config.state_dir / REFS_FILE),
-                                          engine))
+    choose = "choose another name with --docker-plugin NAME ('' serves none)"
     try:
+        socket_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        app = create_plugin_app(DockerVolumes(pods, MountRefs(config.state_dir / REFS_FILE),
+                                              engine))
         await nursery.start(serve_unix, app, socket_path)
     except SocketInUse:
-        raise StartupError(f"another process serves the Docker volume plugin "
-                           f"{config.docker_plugin} on {socket_path}; choose another "
-                           "--docker-plugin NAME") from None
+        log.warning("Docker volume plugin %s not served: another process serves %s; %s",
+                    config.docker_plugin, socket_path, choose)
+        return
+    except OSError as exc:
+        log.warning("Docker volume plugin %s not served: %s: %s; %s", config.docker_plugin,
+                    socket_path, exc.strerror or exc, choose)
+        return
     log.info("Docker volume plugin %s on %s", config.docker_plugin, socket_path)
 
 
@@ -259,21 +298,33 @@ async def _serve_kube_api(nursery: trio.Nursery, app: ASGIApp,
 @contextmanager
 def _kube_api_listener(config: DaemonConfig
                        ) -> Iterator[tuple[socket.socket, Credentials] | None]:
-    """The bound ``--kube-api`` socket and its credentials, or None; before the mount."""
+    """The bound ``--kube-api`` socket and its credentials, or None; before the mount.
+
+    The listener is optional: when it cannot be bound (or its credentials cannot be
+    read), one warning says why and how to fix it, and the daemon serves everything else.
+    """
     if config.kube_api is None:
         yield None
         return
     host, port = config.kube_api
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         credentials = load_or_create_credentials(config.state_dir)
     except (OSError, ValueError) as exc:
-        raise StartupError(f"--kube-api: credentials in {config.state_dir}: {exc}") from None
+        log.warning("--kube-api %s not served: credentials in %s: %s; fix or remove the "
+                    "kube-api.* files there (new ones are made)", shown, config.state_dir, exc)
+        yield None
+        return
     try:
         sock = bind_loopback(host, port)
     except ValueError as exc:
         raise StartupError(f"--kube-api: {exc}") from None
     except OSError as exc:
-        raise StartupError(f"--kube-api {host}:{port}: {describe_bind_error(exc)}") from None
+        log.warning("--kube-api %s not served: %s; choose another port with --kube-api "
+                    "%s:PORT (PORT 0 picks a free one; 'volfs kubeconfig' tells which)",
+                    shown, describe_bind_error(exc), "[::1]" if ":" in host else host)
+        yield None
+        return
     try:
         yield sock, credentials
     finally:

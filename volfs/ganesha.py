@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -94,6 +95,30 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
+
+
+def check_ports(nfs_port: int, mount_port: int) -> None:
+    """Raise GaneshaError, in one line saying how to choose others, if a port is taken.
+
+    A port is taken when a socket cannot be bound on ``LOOPBACK`` there (another NFS
+    server, often the kernel's on 2049, or any other listener); started over a taken
+    port, ganesha would fail with its whole log.
+    """
+    taken = []
+    for what, port in (("NFS", nfs_port), ("MOUNT", mount_port)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError as exc:
+                why = "in use" if exc.errno == errno.EADDRINUSE else f"not free ({exc.strerror})"
+                taken.append(f"{what} port {port} is {why}")
+    if nfs_port == mount_port and nfs_port:
+        taken.append(f"the NFS and MOUNT ports are both {nfs_port}")
+    if taken:
+        raise GaneshaError(f"{'; '.join(taken)} on {LOOPBACK} (another NFS server?); choose "
+                           "others with --port N --mount-port M, e.g. --port 20490 "
+                           "--mount-port 20491")
 
 
 def _answers(port: int) -> bool:
@@ -277,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount-port", type=int, default=20048,
                         help="MOUNT port (default %(default)s)")
     args = parser.parse_args(argv)
+    try:
+        check_ports(args.port, args.mount_port)
+    except GaneshaError as exc:
+        print(f"nfs-server: {exc}", file=sys.stderr)
+        return 1
     if os.geteuid() != 0:
         print("nfs-server: must run as root (ganesha serves files as their owners)",
               file=sys.stderr)

@@ -379,6 +379,8 @@ def test_run_without_an_engine_fails_in_one_line_and_apply_delete_work(
         daemon.apply(manifest)
         assert "READY" not in daemon.cli("get", "pods").stdout
         daemon.cli("delete", "pod", pod_name)
+        daemon.stop()
+        assert " WARNING " not in daemon.log()  # nobody to ask at stop: nothing said
     finally:
         daemon.stop()
 
@@ -425,3 +427,30 @@ def test_after_a_daemon_restart_a_restarted_container_binds_the_new_mount(
         daemon.cli("delete", "pod", pod_name, check=False)
         daemon.stop()
     assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []
+
+
+def test_a_stop_names_the_containers_left_holding_volumes(
+    tmp_path: Path, docker_engine: Engine, pod_name: str
+) -> None:
+    """Containers the daemon never ran, one binding a volume's path and one not: at stop
+    the log names the first, with the command that reconnects it."""
+    daemon = volfs_for(docker_engine, tmp_path / "volfs").start()
+    holder, bystander = f"{pod_name}-holder", f"{pod_name}-bystander"
+    try:
+        daemon.apply(pod_yaml(pod_name, "    - name: app\n      image: volfs-test\n", """\
+    - name: scratch
+      emptyDir: {}
+"""))
+        volume = daemon.volume_path(pod_name, "scratch")
+        docker_engine.docker("run", "-d", "--name", holder, "-v", f"{volume}:/data", IMAGE)
+        docker_engine.docker("run", "-d", "--name", bystander, IMAGE)
+
+        assert daemon.stop() == 0
+        warnings = [line for line in daemon.log().splitlines() if " WARNING " in line]
+        assert len(warnings) == 1, daemon.log()
+        assert f"containers {holder} bind-mount paths under {daemon.root}" in warnings[0]
+        assert f"docker restart {holder}" in warnings[0]
+        assert bystander not in warnings[0]
+    finally:
+        docker_engine.docker("rm", "-f", holder, bystander, check=False)
+        daemon.stop()

@@ -6,12 +6,14 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.integration.daemon import VOLFS, Daemon, DaemonError, pod_manifest
+from tests.integration.docker import PLUGIN_DIR, plugin_name
 
 SCRATCH = """\
     - name: scratch
@@ -79,6 +81,54 @@ def test_a_second_daemon_on_one_state_dir_is_refused(daemon: Daemon, tmp_path: P
     with pytest.raises(DaemonError) as excinfo:
         twin.start()
     assert "another volfs daemon" in str(excinfo.value)
+
+
+def _warnings(daemon: Daemon) -> list[str]:
+    return [line for line in daemon.log().splitlines() if " WARNING " in line]
+
+
+def test_a_docker_plugin_name_in_use_leaves_the_rest_served(tmp_path: Path) -> None:
+    """Another process serves the plugin socket: one warning, and the mount and the
+    control API work as usual."""
+    name = plugin_name()
+    path = PLUGIN_DIR / f"{name}.sock"
+    PLUGIN_DIR.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(path))
+        other.listen(1)
+        daemon = Daemon(tmp_path / "volfs", extra_args=["--docker-plugin", name])
+        try:
+            daemon.start()
+            assert os.path.ismount(daemon.root)
+            assert daemon.cli("get", "pods").returncode == 0
+            warnings = _warnings(daemon)
+            assert len(warnings) == 1, daemon.log()
+            assert f"another process serves {path}" in warnings[0]
+            assert "--docker-plugin NAME ('' serves none)" in warnings[0]
+            assert path.exists()  # the other process's socket is left alone
+        finally:
+            daemon.stop()
+            path.unlink(missing_ok=True)
+
+
+def test_a_kube_api_port_in_use_leaves_the_rest_served(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        port = other.getsockname()[1]
+        daemon = Daemon(tmp_path / "volfs", extra_args=["--kube-api", f"127.0.0.1:{port}"])
+        try:
+            daemon.start()
+            assert os.path.ismount(daemon.root)
+            assert daemon.cli("get", "pods").returncode == 0
+            warnings = _warnings(daemon)
+            assert len(warnings) == 1, daemon.log()
+            assert f"--kube-api 127.0.0.1:{port} not served: address already in use" \
+                in warnings[0]
+            assert "choose another port with --kube-api 127.0.0.1:PORT" in warnings[0]
+            assert "--kube-api" in daemon.cli("kubeconfig", check=False).stderr
+        finally:
+            daemon.stop()
 
 
 def test_create_hook_sees_the_pod_and_its_failure_rolls_back(daemon: Daemon) -> None:

@@ -95,6 +95,15 @@ class DockerRuntime:
         """The names of the engine's containers, running or not, that use a named volume."""
         return await self._run(self._volume_users, volume)
 
+    async def containers_binding(self, root: str) -> list[str]:
+        """The names of the engine's running containers with a mount whose source lies
+        under ``root`` (volfs's or anyone's: labels are not asked).
+
+        Cancelling abandons the call: its worker thread finishes on its own.
+        """
+        return await trio.to_thread.run_sync(self._call, self._containers_binding, root,
+                                             limiter=self._limiter, abandon_on_cancel=True)
+
     # -- in worker threads -----------------------------------------------------------------
 
     def _start_pod(self, client: docker.DockerClient, plan: PodPlan) -> None:
@@ -169,6 +178,15 @@ class DockerRuntime:
     def _volume_users(self, client: docker.DockerClient, volume: str) -> list[str]:
         found = client.api.containers(all=True, filters={"volume": volume})
         return sorted(str(name).lstrip("/") for c in found for name in c.get("Names", [])[:1])
+
+    def _containers_binding(self, client: docker.DockerClient, root: str) -> list[str]:
+        inside = root.rstrip("/") + "/"
+        names: set[str] = set()
+        for summary in client.api.containers():  # running (and paused) ones only
+            sources = [str(m.get("Source") or "") for m in summary.get("Mounts") or []]
+            if any(s == root or s.startswith(inside) for s in sources):
+                names.update(str(n).lstrip("/") for n in summary.get("Names", [])[:1])
+        return sorted(names)
 
     def _pod_states(self, client: docker.DockerClient, uids: set[str] | None
                     ) -> dict[str, list[ContainerState]]:
