@@ -10,13 +10,15 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 import yaml
 from click.testing import CliRunner, Result
 from starlette.types import ASGIApp
@@ -41,6 +43,7 @@ from volfs.server.kinds import (
     PodResource,
 )
 from volfs.server.resources import ResourceRegistry
+from volfs.server.watch import OpenWatches
 
 Object = dict[str, Any]
 
@@ -302,11 +305,36 @@ class Events:
         return [e for e in self.events if namespace in (None, e["metadata"]["namespace"])]
 
 
+class Commits:
+    """The state database's change events, committed by a test from its own thread:
+    ``listed`` blocks until the watches have listed (taken an event) that often."""
+
+    def __init__(self) -> None:
+        self.event: trio.Event | None = None
+        self.asked = 0
+        self._asked = threading.Condition()
+
+    def next_change(self) -> trio.Event:  # in the daemon's thread
+        if self.event is None or self.event.is_set():
+            self.event = trio.Event()
+        with self._asked:
+            self.asked += 1
+            self._asked.notify_all()
+        return self.event
+
+    def listed(self, times: int) -> None:
+        with self._asked:
+            assert self._asked.wait_for(lambda: self.asked >= times, timeout=60)
+
+
 class StorageDaemon(Daemon):
-    """A Daemon serving pods, PVs, claims, classes, namespaces and events."""
+    """A Daemon serving pods, PVs, claims, classes, namespaces and events; its watches
+    list again when the test says a change was committed (``commit``)."""
 
     def __init__(self, socket_path: Path) -> None:
         super().__init__(socket_path, app=self._make_app)
+        self.commits = Commits()
+        self.watches = OpenWatches()
         self.service = ClaimPods()
         self.volumes = Store("PersistentVolume", False, {"phase": "Available"})
         self.claims = Claims(self.service, self.volumes)
@@ -322,7 +350,18 @@ class StorageDaemon(Daemon):
         registry.register(PERSISTENT_VOLUMES, self.volumes)
         registry.register(PERSISTENT_VOLUME_CLAIMS, self.claims)
         registry.register(STORAGE_CLASSES, self.classes)
-        return create_app(registry)
+        return create_app(registry, changes=self.commits.next_change, watches=self.watches)
+
+    def in_trio(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``fn(*args)`` in the daemon's thread, as its requests are."""
+        return trio.from_thread.run(fn, *args, trio_token=self._token)
+
+    def commit(self) -> None:
+        assert self.commits.event is not None
+        trio.from_thread.run_sync(self.commits.event.set, trio_token=self._token)
+
+    def end_watches(self) -> None:
+        trio.from_thread.run_sync(self.watches.close, trio_token=self._token)
 
 
 @pytest.fixture
@@ -652,6 +691,35 @@ def test_get_events(daemon: StorageDaemon) -> None:
     assert everywhere[0][:2] == ["NAMESPACE", "LAST SEEN"]
     assert "COUNT" in everywhere[0] and "SOURCE" in everywhere[0]
     assert sorted(row[0] for row in everywhere[1:]) == ["default", "team-a"]
+
+
+@pytest.mark.parametrize("kind, row", [
+    ("pods", ["web", "Terminating", "1"]),
+    ("pvc", ["nfs", "Terminating", "manual"]),
+])
+def test_get_watch_prints_a_deleted_object_as_terminating_never_as_it_lived(
+        daemon: StorageDaemon, kind: str, row: list[str]) -> None:
+    """``get -w`` prints the last state a DELETED event carries, which is marked as
+    being deleted: STATUS Terminating, as kubectl prints it, not Running or Pending."""
+    ok(daemon, "apply", "-f", "-", stdin=POD_YAML + "---\n" + PVC_YAML)
+    results: list[Result] = []
+    watching = threading.Thread(target=lambda: results.append(volfs(daemon, "get", kind, "-w")))
+    watching.start()
+    try:
+        daemon.commits.listed(1)
+        daemon.in_trio(daemon.service.delete_pod, "default", "web")
+        if kind == "pvc":
+            daemon.in_trio(daemon.claims.delete, "default", "nfs")
+        daemon.commit()
+        daemon.commits.listed(2)  # told, and waiting again
+    finally:
+        daemon.end_watches()
+        watching.join()
+    (result,) = results
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    listed, deleted = result.stdout.splitlines()[1:]
+    assert "Terminating" not in listed
+    assert deleted.split()[:len(row)] == row
 
 
 @pytest.mark.parametrize("word, plural", [

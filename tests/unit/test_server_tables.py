@@ -96,3 +96,9 @@ def test_storage_rows_as_kubectl_shows_pv_and_pvc() -> None:
     pending = {"metadata": {"name": "data"}, "spec": {}, "status": {"phase": "Pending"}}
     assert cells(PERSISTENT_VOLUME_CLAIM_COLUMNS, pending) == [
         "data", "Pending", "", "", "", "", "<unset>", "<unknown>"]
+    # Being deleted (as a watch's DELETED event tells them): Terminating, as kubectl says.
+    stored: list[tuple[dict[str, Any], Any, int]] = [
+        (pv, PERSISTENT_VOLUME_COLUMNS, 4), (pvc, PERSISTENT_VOLUME_CLAIM_COLUMNS, 1)]
+    for obj, columns, status in stored:
+        obj["metadata"]["deletionTimestamp"] = ago(seconds=1)
+        assert cells(columns, obj)[status] == "Terminating"

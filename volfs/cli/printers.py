@@ -57,11 +57,10 @@ def pods_table(
     rows = []
     for pod in pods:
         metadata = pod.get("metadata") or {}
-        status = pod.get("status") or {}
         volumes = volume_statuses(pod)
         row = [
             str(metadata.get("name", "")),
-            str(status.get("phase") or "Unknown"),
+            _status(pod),
             str(len(volumes) if volumes else len((pod.get("spec") or {}).get("volumes") or [])),
             age(metadata.get("creationTimestamp"), now),
         ]
@@ -75,6 +74,14 @@ def pods_table(
             row += [str(metadata.get("uid") or "<none>"), format_bytes(total)]
         rows.append(row)
     return table(header, rows)
+
+
+def _status(pod: dict[str, Any]) -> str:
+    """STATUS: the phase, or ``Terminating`` for a pod being deleted (as a watch tells
+    of a deleted pod), as kubectl prints it."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    return str((pod.get("status") or {}).get("phase") or "Unknown")
 
 
 def _ready(pod: dict[str, Any]) -> str:
