@@ -29,8 +29,9 @@ from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound
 from volfs.cli import main
 from volfs.cli.applying import Target, readiness, wait_ready
 from volfs.cli.client import Client
-from volfs.cli.describe import events_text
+from volfs.cli.describe import describe_pod, events_text
 from volfs.cli.kinds import PERSISTENT_VOLUME_CLAIM, POD, UnknownResource, resolve
+from volfs.lifecycle.pod_containers import NOT_RUN_MESSAGE
 from volfs.server import create_app
 from volfs.server.kinds import (
     EVENTS,
@@ -831,6 +832,17 @@ def test_describe_pod_ends_with_its_events(daemon: StorageDaemon) -> None:
                           "Warning FailedMount 15m volfs volume data: waits"]
     raw = result.stdout.splitlines()
     assert raw[-3].startswith("  ----     ------       ----  ----   -------")
+
+
+def test_describe_pod_shows_the_status_message_as_kubectl_does() -> None:
+    """A pod volfs runs no containers of says so in status.message (kubectl describe
+    prints it as Message); a pod without one prints no Message line."""
+    pod = {"metadata": {"name": "web"}, "spec": {},
+           "status": {"phase": "Running", "message": NOT_RUN_MESSAGE}}
+    lines = [" ".join(line.split()) for line in describe_pod(pod).splitlines()]
+    assert lines[lines.index("Status: Running") + 1] == f"Message: {NOT_RUN_MESSAGE}"
+    del pod["status"]["message"]
+    assert not any(line.startswith("Message:") for line in describe_pod(pod).splitlines())
 
 
 def test_describe_of_a_missing_object_exits_1(daemon: StorageDaemon) -> None:

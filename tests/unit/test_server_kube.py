@@ -302,7 +302,7 @@ def test_get_and_list_answer_kubectl_with_a_table() -> None:
                                ("Age", 0)]
         assert all(priority == 1 for _, priority in columns[5:])
         (row,) = table["rows"]
-        assert row["cells"][:4] == ["web", "0/1", "Running", "0"]
+        assert row["cells"][:4] == ["web", "-", "Running", "0"]  # volfs runs no container
         assert row["cells"][4].endswith("s")
         assert row["object"]["kind"] == "PartialObjectMetadata"
         assert row["object"]["metadata"]["labels"] == {"app": "web"}

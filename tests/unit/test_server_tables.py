@@ -49,7 +49,9 @@ def test_a_table_has_the_meta_k8s_io_shape() -> None:
 
 
 def test_pod_rows_count_ready_containers_and_restarts() -> None:
-    assert cells(POD_COLUMNS, pod()) == ["web", "0/2", "Running", "0", "5m"]
+    # Without containerStatuses volfs runs none of the pod's containers: nothing to count.
+    assert cells(POD_COLUMNS, pod()) == ["web", "-", "Running", "0", "5m"]
+    assert cells(POD_COLUMNS, pod(containerStatuses=[]))[1] == "0/2"
     running = pod(containerStatuses=[
         {"name": "a", "ready": True, "restartCount": 2, "state": {"running": {}}},
         {"name": "b", "ready": False, "restartCount": 1, "state": {"running": {}}}])

@@ -32,8 +32,8 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
 
     Reads ``metadata`` (name, namespace, uid, creationTimestamp, labels),
     ``spec.containers[].volumeMounts``, ``spec.volumes`` (the source of each
-    volume) and ``status`` (``phase``, ``startTime``, ``volumes[]``: path, medium,
-    sizeLimitBytes, usedBytes).
+    volume) and ``status`` (``phase``, ``message``, ``startTime``, ``volumes[]``: path,
+    medium, sizeLimitBytes, usedBytes).
     """
     metadata = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -46,6 +46,8 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
     ]
     lines += _labels(metadata.get("labels"))
     lines.append((0, "Status", str(status.get("phase") or "Unknown")))
+    if status.get("message"):
+        lines.append((0, "Message", str(status["message"])))
     lines += _containers(spec.get("containers") or [])
     lines += _volumes(spec.get("volumes") or [], volume_statuses(pod))
     return _with_events(lines, events, now)

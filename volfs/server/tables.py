@@ -130,6 +130,11 @@ def _container_statuses(pod: Object) -> list[Object]:
 
 
 def _pod_ready(pod: Object, now: datetime) -> str:
+    """Ready containers of all; ``-`` for a pod without ``status.containerStatuses``:
+    volfs runs none of its containers, so none can be ready or not (``0/1`` would read
+    as a container that is broken)."""
+    if not isinstance(_get(pod, "status", "containerStatuses"), list):
+        return "-"
     containers = _get(pod, "spec", "containers")
     total = len(containers) if isinstance(containers, list) else 0
     ready = sum(1 for s in _container_statuses(pod) if s.get("ready") is True)
