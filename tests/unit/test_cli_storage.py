@@ -29,8 +29,9 @@ from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound
 from volfs.cli import main
 from volfs.cli.applying import Target, readiness, wait_ready
 from volfs.cli.client import Client
-from volfs.cli.describe import describe_pod, events_text
+from volfs.cli.describe import describe_claim, describe_pod, events_text
 from volfs.cli.kinds import PERSISTENT_VOLUME_CLAIM, POD, UnknownResource, resolve
+from volfs.cli.printers import format_usage
 from volfs.lifecycle.pod_containers import NOT_RUN_MESSAGE
 from volfs.server import create_app
 from volfs.server.kinds import (
@@ -782,7 +783,7 @@ def test_describe_pvc_bound_and_used(daemon: StorageDaemon) -> None:
     lines = lines_of(ok(daemon, "describe", "persistentvolumeclaim", "nfs"))
     for expected in ("Status: Bound", "Volume: nfs", "StorageClass: manual",
                      "Annotations: pv.kubernetes.io/bind-completed: yes", "Capacity: 1Gi",
-                     "Access Modes: RWX", "Used By: web", "api", "Used: 3Mi",
+                     "Access Modes: RWX", "Used By: web", "api", "Used: 3Mi (0% of 1Gi)",
                      "Events: <none>"):
         assert expected in lines, (expected, lines)
 
@@ -843,6 +844,34 @@ def test_describe_pod_shows_the_status_message_as_kubectl_does() -> None:
     assert lines[lines.index("Status: Running") + 1] == f"Message: {NOT_RUN_MESSAGE}"
     del pod["status"]["message"]
     assert not any(line.startswith("Message:") for line in describe_pod(pod).splitlines())
+
+
+@pytest.mark.parametrize("used, limit, shown", [
+    (6, 64 * 1024**2, "6 (0% of 64Mi)"),  # bytes, beside the limit they are a share of
+    (12 * 1024, None, "12Ki"),
+    (3 * 1024**2, 4 * 1024**2, "3Mi (75% of 4Mi)"),
+    (1536, None, "1.5Ki"),
+    (1024**2 - 1, None, "1023.9Ki"),  # cut, never rounded up past what is used
+    (0, 1024, "0 (0% of 1Ki)"),
+    (None, 1024, "<unknown>"),
+])
+def test_usage_is_a_quantity_with_its_share_of_the_limit(
+        used: int | None, limit: int | None, shown: str) -> None:
+    assert format_usage(used, limit) == shown
+
+
+def test_describe_shows_usage_in_the_units_of_the_limit() -> None:
+    pod = {"metadata": {"name": "web"},
+           "spec": {"volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}}]},
+           "status": {"volumes": [{"name": "scratch", "sizeLimitBytes": 64 * 1024**2,
+                                   "usedBytes": 6}]}}
+    lines = [" ".join(line.split()) for line in describe_pod(pod).splitlines()]
+    assert lines[lines.index("SizeLimit: 64Mi") + 2] == "Used: 6 (0% of 64Mi)"
+    claim = {"metadata": {"name": "data"}, "spec": {},
+             "status": {"phase": "Bound", "capacity": {"storage": "10Mi"},
+                        "usedBytes": 3 * 1024**2}}
+    lines = [" ".join(line.split()) for line in describe_claim(claim).splitlines()]
+    assert "Used: 3Mi (30% of 10Mi)" in lines
 
 
 def test_describe_of_a_missing_object_exits_1(daemon: StorageDaemon) -> None:

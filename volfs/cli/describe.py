@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from volfs.api import format_quantity
+from volfs.api import format_quantity, parse_quantity
 from volfs.api.times import age, parse_timestamp
-from volfs.cli.printers import format_bytes, volume_statuses
+from volfs.cli.printers import format_usage, volume_statuses
 
 # kubectl's wording for each volume source.
 _TYPES = {
@@ -117,7 +117,7 @@ def describe_claim(pvc: dict[str, Any], pods: Sequence[dict[str, Any]] = (),
     lines.append((0, "Used By", users[0] if users else "<none>"))
     lines += [(0, "", name) for name in users[1:]]
     if "usedBytes" in status:
-        lines.append((0, "Used", format_bytes(status.get("usedBytes"))))
+        lines.append((0, "Used", format_usage(status.get("usedBytes"), _bytes(capacity))))
     return _with_events(lines, events, now)
 
 
@@ -281,7 +281,8 @@ def _volumes(volumes: list[Any], statuses: list[dict[str, Any]]) -> Lines:
         lines.append((2, "Type", kind))
         lines += _source_lines(source, volume.get(source) if source else None, state)
         lines.append((2, "Path", str(state.get("path") or "<not set up>")))
-        lines.append((2, "Used", format_bytes(state.get("usedBytes"))))
+        lines.append((2, "Used", format_usage(state.get("usedBytes"),
+                                              state.get("sizeLimitBytes"))))
     if len(lines) == 1:
         lines[0] = (0, "Volumes", "<none>")
     return lines
@@ -316,6 +317,16 @@ def _size(state: dict[str, Any], spec: dict[str, Any]) -> str:
     if isinstance(limit, int) and not isinstance(limit, bool):
         return format_quantity(limit)
     return str(spec["sizeLimit"]) if spec.get("sizeLimit") else "<unset>"
+
+
+def _bytes(quantity: object) -> int | None:
+    """A capacity such as ``1Gi`` in bytes; None for none, or for one that is no quantity."""
+    if not isinstance(quantity, str | int) or isinstance(quantity, bool) or quantity == "":
+        return None
+    try:
+        return parse_quantity(quantity)
+    except ValueError:
+        return None
 
 
 def _render(lines: Lines) -> str:
