@@ -232,30 +232,73 @@ async def listing(s: Served, ino: int, room: int = 1000, start: int = 0) -> Toke
     return token
 
 
+DOTS = [b".", b".."]
+
+
+def names(token: Token) -> list[bytes]:
+    """The names a listing gave, past the ``.`` and ``..`` every listing starts with."""
+    assert [n for n, _, _ in token.taken[:2]] == DOTS, token.taken
+    return [n for n, _, _ in token.taken[2:]]
+
+
 @pytest.mark.usefixtures("kernel_buffer")
 def test_readdir_lists_the_synthetic_tree_and_what_mkdir_made(served: Served) -> None:
     async def test(s: Served) -> None:
-        assert [n for n, _, _ in (await listing(s, ROOT)).taken] == [b"pods"]
-        assert [n for n, _, _ in (await listing(s, await s.walk("pods"))).taken] == [
-            UID.encode()]
+        assert names(await listing(s, ROOT)) == [b"pods"]
+        assert names(await listing(s, await s.walk("pods"))) == [UID.encode()]
         kinds = await listing(s, await s.walk("pods", UID, "volumes"))
-        assert sorted(n for n, _, _ in kinds.taken) == sorted(
+        assert sorted(names(kinds)) == sorted(
             [EMPTY_DIR_KIND.encode(), HOST_PATH_KIND.encode()])
         empty_dirs = await listing(s, await s.walk("pods", UID, "volumes", EMPTY_DIR_KIND))
-        assert [n for n, _, _ in empty_dirs.taken] == [b"other", b"scratch"]
+        assert names(empty_dirs) == [b"other", b"scratch"]
         volume = await s.volume("scratch")
-        assert empty_dirs.taken[1][1] == volume  # the same inode as a lookup gives
+        assert empty_dirs.taken[3][1] == volume  # the same inode as a lookup gives
 
         made = await s.ops.mkdir(volume, b"d", stat.S_IFDIR | 0o755, CTX)
         assert stat.S_ISDIR(made.st_mode)
         info, file = await s.ops.create(made.st_ino, b"f", 0o644, os.O_WRONLY, CTX)
         await s.ops.release(info.fh)
         inside = await listing(s, made.st_ino)
-        assert inside.taken == [(b"f", file.st_ino, 1)]
-        assert [n for n, _, _ in (await listing(s, volume)).taken] == [b"d"]
+        assert inside.taken[2:] == [(b"f", file.st_ino, 3)]
+        assert names(await listing(s, volume)) == [b"d"]
 
     run(served, test)
     assert (served.dirs["scratch"] / "d" / "f").is_file()
+
+
+@pytest.mark.usefixtures("kernel_buffer")
+def test_every_listing_starts_with_dot_and_dot_dot_which_hold_no_lookup(
+        served: Served) -> None:
+    """``.`` is the directory and ``..`` its parent, as ``ls -a`` shows on any
+    filesystem; the kernel links no inode for them from a readdirplus reply (it
+    resolves both itself), so they must not add to a lookup count it never forgets."""
+    async def test(s: Served) -> None:
+        pods = await s.walk("pods")
+        assert (await listing(s, ROOT)).taken[:2] == [(b".", ROOT, 1), (b"..", ROOT, 2)]
+        assert (await listing(s, pods)).taken[:2] == [(b".", pods, 1), (b"..", ROOT, 2)]
+        kind_dir = await s.walk("pods", UID, "volumes", EMPTY_DIR_KIND)
+        volume = await s.volume("scratch")
+        made = await s.ops.mkdir(volume, b"d", stat.S_IFDIR | 0o755, CTX)
+        counts = (s.nlookup(volume), s.nlookup(made.st_ino))
+        backed = s.fs.table.backed_count()
+        assert (await listing(s, volume)).taken == [
+            (b".", volume, 1), (b"..", kind_dir, 2), (b"d", made.st_ino, 3)]
+        assert (await listing(s, made.st_ino)).taken == [
+            (b".", made.st_ino, 1), (b"..", volume, 2)]
+        # Only "d" was handed out again; the volume (listed as "." and "..") was not.
+        assert (s.nlookup(volume), s.nlookup(made.st_ino)) == (counts[0], counts[1] + 1)
+        assert s.fs.table.backed_count() == backed
+
+        # Resuming past the dots lists no dot again; a buffer full at ".." resumes there.
+        token = Token(room=1)
+        fh = await s.ops.opendir(volume, CTX)
+        await s.ops.readdir(fh, 0, cast(pyfuse3.ReaddirToken, token))
+        rest = Token()
+        await s.ops.readdir(fh, token.taken[-1][2], cast(pyfuse3.ReaddirToken, rest))
+        await s.ops.releasedir(fh)
+        assert [n for n, _, _ in token.taken + rest.taken] == [b".", b"..", b"d"]
+
+    run(served, test)
 
 
 @pytest.mark.usefixtures("kernel_buffer")
@@ -267,13 +310,13 @@ def test_a_full_readdir_buffer_gives_back_the_lookup_and_the_next_call_resumes(
     async def test(s: Served) -> None:
         volume = await s.volume("other")
         backed = s.fs.table.backed_count()
-        token = Token(room=2)
+        token = Token(room=4)
         fh = await s.ops.opendir(volume, CTX)
         await s.ops.readdir(fh, 0, cast(pyfuse3.ReaddirToken, token))
-        assert len(token.taken) == 2
+        assert len(names(token)) == 2
         # The third entry was looked up, but the kernel did not take it: nothing holds it.
         assert s.fs.table.backed_count() == backed + 2
-        for _, ino, _ in token.taken:
+        for _, ino, _ in token.taken[2:]:
             assert s.nlookup(ino) == 1
         # The offsets are into the listing taken at the first call: a name made since
         # does not shift them (it shows after a rewind, a readdir from offset 0).
@@ -281,8 +324,8 @@ def test_a_full_readdir_buffer_gives_back_the_lookup_and_the_next_call_resumes(
         rest = Token()
         await s.ops.readdir(fh, token.taken[-1][2], cast(pyfuse3.ReaddirToken, rest))
         await s.ops.releasedir(fh)
-        names = [n for n, _, _ in token.taken + rest.taken]
-        assert sorted(names) == [b"a", b"b", b"c"] and len(rest.taken) == 1
+        listed = names(token) + [n for n, _, _ in rest.taken]
+        assert sorted(listed) == [b"a", b"b", b"c"] and len(rest.taken) == 1
         assert s.fs.table.backed_count() == backed + 3
         assert await fuse_errno(s.ops.readdir, fh, 0, cast(pyfuse3.ReaddirToken, rest)) == (
             errno.EBADF)  # released
@@ -297,10 +340,11 @@ def test_a_name_removed_after_the_listing_is_skipped(served: Served) -> None:
 
     async def test(s: Served) -> None:
         volume = await s.volume("other")
-        token = Token(room=1)
+        token = Token(room=3)
         fh = await s.ops.opendir(volume, CTX)
         await s.ops.readdir(fh, 0, cast(pyfuse3.ReaddirToken, token))
-        ((first, _, next_id),) = token.taken
+        (first,) = names(token)
+        next_id = token.taken[-1][2]
         second = b"b" if first == b"a" else b"a"
         os.unlink(s.dirs["other"] / second.decode())  # behind volfs's back
         rest = Token()

@@ -174,7 +174,8 @@ spec:
 """)
         assert watching.stdout.readline().split()[:3] == ["scratch", "Bound", "watched-volume"]
         daemon.cli("delete", "pvc", "scratch")
-        assert watching.stdout.readline().split()[:2] == ["scratch", "Bound"]  # as it went
+        # Its last state, marked as being deleted: never shown as a live, Bound claim.
+        assert watching.stdout.readline().split()[:2] == ["scratch", "Terminating"]
         watching.send_signal(signal.SIGINT)
         assert watching.wait(timeout=30) == 0
     finally:

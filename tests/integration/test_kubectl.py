@@ -112,7 +112,7 @@ def test_apply_get_describe_reapply_and_delete(kube: Kube, pod_name: str) -> Non
     rows = table_rows(kube("get", "pods").stdout)
     assert rows[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     (row,) = [r for r in rows[1:] if r[0] == pod_name]
-    assert row[1:4] == ["0/1", "Running", "0"]
+    assert row[1:4] == ["-", "Running", "0"]  # volfs runs none of its containers
     assert row[4][-1] in "smhd"
 
     pod = kube.json("get", "pod", pod_name)
@@ -130,6 +130,8 @@ def test_apply_get_describe_reapply_and_delete(kube: Kube, pod_name: str) -> Non
     created = [line.split() for line in described.splitlines() if " Created " in line]
     assert created and created[0][:2] == ["Normal", "Created"] and "volfs" in created[0]
     assert "EmptyDir" in described
+    assert ('Message: containers not run by volfs (use volfs run, or annotate the pod '
+            'volfs.io/run: "true")') in [" ".join(line.split()) for line in described.splitlines()]
 
     again = kube("apply", "-f", "-", input=manifest).stdout.strip()
     assert again == f"pod/{pod_name} unchanged"

@@ -38,6 +38,7 @@ from volfs.stores.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 USER = 1000
 OTHER_USER = 1001
 _dirs = itertools.count()
+DT_DIR = 4  # d_type of a directory
 
 
 # -- fixtures and helpers ---------------------------------------------------------------
@@ -112,6 +113,41 @@ def utimensat(path: Path, atime: tuple[int, int], mtime: tuple[int, int],
     if _libc.utimensat(syscalls.AT_FDCWD, os.fsencode(path), times, flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), str(path))
+
+
+class _Dirent(ctypes.Structure):
+    """glibc's ``struct dirent`` on Linux (64-bit inode and offset)."""
+
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                ("d_name", ctypes.c_char * 256)]
+
+
+_libc.opendir.argtypes = [ctypes.c_char_p]
+_libc.opendir.restype = ctypes.c_void_p
+_libc.readdir.argtypes = [ctypes.c_void_p]
+_libc.readdir.restype = ctypes.POINTER(_Dirent)
+_libc.closedir.argtypes = [ctypes.c_void_p]
+
+
+def dirents(path: Path) -> dict[str, tuple[int, int]]:
+    """Every entry readdir(3) gives, ``.`` and ``..`` included: name -> (d_ino, d_type)."""
+    handle = _libc.opendir(os.fsencode(path))
+    assert handle, os.strerror(ctypes.get_errno())
+    entries = {}
+    try:
+        while entry := _libc.readdir(handle):
+            entries[os.fsdecode(entry.contents.d_name)] = (entry.contents.d_ino,
+                                                           entry.contents.d_type)
+    finally:
+        _libc.closedir(handle)
+    return entries
+
+
+def ls_a(path: Path) -> list[str]:
+    return subprocess.run(["ls", "-1a", str(path)], capture_output=True, text=True,
+                          check=True, env={"LC_ALL": "C", "PATH": os.environ["PATH"]}
+                          ).stdout.split("\n")[:-1]
 
 
 def rename2(d: Path, old: str, new: str, flags: int) -> None:
@@ -375,6 +411,20 @@ def test_readdir_sees_changes_after_rewind(d: Path) -> None:
         assert "late" in os.listdir(fd)
     finally:
         os.close(fd)
+
+
+def test_ls_a_shows_dot_and_dot_dot_as_the_directory_and_its_parent(
+        d: Path, volume: tuple[Path, Path]) -> None:
+    (d / "f").touch()
+    (d / "sub").mkdir()
+    assert ls_a(d) == [".", "..", "f", "sub"] == ls_a(volume[1] / d.name)
+    assert ls_a(d / "sub") == [".", ".."]
+    assert ls_a(volume[0])[:2] == [".", ".."]  # the volume's root
+    assert ls_a(volume[0].parent)[:2] == [".", ".."]  # the synthetic levels above it
+    for path in (d, d / "sub", volume[0], volume[0].parent):
+        entries = dirents(path)
+        assert entries["."] == (os.stat(path).st_ino, DT_DIR), path
+        assert entries[".."] == (os.stat(path.parent).st_ino, DT_DIR), path
 
 
 def test_directory_opened_before_its_entries_were_made_lists_them(d: Path) -> None:

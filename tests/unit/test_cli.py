@@ -485,7 +485,7 @@ def test_describe_pod(runner: CliRunner, daemon: Daemon) -> None:
         "Type: EmptyDir (a temporary directory that shares a pod's lifetime)",
         "SizeLimit: 1Gi",
         "Path: /var/lib/volfs/pods/uid-1/volumes/kubernetes.io~empty-dir/scratch",
-        "Used: 8Ki",
+        "Used: 8Ki (0% of 1Gi)",  # a quantity, as the limit beside it
     ):
         assert expected in lines, (expected, result.stdout)
     assert lines.index("Volumes:") < lines.index("scratch:")

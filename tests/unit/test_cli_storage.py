@@ -10,13 +10,15 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 import yaml
 from click.testing import CliRunner, Result
 from starlette.types import ASGIApp
@@ -27,8 +29,10 @@ from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound
 from volfs.cli import main
 from volfs.cli.applying import Target, readiness, wait_ready
 from volfs.cli.client import Client
-from volfs.cli.describe import events_text
+from volfs.cli.describe import describe_claim, describe_pod, events_text
 from volfs.cli.kinds import PERSISTENT_VOLUME_CLAIM, POD, UnknownResource, resolve
+from volfs.cli.printers import format_usage
+from volfs.lifecycle.pod_containers import NOT_RUN_MESSAGE
 from volfs.server import create_app
 from volfs.server.kinds import (
     EVENTS,
@@ -41,6 +45,7 @@ from volfs.server.kinds import (
     PodResource,
 )
 from volfs.server.resources import ResourceRegistry
+from volfs.server.watch import OpenWatches
 
 Object = dict[str, Any]
 
@@ -302,11 +307,36 @@ class Events:
         return [e for e in self.events if namespace in (None, e["metadata"]["namespace"])]
 
 
+class Commits:
+    """The state database's change events, committed by a test from its own thread:
+    ``listed`` blocks until the watches have listed (taken an event) that often."""
+
+    def __init__(self) -> None:
+        self.event: trio.Event | None = None
+        self.asked = 0
+        self._asked = threading.Condition()
+
+    def next_change(self) -> trio.Event:  # in the daemon's thread
+        if self.event is None or self.event.is_set():
+            self.event = trio.Event()
+        with self._asked:
+            self.asked += 1
+            self._asked.notify_all()
+        return self.event
+
+    def listed(self, times: int) -> None:
+        with self._asked:
+            assert self._asked.wait_for(lambda: self.asked >= times, timeout=60)
+
+
 class StorageDaemon(Daemon):
-    """A Daemon serving pods, PVs, claims, classes, namespaces and events."""
+    """A Daemon serving pods, PVs, claims, classes, namespaces and events; its watches
+    list again when the test says a change was committed (``commit``)."""
 
     def __init__(self, socket_path: Path) -> None:
         super().__init__(socket_path, app=self._make_app)
+        self.commits = Commits()
+        self.watches = OpenWatches()
         self.service = ClaimPods()
         self.volumes = Store("PersistentVolume", False, {"phase": "Available"})
         self.claims = Claims(self.service, self.volumes)
@@ -322,7 +352,18 @@ class StorageDaemon(Daemon):
         registry.register(PERSISTENT_VOLUMES, self.volumes)
         registry.register(PERSISTENT_VOLUME_CLAIMS, self.claims)
         registry.register(STORAGE_CLASSES, self.classes)
-        return create_app(registry)
+        return create_app(registry, changes=self.commits.next_change, watches=self.watches)
+
+    def in_trio(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``fn(*args)`` in the daemon's thread, as its requests are."""
+        return trio.from_thread.run(fn, *args, trio_token=self._token)
+
+    def commit(self) -> None:
+        assert self.commits.event is not None
+        trio.from_thread.run_sync(self.commits.event.set, trio_token=self._token)
+
+    def end_watches(self) -> None:
+        trio.from_thread.run_sync(self.watches.close, trio_token=self._token)
 
 
 @pytest.fixture
@@ -654,6 +695,35 @@ def test_get_events(daemon: StorageDaemon) -> None:
     assert sorted(row[0] for row in everywhere[1:]) == ["default", "team-a"]
 
 
+@pytest.mark.parametrize("kind, row", [
+    ("pods", ["web", "Terminating", "1"]),
+    ("pvc", ["nfs", "Terminating", "manual"]),
+])
+def test_get_watch_prints_a_deleted_object_as_terminating_never_as_it_lived(
+        daemon: StorageDaemon, kind: str, row: list[str]) -> None:
+    """``get -w`` prints the last state a DELETED event carries, which is marked as
+    being deleted: STATUS Terminating, as kubectl prints it, not Running or Pending."""
+    ok(daemon, "apply", "-f", "-", stdin=POD_YAML + "---\n" + PVC_YAML)
+    results: list[Result] = []
+    watching = threading.Thread(target=lambda: results.append(volfs(daemon, "get", kind, "-w")))
+    watching.start()
+    try:
+        daemon.commits.listed(1)
+        daemon.in_trio(daemon.service.delete_pod, "default", "web")
+        if kind == "pvc":
+            daemon.in_trio(daemon.claims.delete, "default", "nfs")
+        daemon.commit()
+        daemon.commits.listed(2)  # told, and waiting again
+    finally:
+        daemon.end_watches()
+        watching.join()
+    (result,) = results
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    listed, deleted = result.stdout.splitlines()[1:]
+    assert "Terminating" not in listed
+    assert deleted.split()[:len(row)] == row
+
+
 @pytest.mark.parametrize("word, plural", [
     ("pods", "pods"), ("pod", "pods"), ("po", "pods"), ("PV", "persistentvolumes"),
     ("persistentvolume", "persistentvolumes"), ("persistentvolumes", "persistentvolumes"),
@@ -713,7 +783,7 @@ def test_describe_pvc_bound_and_used(daemon: StorageDaemon) -> None:
     lines = lines_of(ok(daemon, "describe", "persistentvolumeclaim", "nfs"))
     for expected in ("Status: Bound", "Volume: nfs", "StorageClass: manual",
                      "Annotations: pv.kubernetes.io/bind-completed: yes", "Capacity: 1Gi",
-                     "Access Modes: RWX", "Used By: web", "api", "Used: 3Mi",
+                     "Access Modes: RWX", "Used By: web", "api", "Used: 3Mi (0% of 1Gi)",
                      "Events: <none>"):
         assert expected in lines, (expected, lines)
 
@@ -763,6 +833,45 @@ def test_describe_pod_ends_with_its_events(daemon: StorageDaemon) -> None:
                           "Warning FailedMount 15m volfs volume data: waits"]
     raw = result.stdout.splitlines()
     assert raw[-3].startswith("  ----     ------       ----  ----   -------")
+
+
+def test_describe_pod_shows_the_status_message_as_kubectl_does() -> None:
+    """A pod volfs runs no containers of says so in status.message (kubectl describe
+    prints it as Message); a pod without one prints no Message line."""
+    pod = {"metadata": {"name": "web"}, "spec": {},
+           "status": {"phase": "Running", "message": NOT_RUN_MESSAGE}}
+    lines = [" ".join(line.split()) for line in describe_pod(pod).splitlines()]
+    assert lines[lines.index("Status: Running") + 1] == f"Message: {NOT_RUN_MESSAGE}"
+    del pod["status"]["message"]
+    assert not any(line.startswith("Message:") for line in describe_pod(pod).splitlines())
+
+
+@pytest.mark.parametrize("used, limit, shown", [
+    (6, 64 * 1024**2, "6 (0% of 64Mi)"),  # bytes, beside the limit they are a share of
+    (12 * 1024, None, "12Ki"),
+    (3 * 1024**2, 4 * 1024**2, "3Mi (75% of 4Mi)"),
+    (1536, None, "1.5Ki"),
+    (1024**2 - 1, None, "1023.9Ki"),  # cut, never rounded up past what is used
+    (0, 1024, "0 (0% of 1Ki)"),
+    (None, 1024, "<unknown>"),
+])
+def test_usage_is_a_quantity_with_its_share_of_the_limit(
+        used: int | None, limit: int | None, shown: str) -> None:
+    assert format_usage(used, limit) == shown
+
+
+def test_describe_shows_usage_in_the_units_of_the_limit() -> None:
+    pod = {"metadata": {"name": "web"},
+           "spec": {"volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}}]},
+           "status": {"volumes": [{"name": "scratch", "sizeLimitBytes": 64 * 1024**2,
+                                   "usedBytes": 6}]}}
+    lines = [" ".join(line.split()) for line in describe_pod(pod).splitlines()]
+    assert lines[lines.index("SizeLimit: 64Mi") + 2] == "Used: 6 (0% of 64Mi)"
+    claim = {"metadata": {"name": "data"}, "spec": {},
+             "status": {"phase": "Bound", "capacity": {"storage": "10Mi"},
+                        "usedBytes": 3 * 1024**2}}
+    lines = [" ".join(line.split()) for line in describe_claim(claim).splitlines()]
+    assert "Used: 3Mi (30% of 10Mi)" in lines
 
 
 def test_describe_of_a_missing_object_exits_1(daemon: StorageDaemon) -> None:

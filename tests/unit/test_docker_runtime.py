@@ -15,6 +15,7 @@ from volfs.api import parse_object
 from volfs.api.errors import Invalid, SetupFailed
 from volfs.fs import Filesystem
 from volfs.lifecycle.hooks import HookRunner
+from volfs.lifecycle.pod_containers import NOT_RUN_MESSAGE
 from volfs.lifecycle.pods import ContainersNotRemoved, PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.runtime import (
@@ -256,6 +257,26 @@ def test_run_pods_start_report_and_stop_their_containers(
         result = await pods.delete_pod("default", "web")
         assert runtime.removed == [(uid, 4.0)] and result.warnings == []
         assert not (disk / uid).exists()
+
+    trio.run(main)
+
+
+def test_a_pod_volfs_runs_no_containers_of_says_so(
+    manager: tuple[PodManager, FakeRuntime, Path]
+) -> None:
+    """No containerStatuses (kubectl's READY is "-", not a broken-looking 0/2), and a
+    status.message saying how to have them run; a pod volfs runs has no such message."""
+    pods, runtime, _ = manager
+
+    async def main() -> None:
+        created = await pods.create_pod(pod(SIMPLE))
+        for shown in (created, await pods.get_pod("default", "web")):
+            assert "containerStatuses" not in shown["status"]
+            assert shown["status"]["message"] == NOT_RUN_MESSAGE
+        assert runtime.started == []
+        await pods.delete_pod("default", "web")
+        ran = await pods.create_pod(pod(SIMPLE, RUN))
+        assert "message" not in ran["status"] and len(ran["status"]["containerStatuses"]) == 2
 
     trio.run(main)
 

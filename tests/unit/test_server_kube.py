@@ -29,6 +29,7 @@ from volfs.config import parse_kube_api
 from volfs.server import create_app
 from volfs.server.kinds import (
     PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
     STORAGE_CLASSES,
     core_registry,
 )
@@ -39,7 +40,7 @@ from volfs.server.kubeapi import (
     serve_kube_api,
 )
 from volfs.server.resources import Resource, ResourceRegistry
-from volfs.server.watch import OpenWatches
+from volfs.server.watch import OpenWatches, changes
 from volfs.state import AsyncStateDB, StateDB
 from volfs.state.events import WARNING, record_event
 
@@ -47,6 +48,7 @@ Object = dict[str, Any]
 PODS = "/api/v1/namespaces/default/pods"
 CLASSES = "/apis/storage.k8s.io/v1/storageclasses"
 CLAIMS = "/api/v1/namespaces/default/persistentvolumeclaims"
+VOLUMES = "/api/v1/persistentvolumes"
 KUBECTL_TABLE = ("application/json;as=Table;v=v1;g=meta.k8s.io,"
                  "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")
 AGGREGATED = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
@@ -300,7 +302,7 @@ def test_get_and_list_answer_kubectl_with_a_table() -> None:
                                ("Age", 0)]
         assert all(priority == 1 for _, priority in columns[5:])
         (row,) = table["rows"]
-        assert row["cells"][:4] == ["web", "0/1", "Running", "0"]
+        assert row["cells"][:4] == ["web", "-", "Running", "0"]  # volfs runs no container
         assert row["cells"][4].endswith("s")
         assert row["object"]["kind"] == "PartialObjectMetadata"
         assert row["object"]["metadata"]["labels"] == {"app": "web"}
@@ -591,6 +593,70 @@ def test_closing_the_watches_ends_open_streams_at_once() -> None:
             assert late.status_code == 200
 
     run(scenario, changes=commits.next_change, watches=watches)
+
+
+def test_a_deletion_is_told_with_the_last_state_marked_as_being_deleted() -> None:
+    """kubectl get -w prints what a DELETED event carries: for every kind it is marked
+    with metadata.deletionTimestamp, so a table says Terminating, never Running or Bound."""
+    commits, watches = Commits(), OpenWatches()
+    world = World()
+    world.registry.register(PERSISTENT_VOLUMES, MemoryObjects("PersistentVolume"))
+    bound = {"phase": "Bound"}
+    made = {PODS: pod_body("web"), CLASSES: storage_class("nfs"),
+            CLAIMS: {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                     "metadata": {"name": "data"}, "spec": {}, "status": bound},
+            VOLUMES: {"apiVersion": "v1", "kind": "PersistentVolume",
+                      "metadata": {"name": "vol"}, "spec": {}, "status": bound}}
+    status_cell = {PODS: 2, CLAIMS: 1, VOLUMES: 4}
+    watched = [(path, accept) for path in made for accept in ("application/json",
+                                                               KUBECTL_TABLE)]
+
+    async def scenario(client: httpx.AsyncClient, world: World) -> None:
+        for path, body in made.items():
+            assert (await client.post(path, json=body)).status_code == 201
+        answers: dict[tuple[str, str], httpx.Response] = {}
+
+        async def watch(path: str, accept: str) -> None:
+            answers[(path, accept)] = await client.get(f"{path}?watch=1&timeoutSeconds=600",
+                                                       headers={"accept": accept})
+
+        async with trio.open_nursery() as nursery:
+            for path, accept in watched:
+                nursery.start_soon(watch, path, accept)
+            await commits.listed(len(watched))
+            for path, body in made.items():
+                assert (await client.delete(f"{path}/{body['metadata']['name']}")).is_success
+            commits.commit()
+            await commits.listed(2 * len(watched))
+            watches.close()
+        for (path, accept), answer in answers.items():
+            assert answer.status_code == 200, answer.text
+            added, gone = map(json.loads, answer.text.splitlines())
+            assert (added["type"], gone["type"]) == ("ADDED", "DELETED")
+            if accept == KUBECTL_TABLE:
+                (live,), (row,) = added["object"]["rows"], gone["object"]["rows"]
+                meta = row["object"]["metadata"]  # what kubectl reads beside the cells
+                if path in status_cell:
+                    assert live["cells"][status_cell[path]] in ("Running", "Bound")
+                    assert row["cells"][status_cell[path]] == "Terminating", path
+            else:
+                assert "deletionTimestamp" not in added["object"]["metadata"]
+                meta = gone["object"]["metadata"]
+            assert datetime.fromisoformat(meta["deletionTimestamp"]), path
+
+    run(scenario, world, changes=commits.next_change, watches=watches)
+
+
+def test_a_deleted_pods_containers_are_told_as_not_ready() -> None:
+    pod: Object = {"metadata": {"name": "web", "resourceVersion": "3"},
+           "status": {"phase": "Running", "containerStatuses": [
+               {"name": "app", "ready": True, "started": True, "state": {"running": {}}}]}}
+    (event,) = changes({("default", "web"): pod}, {}, when="2026-01-02T12:00:00Z")
+    assert event["type"] == "DELETED"
+    assert event["object"]["metadata"]["deletionTimestamp"] == "2026-01-02T12:00:00Z"
+    (status,) = event["object"]["status"]["containerStatuses"]
+    assert (status["ready"], status["started"]) == (False, False)
+    assert pod["status"]["containerStatuses"][0]["ready"] is True  # the known state is kept
 
 
 def test_a_table_watch_sends_a_table_per_event_with_columns_first_only() -> None:

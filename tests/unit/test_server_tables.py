@@ -49,7 +49,9 @@ def test_a_table_has_the_meta_k8s_io_shape() -> None:
 
 
 def test_pod_rows_count_ready_containers_and_restarts() -> None:
-    assert cells(POD_COLUMNS, pod()) == ["web", "0/2", "Running", "0", "5m"]
+    # Without containerStatuses volfs runs none of the pod's containers: nothing to count.
+    assert cells(POD_COLUMNS, pod()) == ["web", "-", "Running", "0", "5m"]
+    assert cells(POD_COLUMNS, pod(containerStatuses=[]))[1] == "0/2"
     running = pod(containerStatuses=[
         {"name": "a", "ready": True, "restartCount": 2, "state": {"running": {}}},
         {"name": "b", "ready": False, "restartCount": 1, "state": {"running": {}}}])
@@ -96,3 +98,9 @@ def test_storage_rows_as_kubectl_shows_pv_and_pvc() -> None:
     pending = {"metadata": {"name": "data"}, "spec": {}, "status": {"phase": "Pending"}}
     assert cells(PERSISTENT_VOLUME_CLAIM_COLUMNS, pending) == [
         "data", "Pending", "", "", "", "", "<unset>", "<unknown>"]
+    # Being deleted (as a watch's DELETED event tells them): Terminating, as kubectl says.
+    stored: list[tuple[dict[str, Any], Any, int]] = [
+        (pv, PERSISTENT_VOLUME_COLUMNS, 4), (pvc, PERSISTENT_VOLUME_CLAIM_COLUMNS, 1)]
+    for obj, columns, status in stored:
+        obj["metadata"]["deletionTimestamp"] = ago(seconds=1)
+        assert cells(columns, obj)[status] == "Terminating"

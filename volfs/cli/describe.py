@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from volfs.api import format_quantity
+from volfs.api import format_quantity, parse_quantity
 from volfs.api.times import age, parse_timestamp
-from volfs.cli.printers import format_bytes, volume_statuses
+from volfs.cli.printers import format_usage, volume_statuses
 
 # kubectl's wording for each volume source.
 _TYPES = {
@@ -32,8 +32,8 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
 
     Reads ``metadata`` (name, namespace, uid, creationTimestamp, labels),
     ``spec.containers[].volumeMounts``, ``spec.volumes`` (the source of each
-    volume) and ``status`` (``phase``, ``startTime``, ``volumes[]``: path, medium,
-    sizeLimitBytes, usedBytes).
+    volume) and ``status`` (``phase``, ``message``, ``startTime``, ``volumes[]``: path,
+    medium, sizeLimitBytes, usedBytes).
     """
     metadata = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -46,6 +46,8 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
     ]
     lines += _labels(metadata.get("labels"))
     lines.append((0, "Status", str(status.get("phase") or "Unknown")))
+    if status.get("message"):
+        lines.append((0, "Message", str(status["message"])))
     lines += _containers(spec.get("containers") or [])
     lines += _volumes(spec.get("volumes") or [], volume_statuses(pod))
     return _with_events(lines, events, now)
@@ -115,7 +117,7 @@ def describe_claim(pvc: dict[str, Any], pods: Sequence[dict[str, Any]] = (),
     lines.append((0, "Used By", users[0] if users else "<none>"))
     lines += [(0, "", name) for name in users[1:]]
     if "usedBytes" in status:
-        lines.append((0, "Used", format_bytes(status.get("usedBytes"))))
+        lines.append((0, "Used", format_usage(status.get("usedBytes"), _bytes(capacity))))
     return _with_events(lines, events, now)
 
 
@@ -279,7 +281,8 @@ def _volumes(volumes: list[Any], statuses: list[dict[str, Any]]) -> Lines:
         lines.append((2, "Type", kind))
         lines += _source_lines(source, volume.get(source) if source else None, state)
         lines.append((2, "Path", str(state.get("path") or "<not set up>")))
-        lines.append((2, "Used", format_bytes(state.get("usedBytes"))))
+        lines.append((2, "Used", format_usage(state.get("usedBytes"),
+                                              state.get("sizeLimitBytes"))))
     if len(lines) == 1:
         lines[0] = (0, "Volumes", "<none>")
     return lines
@@ -314,6 +317,16 @@ def _size(state: dict[str, Any], spec: dict[str, Any]) -> str:
     if isinstance(limit, int) and not isinstance(limit, bool):
         return format_quantity(limit)
     return str(spec["sizeLimit"]) if spec.get("sizeLimit") else "<unset>"
+
+
+def _bytes(quantity: object) -> int | None:
+    """A capacity such as ``1Gi`` in bytes; None for none, or for one that is no quantity."""
+    if not isinstance(quantity, str | int) or isinstance(quantity, bool) or quantity == "":
+        return None
+    try:
+        return parse_quantity(quantity)
+    except ValueError:
+        return None
 
 
 def _render(lines: Lines) -> str:

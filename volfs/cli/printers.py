@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from volfs.api import format_quantity
 from volfs.api.times import age
 
 
@@ -25,6 +26,32 @@ def format_bytes(n: object) -> str:
         if n >= unit:
             return f"{n // unit}{suffix}" if n % unit == 0 else f"{n / unit:.1f}{suffix}"
     return str(n)
+
+
+def format_usage(n: object, limit: object = None) -> str:
+    """Bytes used, as a Kubernetes quantity like the limit beside it, and the share of
+    that limit when there is one: what ``describe`` prints.
+
+    The quantity is exact when a binary suffix divides it, else cut to one decimal of
+    the largest suffix it reaches (never more than is used, as ``kubectl top``).
+
+    >>> format_usage(6, 64 * 1024**2), format_usage(12 * 1024), format_usage(1536, 4096)
+    ('6 (0% of 64Mi)', '12Ki', '1.5Ki (37% of 4Ki)')
+    >>> format_usage(3 * 1024**2 + 1), format_usage(None)
+    ('3Mi', '<unknown>')
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        return "<unknown>"
+    text = format_quantity(n)
+    for power, suffix in ((6, "Ei"), (5, "Pi"), (4, "Ti"), (3, "Gi"), (2, "Mi"), (1, "Ki")):
+        unit = 1024**power
+        if n >= unit and n % unit:
+            tenths = n * 10 // unit
+            text = (f"{tenths // 10}.{tenths % 10}" if tenths % 10 else f"{tenths // 10}") + suffix
+            break
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        text += f" ({n * 100 // limit}% of {format_quantity(limit)})"
+    return text
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -57,11 +84,10 @@ def pods_table(
     rows = []
     for pod in pods:
         metadata = pod.get("metadata") or {}
-        status = pod.get("status") or {}
         volumes = volume_statuses(pod)
         row = [
             str(metadata.get("name", "")),
-            str(status.get("phase") or "Unknown"),
+            _status(pod),
             str(len(volumes) if volumes else len((pod.get("spec") or {}).get("volumes") or [])),
             age(metadata.get("creationTimestamp"), now),
         ]
@@ -75,6 +101,14 @@ def pods_table(
             row += [str(metadata.get("uid") or "<none>"), format_bytes(total)]
         rows.append(row)
     return table(header, rows)
+
+
+def _status(pod: dict[str, Any]) -> str:
+    """STATUS: the phase, or ``Terminating`` for a pod being deleted (as a watch tells
+    of a deleted pod), as kubectl prints it."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    return str((pod.get("status") or {}).get("phase") or "Unknown")
 
 
 def _ready(pod: dict[str, Any]) -> str:

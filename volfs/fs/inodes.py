@@ -39,6 +39,10 @@ class BackedNode:
     handle: Any
     key: Hashable
     nlookup: int = 0
+    parent: int = 0
+    """The inode of the directory the kernel last found this one in: what ``..`` lists.
+    A directory renamed elsewhere shows its new parent once the kernel looks it up
+    there again (when its entry times out)."""
 
 
 Node = SyntheticNode | BackedNode

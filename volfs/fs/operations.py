@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Handler = TypeVar("Handler", bound=Callable[..., Coroutine[Any, Any, Any]])
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
+_DOTS = (b".", b"..")
 
 
 def _fuse_handler(fn: Handler) -> Handler:
@@ -103,6 +104,7 @@ class VolfsOperations(pyfuse3.Operations):
             entry = await volume.store.open_root()
             node = self.table.adopt(volume, entry)
             node.nlookup += 1
+            node.parent = parent.ino
             return entry_attributes(node.ino, entry.attrs, volume.store.cache_timeout)
         if not self.tree.is_dir(path):
             raise FUSEError(errno.ENOENT)
@@ -112,6 +114,7 @@ class VolfsOperations(pyfuse3.Operations):
         """Give the kernel a (new or known) inode for ``entry``: lookup count +1."""
         node = self.table.adopt(parent.volume, entry)
         node.nlookup += 1
+        node.parent = parent.ino
         return entry_attributes(node.ino, entry.attrs, parent.volume.store.cache_timeout)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -270,10 +273,19 @@ class VolfsOperations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self._dirs.get(fh)
         if start_id == 0:  # the first read, or rewinddir(3): show what is there now
-            handle.names = await self._list(handle.node)
+            handle.names = [*_DOTS, *await self._list(handle.node)]
         replied = 0
         for index in range(start_id, len(handle.names)):
             name = handle.names[index]
+            if name in _DOTS:
+                # Listed as every filesystem lists them, but counted as no lookup: the
+                # kernel resolves "." and ".." itself and links no inode for them from a
+                # readdirplus reply (nor forgets one later).
+                if not pyfuse3.readdir_reply(token, name, self._dot(handle.node, name),
+                                             index + 1):
+                    return
+                replied += 1
+                continue
             try:
                 attrs = await self._lookup(handle.node.ino, name)
             except (FUSEError, OSError) as exc:
@@ -286,6 +298,20 @@ class VolfsOperations(pyfuse3.Operations):
                 self._undo_lookup(attrs.st_ino)
                 return
             replied += 1
+
+    def _dot(self, node: Node, name: bytes) -> pyfuse3.EntryAttributes:
+        """The entry of ``.`` (the directory) or ``..`` (its parent) in a listing: only
+        the inode number and the type, which is all a listing shows of them."""
+        if name == b".":
+            ino = node.ino
+        elif isinstance(node, SyntheticNode):
+            ino = self.table.synthetic(node.path[:-1]).ino if node.path else node.ino
+        else:
+            ino = node.parent or node.ino
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = ino
+        attrs.st_mode = stat.S_IFDIR
+        return attrs
 
     def _undo_lookup(self, ino: int) -> None:
         """An entry the kernel did not take: give back the lookup we counted for it."""

@@ -27,6 +27,12 @@ from volfs.runtime import (
 
 log = logging.getLogger(__name__)
 
+NOT_RUN_MESSAGE = ('containers not run by volfs (use volfs run, or annotate the pod '
+                   'volfs.io/run: "true")')
+"""``status.message`` of a pod whose containers volfs does not run: kubectl describe
+shows it, and its READY column (``-``, from the absent ``containerStatuses``) says
+there is nothing to be ready, rather than ``0/1``, which reads as a broken container."""
+
 
 class ContainersNotRemoved(RequestError):
     """The engine refused to remove a pod's containers: the pod and its volumes stay."""
@@ -92,7 +98,8 @@ class PodContainers:
         return len(orphans)
 
     async def with_status(self, objs: list[Object]) -> list[Object]:
-        """Objects with ``status.containerStatuses`` and phase for pods volfs runs."""
+        """Objects with ``status.containerStatuses`` and phase for pods volfs runs; the
+        others without statuses, saying so in ``status.message``."""
         run = [obj for obj in objs if runs_containers(obj)]
         states: dict[str, list[ContainerState]] = {}
         unknown = ""
@@ -101,8 +108,8 @@ class PodContainers:
                 states = await self._runtime.pod_states([o["metadata"]["uid"] for o in run])
             except (RuntimeUnavailable, RuntimeFailed) as exc:
                 unknown = str(exc)
-        return [_container_status(obj, states, unknown) if runs_containers(obj) else obj
-                for obj in objs]
+        return [_container_status(obj, states, unknown) if runs_containers(obj)
+                else _not_run(obj) for obj in objs]
 
     async def _remove_quietly(self, uid: str) -> None:
         assert self._runtime is not None
@@ -110,6 +117,10 @@ class PodContainers:
             await self._runtime.remove_pod(uid, 0)
         except (RuntimeUnavailable, RuntimeFailed) as exc:  # sweep retries
             log.error("pod %s: containers not removed during rollback: %s", uid, exc)
+
+
+def _not_run(obj: Object) -> Object:
+    return dict(obj, status=dict(obj.get("status") or {}, message=NOT_RUN_MESSAGE))
 
 
 def _container_status(obj: Object, states: dict[str, list[ContainerState]],

@@ -130,6 +130,11 @@ def _container_statuses(pod: Object) -> list[Object]:
 
 
 def _pod_ready(pod: Object, now: datetime) -> str:
+    """Ready containers of all; ``-`` for a pod without ``status.containerStatuses``:
+    volfs runs none of its containers, so none can be ready or not (``0/1`` would read
+    as a container that is broken)."""
+    if not isinstance(_get(pod, "status", "containerStatuses"), list):
+        return "-"
     containers = _get(pod, "spec", "containers")
     total = len(containers) if isinstance(containers, list) else 0
     ready = sum(1 for s in _container_statuses(pod) if s.get("ready") is True)
@@ -201,9 +206,17 @@ POD_COLUMNS = (
 
 # -- namespaces and events ------------------------------------------------------------------
 
+def _phase(obj: Object, now: datetime) -> str:
+    """kubectl's STATUS of a PV, claim or namespace: its phase, ``Terminating`` once
+    it is being deleted."""
+    if _get(obj, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    return str(_get(obj, "status", "phase") or "")
+
+
 NAMESPACE_COLUMNS = (
     NAME,
-    Column("Status", lambda ns, now: str(_get(ns, "status", "phase") or ""),
+    Column("Status", _phase,
            description="The status of the namespace."),
     AGE,
 )
@@ -288,8 +301,7 @@ PERSISTENT_VOLUME_COLUMNS = (
     Column("Reclaim Policy", lambda pv, now: str(
         _get(pv, "spec", "persistentVolumeReclaimPolicy") or ""),
         description="What happens to the volume when its claim is released."),
-    Column("Status", lambda pv, now: str(_get(pv, "status", "phase") or ""),
-           description="The phase of the volume."),
+    Column("Status", _phase, description="The phase of the volume."),
     Column("Claim", _claim, description="The claim bound to the volume."),
     Column("StorageClass", _storage_class, description="The class of the volume."),
     Column("VolumeAttributesClass", _volume_attributes_class,
@@ -315,8 +327,7 @@ def _claim_access_modes(pvc: Object, now: datetime) -> str:
 
 PERSISTENT_VOLUME_CLAIM_COLUMNS = (
     NAME,
-    Column("Status", lambda pvc, now: str(_get(pvc, "status", "phase") or ""),
-           description="The phase of the claim."),
+    Column("Status", _phase, description="The phase of the claim."),
     Column("Volume", lambda pvc, now: str(_get(pvc, "spec", "volumeName") or ""),
            description="The volume bound to the claim."),
     Column("Capacity", _claim_capacity, description="The size of the bound volume."),

@@ -11,12 +11,19 @@ as etcd's revision). So:
 - ``resourceVersion=N`` (from a list): the objects changed since N, as ADDED (volfs
   cannot tell new from changed there; clients treat both as "this is the object now");
   an object deleted between that list and the watch's start is not told;
+- a DELETED event carries the object's last state marked as being deleted, as the API
+  server sends it: ``metadata.deletionTimestamp`` set (so kubectl and ``volfs get -w``
+  print ``Terminating`` where a status is shown, never the state it had while it
+  lived), and a pod's containers no longer ready (volfs stops them before it deletes
+  the pod);
 - the stream ends after ``timeoutSeconds`` (default 30 minutes), and when the
   client goes away.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,9 +74,29 @@ def _key(obj: Object) -> Key:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def changes(before: dict[Key, Object], after: dict[Key, Object]) -> list[Object]:
-    """The events that take a watcher from ``before`` to ``after``, oldest change first."""
-    events = [{"type": "DELETED", "object": obj}
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def deleted(obj: Object, when: str) -> Object:
+    """``obj``'s last state as a DELETED event tells it, marked deleted at ``when``."""
+    gone = copy.deepcopy(obj)
+    meta = gone.get("metadata")
+    if not isinstance(meta, dict):
+        meta = gone["metadata"] = {}
+    meta.setdefault("deletionTimestamp", when)
+    statuses = (gone.get("status") or {}).get("containerStatuses")
+    for status in statuses if isinstance(statuses, list) else []:
+        if isinstance(status, dict):
+            status.update(ready=False, started=False)
+    return gone
+
+
+def changes(before: dict[Key, Object], after: dict[Key, Object],
+            when: str = "") -> list[Object]:
+    """The events that take a watcher from ``before`` to ``after``, oldest change first;
+    a deletion is dated ``when`` (now, by default)."""
+    events = [{"type": "DELETED", "object": deleted(obj, when or now())}
               for key, obj in before.items() if key not in after]
     for key, obj in sorted(after.items(), key=lambda item: version_of(item[1])):
         if key not in before:
