@@ -208,7 +208,8 @@ def _kubeconfig_route(kubeconfig: Callable[[], Object | None] | None) -> Route:
         if config is None:
             raise st.StatusError(st.status(
                 "NotFound", "this volfs daemon serves no Kubernetes API on TCP: start it "
-                "with --kube-api 127.0.0.1:PORT"))
+                "with --kube-api 127.0.0.1:PORT (if it was started so, its log says why the "
+                "port is not served)"))
         return _json(config)
 
     return Route(KUBECONFIG_PATH, handler, methods=["GET"])
