@@ -316,6 +316,23 @@ def test_a_slow_container_stop_does_not_hold_up_other_pods(
         deleting.communicate()
 
 
+def test_a_delete_with_a_grace_period_says_so_and_kills_a_container_ignoring_sigterm(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    """sleep as PID 1 ignores SIGTERM; the pod's own grace period (120 s) is longer than
+    the CLI's timeout here, so only a delete that honours --grace-period 1 ends."""
+    run(volfs, pod_yaml(pod_name, """\
+    - name: stubborn
+      image: volfs-test
+      command: ["sleep", "600"]
+""", "    []").replace("terminationGracePeriodSeconds: 1", "terminationGracePeriodSeconds: 120"))
+    deleted = volfs.cli("delete", "pod", pod_name, "--grace-period", "1")
+    assert deleted.stderr == f'pod "{pod_name}": waiting up to 1s for its containers to stop\n'
+    assert deleted.stdout == f'pod "{pod_name}" deleted\n'
+    assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []
+    assert volfs.cli("get", "pod", pod_name, check=False).returncode != 0
+
+
 def test_a_container_that_cannot_start_rolls_the_pod_back(
     volfs: Daemon, docker_engine: Engine, pod_name: str
 ) -> None:

@@ -260,6 +260,20 @@ def test_run_pods_start_report_and_stop_their_containers(
     trio.run(main)
 
 
+def test_a_delete_may_give_the_containers_another_grace_period(
+    manager: tuple[PodManager, FakeRuntime, Path]
+) -> None:
+    pods, runtime, _ = manager
+
+    async def main() -> None:
+        for grace, expected in ((0, 0.0), (None, 4.0)):  # None: the pod's own
+            uid = (await pods.create_pod(pod(SIMPLE, RUN)))["metadata"]["uid"]
+            await pods.delete_pod("default", "web", grace_seconds=grace)
+            assert runtime.removed[-1] == (uid, expected)
+
+    trio.run(main)
+
+
 def test_a_failed_start_rolls_the_pod_back(manager: tuple[PodManager, FakeRuntime, Path]) -> None:
     pods, runtime, disk = manager
     runtime.fail_start = RuntimeFailed("image nope is not present")
