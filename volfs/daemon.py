@@ -156,7 +156,7 @@ async def _serve(config: DaemonConfig) -> None:
         control = create_app(registry, kubeconfig=lambda: kubeconfig,
                              changes=state.next_change, watches=watches)
         await nursery.start(serve_unix, control, config.socket_path)
-        await _serve_docker_plugin(nursery, config, pods, engine)
+        await _serve_docker_plugin(nursery, config, pods, engine, storage)
         nursery.start_soon(pods.sweep_containers)
         log.info("serving %s (state in %s, control socket %s)", config.root,
                  config.state_dir, config.socket_path)
@@ -191,7 +191,8 @@ async def _tell_who_lost_volumes(engine: DockerRuntime, root: Path) -> None:
 
 
 async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,
-                               pods: PodManager, engine: DockerRuntime) -> None:
+                               pods: PodManager, engine: DockerRuntime,
+                               claims: StorageController) -> None:
     """Serve Docker's volume-plugin protocol on ``<plugin-dir>/<name>.sock``, if asked to.
 
     The plugin is optional: when its socket cannot be served, one warning says why and
@@ -204,7 +205,7 @@ async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,
     try:
         socket_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         app = create_plugin_app(DockerVolumes(pods, MountRefs(config.state_dir / REFS_FILE),
-                                              engine))
+                                              engine, claims))
         await nursery.start(serve_unix, app, socket_path)
     except SocketInUse:
         log.warning("Docker volume plugin %s not served: another process serves %s; %s",

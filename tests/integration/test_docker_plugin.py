@@ -14,6 +14,7 @@ import pytest
 from tests.integration.daemon import Daemon
 from tests.integration.docker import IMAGE, Engine, docker_engine, plugin_name, volfs_for
 from tests.integration.nfs import NfsShare
+from tests.waiting import wait_until
 
 __all__ = ["docker_engine"]  # the fixture, used by name
 
@@ -135,21 +136,28 @@ def test_host_path_volume_and_refusals(plugin: Plugin) -> None:
 
 
 def test_claim_volume(plugin: Plugin, nfs_share: NfsShare) -> None:
-    plugin.create("early", "claim=nowhere")  # accepted: it waits for its claim, like a pod
-    early = plugin.docker("run", "--rm", "--network", "none", "-v", "early:/data", IMAGE,
+    missing = plugin.create("early", "claim=nowhere", check=False)  # refused at create
+    assert missing.returncode != 0
+    assert ('persistentvolumeclaim "nowhere" not found in namespace docker-volumes'
+            in missing.stderr), missing.stderr
+    assert plugin.listed() == [] and plugin.volume_pods() == []
+
+    assert plugin.volfs.api("POST", "/api/v1/namespaces/docker-volumes/persistentvolumeclaims", {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "shared"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                 "resources": {"requests": {"storage": "1Gi"}}}}).status_code == 201
+    plugin.create("shared", "claim=shared")  # no PV yet: it waits for its claim to bind
+    early = plugin.docker("run", "--rm", "--network", "none", "-v", "shared:/data", IMAGE,
                           "true", check=False)
     assert early.returncode != 0
-    assert 'persistentvolumeclaim "nowhere" not found' in early.stderr
+    assert "volume shared is not ready" in early.stderr, early.stderr
     assert plugin.volfs.api("POST", "/api/v1/persistentvolumes", {
         "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "shared-pv"},
         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
                  "storageClassName": "", "nfs": {"server": nfs_share.server,
                                                  "path": nfs_share.path()}}}).status_code == 201
-    assert plugin.volfs.api("POST", "/api/v1/namespaces/docker-volumes/persistentvolumeclaims", {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "shared"},
-        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
-                 "resources": {"requests": {"storage": "1Gi"}}}}).status_code == 201
-    plugin.create("shared", "claim=shared")
+    wait_until(lambda: plugin.inspect("shared")["Mountpoint"], 60,
+               "the claim's volume never appeared once its claim could bind")
     plugin.docker("run", "--rm", "--network", "none", "-v", "shared:/data", IMAGE,
                   "sh", "-c", "echo from-a-container > /data/note")
     assert (nfs_share.dir / "note").read_text() == "from-a-container\n"  # on the NFS server

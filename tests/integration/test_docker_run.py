@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import REPO
 from tests.integration.daemon import VOLFS, Daemon
 from tests.integration.docker import IMAGE, Engine, docker_engine, volfs_for
 from tests.integration.nfs import NfsShare
@@ -30,6 +32,22 @@ def volfs(open_tmp: Path, docker_engine: Engine) -> Iterator[Daemon]:
                        "--allow-host-path", str(base / "host")).start()
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def readme_busybox(open_tmp: Path, docker_engine: Engine) -> str:
+    """The image the README tells users to build, built by the README's own recipe."""
+    readme = (REPO / "README.md").read_text()
+    recipe = re.search(r"```sh\n(mkdir -p img/bin.*?docker import - busybox)\n```", readme,
+                       re.DOTALL)
+    assert recipe, "the README's busybox recipe is gone"
+    folder = open_tmp / f"readme-image-{os.getpid()}"
+    folder.mkdir()
+    subprocess.run(["bash", "-euo", "pipefail", "-c", recipe.group(1)], cwd=folder, check=True,
+                   capture_output=True, timeout=120,
+                   env=dict(os.environ, DOCKER_HOST=docker_engine.host,
+                            DOCKER_CONFIG=str(docker_engine.dir / "cli")))
+    return "busybox"
 
 
 def pod_yaml(name: str, containers: str, volumes: str, extra_spec: str = "") -> str:
@@ -94,6 +112,54 @@ def test_legacy_rc_two_containers_share_an_emptydir(
     assert pod_containers(docker_engine, pod) == []
     assert not volume.exists()
     assert not any(Path(volfs.state_dir, "pods").iterdir())
+
+
+def test_the_readmes_example_runs_as_printed(
+    volfs: Daemon, docker_engine: Engine, examples_dir: Path, readme_busybox: str
+) -> None:
+    """README, Docker: ``volfs run -f examples/pod-emptydir.yaml --image busybox``, on the
+    image its Quick start builds, then ``volfs get pods`` as the README shows it."""
+    readme = (REPO / "README.md").read_text()
+    printed = re.search(r"volfs run -f examples/pod-emptydir.yaml --image busybox .*\n"
+                        r"volfs get pods +# NAME +READY +STATUS .*? (web .*)\n", readme)
+    assert printed, "the README's volfs run example is gone"
+    out = volfs.cli("run", "-f", str(examples_dir / "pod-emptydir.yaml"),
+                    "--image", readme_busybox).stdout
+    try:
+        assert "(1/1 containers running)" in out, out
+        rows = [line.split() for line in volfs.cli("get", "pods").stdout.splitlines()]
+        assert rows[0][:3] == ["NAME", "READY", "STATUS"]
+        assert [row[:3] for row in rows[1:] if row[0] == "web"] == [printed.group(1).split()]
+        greeting = volfs.volume_path("web", "scratch") / "greeting"  # the command ran
+        wait_until(greeting.exists, 30, "the example's command never wrote /data/greeting")
+        assert greeting.read_text() == "hello\n"
+        # run as a command of its own (no sh to find applets): every applet is linked
+        app = container(docker_engine, volfs.pod("web"), "app")
+        assert docker_engine.docker("exec", app, "cat", "/data/greeting").stdout == "hello\n"
+    finally:
+        volfs.cli("delete", "pod", "web", "--now")
+    assert docker_engine.containers("label=io.volfs.pod.name=web") == []
+
+
+def test_a_container_with_nothing_to_run_fails_naming_it(
+    volfs: Daemon, docker_engine: Engine, pod_name: str, readme_busybox: str
+) -> None:
+    """The README's image has no CMD: a container without a command is refused in one
+    line that names the pod and the container and says what to add."""
+    result = run(volfs, pod_yaml(pod_name, """\
+    - name: fine
+      image: busybox
+      command: ["sleep", "600"]
+    - name: idle
+      image: busybox
+""", "    - name: scratch\n      emptyDir: {}\n"), check=False)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f'error: <stdin>: pod "{pod_name}": containers not started: container idle: image '
+        "busybox has no command (no CMD or ENTRYPOINT) and the container gives none: add "
+        "command: to the container in the manifest, or use an image with a CMD\n")
+    assert volfs.cli("get", "pod", pod_name, check=False).returncode != 0
+    assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []
 
 
 def test_command_args_env_working_dir_labels_and_no_network(
@@ -314,6 +380,23 @@ def test_a_slow_container_stop_does_not_hold_up_other_pods(
     finally:
         deleting.kill()
         deleting.communicate()
+
+
+def test_a_delete_with_a_grace_period_says_so_and_kills_a_container_ignoring_sigterm(
+    volfs: Daemon, docker_engine: Engine, pod_name: str
+) -> None:
+    """sleep as PID 1 ignores SIGTERM; the pod's own grace period (120 s) is longer than
+    the CLI's timeout here, so only a delete that honours --grace-period 1 ends."""
+    run(volfs, pod_yaml(pod_name, """\
+    - name: stubborn
+      image: volfs-test
+      command: ["sleep", "600"]
+""", "    []").replace("terminationGracePeriodSeconds: 1", "terminationGracePeriodSeconds: 120"))
+    deleted = volfs.cli("delete", "pod", pod_name, "--grace-period", "1")
+    assert deleted.stderr == f'pod "{pod_name}": waiting up to 1s for its containers to stop\n'
+    assert deleted.stdout == f'pod "{pod_name}" deleted\n'
+    assert docker_engine.containers(f"label=io.volfs.pod.name={pod_name}") == []
+    assert volfs.cli("get", "pod", pod_name, check=False).returncode != 0
 
 
 def test_a_container_that_cannot_start_rolls_the_pod_back(

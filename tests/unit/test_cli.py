@@ -62,6 +62,7 @@ class MemoryPods:
         self.calls: list[tuple[str, str | None, str | None]] = []
         self.fail: dict[str, Exception] = {}
         self.warnings: list[str] = []
+        self.graces: list[float | None] = []  # each delete's grace_seconds
         self._created = 0
 
     async def create_pod(self, pod: Pod) -> dict[str, Any]:
@@ -97,8 +98,10 @@ class MemoryPods:
         self.pods[(namespace, name)] = obj
         return obj
 
-    async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
+    async def delete_pod(self, namespace: str, name: str,
+                         grace_seconds: float | None = None) -> DeleteResult:
         self.calls.append(("delete", namespace, name))
+        self.graces.append(grace_seconds)
         if (namespace, name) not in self.pods:
             raise NotFound("Pod", namespace, name)
         return DeleteResult(self.pods.pop((namespace, name)), list(self.warnings))
@@ -502,6 +505,53 @@ def test_delete_prints_warnings_and_then_not_found(runner: CliRunner, daemon: Da
     again = volfs(runner, daemon, "delete", "pod", "web")
     assert again.exit_code == 1
     assert again.stderr == 'error: pods "web" not found\n'
+
+
+@pytest.mark.parametrize("args, grace, notice", [
+    ([], None, 'pod "web": waiting up to 30s for its containers to stop (its '
+               "terminationGracePeriodSeconds; --grace-period SECONDS or --now shortens it)"),
+    (["--grace-period", "5"], 5, 'pod "web": waiting up to 5s for its containers to stop'),
+    (["--now"], 1, 'pod "web": waiting up to 1s for its containers to stop'),
+    (["--grace-period", "0"], 1, 'pod "web": waiting up to 1s for its containers to stop'),
+    (["--grace-period", "0", "--force"], 0, None),
+    (["--force"], 0, None),
+])
+def test_deleting_a_pod_with_running_containers_says_how_long_it_may_wait(
+    runner: CliRunner, daemon: Daemon, args: list[str], grace: int | None, notice: str | None
+) -> None:
+    assert volfs(runner, daemon, "run", "-f", "-", stdin=POD_YAML).exit_code == 0
+    stored = daemon.service.pods[("default", "web")]
+    stored["status"]["containerStatuses"] = [{"name": "app", "state": {"running": {}}}]
+
+    deleted = volfs(runner, daemon, "delete", "pod", "web", *args)
+    assert (deleted.exit_code, deleted.stdout) == (0, 'pod "web" deleted\n')
+    assert deleted.stderr == ("" if notice is None else notice + "\n")
+    assert daemon.service.graces == [grace]  # sent as DeleteOptions.gracePeriodSeconds
+
+
+def test_a_delete_that_will_not_wait_says_nothing(runner: CliRunner, daemon: Daemon,
+                                                  tmp_path: Path) -> None:
+    manifest = write(tmp_path, "pod.yaml", POD_YAML.replace(
+        "spec:\n", "spec:\n  terminationGracePeriodSeconds: 7\n"))
+    assert volfs(runner, daemon, "apply", "-f", manifest).exit_code == 0  # not run: no containers
+    quiet = volfs(runner, daemon, "delete", "-f", manifest)
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+
+    assert volfs(runner, daemon, "run", "-f", manifest).exit_code == 0
+    stored = daemon.service.pods[("default", "web")]
+    stored["status"]["containerStatuses"] = [{"name": "app", "state": {"terminated": {}}}]
+    assert volfs(runner, daemon, "delete", "pod", "web").stderr == ""  # none running
+
+    assert volfs(runner, daemon, "run", "-f", manifest).exit_code == 0
+    stored = daemon.service.pods[("default", "web")]
+    stored["status"]["containerStatuses"] = [{"name": "app", "state": {"running": {}}}]
+    told = volfs(runner, daemon, "delete", "-f", manifest, "--grace-period", "3")
+    assert told.stderr == 'pod "web": waiting up to 3s for its containers to stop\n'
+    assert daemon.service.graces == [None, None, 3]
+
+    both = volfs(runner, daemon, "delete", "pod", "web", "--now", "--grace-period", "2")
+    assert both.exit_code == 2
+    assert "--now and --grace-period cannot be specified together" in both.stderr
 
 
 def test_the_socket_is_private(daemon: Daemon) -> None:

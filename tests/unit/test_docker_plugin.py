@@ -78,13 +78,28 @@ class FakeEngine:
         return self.users.get(volume, [])
 
 
+class FakeClaims:
+    """The claims that exist, by (namespace, name)."""
+
+    def __init__(self, *claims: tuple[str, str]) -> None:
+        self.claims = set(claims)
+        self.asked: list[tuple[str, str]] = []
+
+    async def get_claim(self, namespace: str, name: str) -> dict[str, Any]:
+        self.asked.append((namespace, name))
+        if (namespace, name) not in self.claims:
+            raise NotFound("PersistentVolumeClaim", namespace, name)
+        return {"metadata": {"namespace": namespace, "name": name}}
+
+
 def with_plugin(tmp_path: Path, scenario: Callable[[Call, FakePods], Awaitable[None]],
-                pods: FakePods | None = None, engine: FakeEngine | None = None) -> FakePods:
+                pods: FakePods | None = None, engine: FakeEngine | None = None,
+                claims: FakeClaims | None = None) -> FakePods:
     pods = pods or FakePods()
 
     async def main() -> None:
         app = create_plugin_app(DockerVolumes(pods, MountRefs(tmp_path / "refs.json"),
-                                              engine))
+                                              engine, claims))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://plugin") as client:
 
@@ -137,6 +152,25 @@ def test_a_volume_is_a_pod_with_one_volume(tmp_path: Path) -> None:
         assert claim["persistentVolumeClaim"]["claimName"] == "data"
 
     with_plugin(tmp_path, scenario)
+
+
+def test_a_claim_volume_needs_its_claim_in_the_plugins_namespace(tmp_path: Path) -> None:
+    claims = FakeClaims((NAMESPACE, "data"), ("default", "elsewhere"))
+
+    async def scenario(call: Call, pods: FakePods) -> None:
+        assert await call("VolumeDriver.Create", Name="x", Opts={"claim": "data"}) == {}
+        for claim in ("missing", "elsewhere"):  # a claim of another namespace is not seen
+            refused = await call("VolumeDriver.Create", Name=f"v-{claim}",
+                                 Opts={"type": "pvc", "claim": claim})
+            assert refused == {"Err": (
+                f'persistentvolumeclaim "{claim}" not found in namespace docker-volumes, '
+                "where volfs's Docker volumes find their claims: create it there first "
+                "(metadata.namespace: docker-volumes)")}
+        assert list(pods.pods) == [(NAMESPACE, "x")]
+        assert await call("VolumeDriver.Create", Name="scratch") == {}  # not a claim: not asked
+
+    with_plugin(tmp_path, scenario, claims=claims)
+    assert claims.asked == [(NAMESPACE, "data"), (NAMESPACE, "missing"), (NAMESPACE, "elsewhere")]
 
 
 def test_mounts_are_counted_persisted_and_block_remove(tmp_path: Path) -> None:

@@ -4,12 +4,15 @@ a ContainerRuntime (a fake that records what it was asked)."""
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from docker.errors import ImageNotFound
+from docker.models.images import Image
 
 from volfs.api import parse_object
 from volfs.api.errors import Invalid, SetupFailed
@@ -185,6 +188,62 @@ def test_an_unreachable_engine_is_one_line(tmp_path: Path) -> None:
     assert message.startswith(f"no Docker engine answers at unix://{tmp_path}/none.sock (")
 
 
+class FakeImages:
+    """Images by name, each with its ``Config`` (Cmd, Entrypoint)."""
+
+    def __init__(self, configs: dict[str, dict[str, Any]]) -> None:
+        self.configs = configs
+
+    def get(self, name: str) -> Image:
+        if name not in self.configs:
+            raise ImageNotFound(f"No such image: {name}")
+        return Image(attrs={"Id": f"sha256:{name}", "Config": self.configs[name]})
+
+
+class FakeContainers:
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+
+    def create(self, **args: Any) -> Any:
+        self.created.append(args)
+        return types.SimpleNamespace(start=lambda: None, remove=lambda force: None)
+
+
+class FakeClient:
+    def __init__(self, configs: dict[str, dict[str, Any]]) -> None:
+        self.images = FakeImages(configs)
+        self.containers = FakeContainers()
+
+
+@pytest.mark.parametrize("container, starts", [
+    ({}, False),
+    ({"command": ["sleep", "1"]}, True),
+    ({"args": ["sleep", "1"]}, True),  # the engine runs CMD as the command with no ENTRYPOINT
+    ({"image": "with-cmd"}, True),
+    ({"image": "with-entrypoint"}, True),
+])
+def test_a_container_with_no_command_anywhere_is_refused_naming_it(
+    container: dict[str, Any], starts: bool
+) -> None:
+    client = FakeClient({"bare": {"Cmd": None, "Entrypoint": None},
+                         "with-cmd": {"Cmd": ["sh"]}, "with-entrypoint": {"Entrypoint": ["sh"]}})
+    spec = {"containers": [{"name": "fine", "image": "bare", "command": ["true"]},
+                           {"name": "app", "image": "bare", **container}]}
+    plan = plan_pod(pod(spec), "u", [])
+    runtime = DockerRuntime("unix:///nowhere", owner="/root")
+    if starts:
+        runtime._start_pod(client, plan)  # type: ignore[arg-type]
+        assert len(client.containers.created) == 2
+        return
+    with pytest.raises(RuntimeFailed) as excinfo:
+        runtime._start_pod(client, plan)  # type: ignore[arg-type]
+    assert str(excinfo.value) == (
+        "container app: image bare has no command (no CMD or ENTRYPOINT) and the container "
+        "gives none: add command: to the container in the manifest, or use an image with "
+        "a CMD")
+    assert client.containers.created == []  # refused before anything was made
+
+
 # -- the lifecycle with a fake runtime ----------------------------------------------------
 
 class FakeRuntime:
@@ -277,6 +336,20 @@ def test_a_pod_volfs_runs_no_containers_of_says_so(
         await pods.delete_pod("default", "web")
         ran = await pods.create_pod(pod(SIMPLE, RUN))
         assert "message" not in ran["status"] and len(ran["status"]["containerStatuses"]) == 2
+
+    trio.run(main)
+
+
+def test_a_delete_may_give_the_containers_another_grace_period(
+    manager: tuple[PodManager, FakeRuntime, Path]
+) -> None:
+    pods, runtime, _ = manager
+
+    async def main() -> None:
+        for grace, expected in ((0, 0.0), (None, 4.0)):  # None: the pod's own
+            uid = (await pods.create_pod(pod(SIMPLE, RUN)))["metadata"]["uid"]
+            await pods.delete_pod("default", "web", grace_seconds=grace)
+            assert runtime.removed[-1] == (uid, expected)
 
     trio.run(main)
 

@@ -44,6 +44,7 @@ class MemoryPods:
         self.calls: list[tuple[str, str | None, str | None]] = []
         self.fail: dict[str, Exception] = {}
         self.warnings: list[str] = []
+        self.graces: list[float | None] = []  # each delete's grace_seconds
         self._counter = 0
 
     async def create_pod(self, pod: Pod) -> dict[str, Any]:
@@ -80,8 +81,10 @@ class MemoryPods:
         self.pods[(namespace, name)] = obj
         return obj
 
-    async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
+    async def delete_pod(self, namespace: str, name: str,
+                         grace_seconds: float | None = None) -> DeleteResult:
         self.calls.append(("delete", namespace, name))
+        self.graces.append(grace_seconds)
         if (namespace, name) not in self.pods:
             raise NotFound("Pod", namespace, name)
         return DeleteResult(self.pods.pop((namespace, name)), list(self.warnings))
@@ -354,6 +357,30 @@ def test_delete_warnings_go_out_as_warning_headers() -> None:
         ]
 
     run_against_app(scenario, service)
+
+
+def test_a_delete_passes_its_grace_period_on_as_kubernetes_takes_it() -> None:
+    async def scenario(client: httpx.AsyncClient, service: MemoryPods) -> None:
+        for options in ({"json": {"kind": "DeleteOptions", "apiVersion": "v1",
+                                  "gracePeriodSeconds": 5}},  # kubectl's way
+                        {"params": {"gracePeriodSeconds": "0"}},
+                        {"params": {"gracePeriodSeconds": "-3"}},  # the API server's 1
+                        {"json": {"kind": "DeleteOptions", "apiVersion": "v1"}},
+                        {}):
+            assert (await client.post(PODS, json=pod_body())).status_code == 201
+            response = await client.request("DELETE", f"{PODS}/web", **options)
+            assert response.status_code == 200, response.text
+        assert service.graces == [5, 0, 1, None, None]
+
+        assert (await client.post(PODS, json=pod_body())).status_code == 201
+        for bad in (await client.delete(f"{PODS}/web", params={"gracePeriodSeconds": "soon"}),
+                    await client.request("DELETE", f"{PODS}/web",
+                                         json={"gracePeriodSeconds": "5"})):
+            body = assert_status(bad, 400, "BadRequest")
+            assert body["message"].startswith("gracePeriodSeconds: invalid value '")
+        assert len(service.graces) == 5  # refused before the service was asked
+
+    run_against_app(scenario)
 
 
 def test_discovery_serves_pods() -> None:

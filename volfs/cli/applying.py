@@ -28,7 +28,7 @@ from volfs.cli.kinds import (
     STORAGE_CLASS,
     Kind,
 )
-from volfs.runtime import RUN_ANNOTATION
+from volfs.runtime import DEFAULT_GRACE_SECONDS, RUN_ANNOTATION, runs_containers
 
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
@@ -177,10 +177,54 @@ def _merged(stored: Any, applied: Any) -> Any:
     return applied
 
 
-def delete_object(client: Client, target: Target) -> tuple[str, list[str]]:
-    """Delete one object; the line to print and the daemon's warnings."""
-    _, warnings = client.delete_object(target.kind, target.namespace, target.name)
+def delete_object(client: Client, target: Target, grace_seconds: int | None = None,
+                  say: Callable[[str], None] | None = None) -> tuple[str, list[str]]:
+    """Delete one object; the line to print and the daemon's warnings.
+
+    ``grace_seconds`` is how long a pod's containers get to stop (None: the pod's
+    terminationGracePeriodSeconds). Before a delete that may wait that long, ``say``
+    is told so (see :func:`stop_notice`).
+    """
+    if say is not None and target.kind == POD:
+        try:
+            notice = stop_notice(client.get_object(POD, target.namespace, target.name),
+                                 grace_seconds)
+        except ApiError:
+            notice = None  # the delete itself says what is wrong
+        if notice:
+            say(notice)
+    _, warnings = client.delete_object(target.kind, target.namespace, target.name,
+                                       grace_seconds)
     return f"{target.quoted} deleted", warnings
+
+
+def stop_notice(pod: Object, grace_seconds: int | None) -> str | None:
+    """What deleting ``pod`` may wait for, or None: a pod whose containers volfs runs,
+    with one running, waits up to its grace period for them to stop (a container
+    that ignores SIGTERM is killed only then).
+
+    >>> pod = {"metadata": {"name": "web", "annotations": {"volfs.io/run": "true"}},
+    ...        "spec": {}, "status": {"containerStatuses": [{"state": {"running": {}}}]}}
+    >>> stop_notice(pod, None)[:61]
+    'pod "web": waiting up to 30s for its containers to stop (its '
+    >>> stop_notice(pod, 1)
+    'pod "web": waiting up to 1s for its containers to stop'
+    """
+    if not runs_containers(pod):
+        return None
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    if not any("running" in (s.get("state") or {}) for s in statuses if isinstance(s, dict)):
+        return None
+    name = (pod.get("metadata") or {}).get("name")
+    if grace_seconds is not None:
+        return (f'pod "{name}": waiting up to {grace_seconds}s for its containers to stop'
+                if grace_seconds > 0 else None)
+    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    seconds = DEFAULT_GRACE_SECONDS if grace is None else grace
+    if seconds <= 0:
+        return None
+    return (f'pod "{name}": waiting up to {seconds:g}s for its containers to stop (its '
+            "terminationGracePeriodSeconds; --grace-period SECONDS or --now shortens it)")
 
 
 def _failure(target: Target, exc: ApiError) -> Failure:

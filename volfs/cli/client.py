@@ -139,10 +139,16 @@ class Client:
         name = str((obj.get("metadata") or {}).get("name") or "")
         return self._json("PUT", kind.item(namespace, name), obj)[0]
 
-    def delete_object(self, kind: Kind, namespace: str | None,
-               name: str) -> tuple[dict[str, Any], list[str]]:
-        """The deleted object, and the warnings the daemon sent with it."""
-        return self._json("DELETE", kind.item(namespace, name))
+    def delete_object(self, kind: Kind, namespace: str | None, name: str,
+                      grace_seconds: int | None = None) -> tuple[dict[str, Any], list[str]]:
+        """The deleted object, and the warnings the daemon sent with it.
+
+        ``grace_seconds`` goes as kubectl sends it, in DeleteOptions'
+        ``gracePeriodSeconds``: how long a pod's containers get to stop (None: the
+        pod's own terminationGracePeriodSeconds)."""
+        options = None if grace_seconds is None else {
+            "apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": grace_seconds}
+        return self._json("DELETE", kind.item(namespace, name), options)
 
     def watch_objects(self, kind: Kind, namespace: str | None, since: str, *,
                       labels: str | None = None, table: bool = False

@@ -413,24 +413,35 @@ _OBJECT_WORDS = "pod, pv, pvc or sc"
 @click.argument("name", required=False)
 @click.option("-f", "--filename", "files", multiple=True,
               help="Delete every object of this manifest file ('-' reads stdin). Repeatable.")
+@click.option("--grace-period", type=int, default=-1, show_default=True, metavar="SECONDS",
+              help="Seconds a pod's containers get to stop after SIGTERM before they are "
+              "killed; negative: the pod's terminationGracePeriodSeconds (30 unless set). "
+              "0 only with --force (else it is 1).")
+@click.option("--now", is_flag=True, help="Stop the containers at once (--grace-period=1).")
+@click.option("--force", is_flag=True,
+              help="With --grace-period=0 (the default then): kill the containers at once.")
 @_namespace_option
 @_socket_option
 @_reports_errors
-def delete(resource: str | None, name: str | None, files: tuple[str, ...], namespace: str,
-           socket_path: Path | None) -> None:
+def delete(resource: str | None, name: str | None, files: tuple[str, ...], grace_period: int,
+           now: bool, force: bool, namespace: str, socket_path: Path | None) -> None:
     """Delete an object (pod, pv, pvc, sc), or every object of manifest files.
 
     \b
       volfs delete pod web             its volumes are torn down, EmptyDir data is gone
+      volfs delete pod web --now       its containers get 1 s to stop, not 30
       volfs delete pvc nfs             refused while a pod uses the claim
       volfs delete -f app.yaml         pods first, then claims, volumes and classes
 
-    Deleting a pod runs its delete hooks; data on NFS stays.
+    Deleting a pod runs its delete hooks; data on NFS stays. A pod whose containers
+    volfs runs first stops them: each gets SIGTERM, then SIGKILL once the grace
+    period is over, and the command says how long it may wait.
     """
+    grace = _grace_seconds(grace_period, now, force)
     if files:
         if resource or name:
             raise Failure("give either RESOURCE NAME or -f FILE, not both", EXIT_REFUSED)
-        _delete_files(files, namespace, socket_path)
+        _delete_files(files, namespace, socket_path, grace)
         return
     if not resource or not name:
         raise click.UsageError(f"give the kind ({_OBJECT_WORDS}) and the name of the object "
@@ -438,13 +449,33 @@ def delete(resource: str | None, name: str | None, files: tuple[str, ...], names
     kind = _kind(resource, OBJECT_KINDS)
     target = Target(kind, namespace if kind.namespaced else None, name)
     with _client(socket_path) as client:
-        line, warnings = delete_object(client, target)
+        line, warnings = delete_object(client, target, grace, _say)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(line)
 
 
-def _delete_files(files: tuple[str, ...], namespace: str, socket_path: Path | None) -> None:
+def _grace_seconds(grace_period: int, now: bool, force: bool) -> int | None:
+    """kubectl's rules: ``--now`` is 1; 0 needs ``--force`` (else it is 1); ``--force``
+    alone is 0; negative (the default) is the pod's own (None)."""
+    if now:
+        if grace_period >= 0:
+            raise click.UsageError("--now and --grace-period cannot be specified together")
+        return 1
+    if grace_period == 0 and not force:
+        return 1
+    if grace_period < 0:
+        return 0 if force else None
+    return grace_period
+
+
+def _say(line: str) -> None:
+    """A line about what the command is doing, on stderr (stdout keeps the results)."""
+    click.echo(line, err=True)
+
+
+def _delete_files(files: tuple[str, ...], namespace: str, socket_path: Path | None,
+                  grace: int | None) -> None:
     manifests = [_load(name) for name in files]
     entries = in_delete_order(_entries(manifests), lambda entry: entry[1])
     if not entries:
@@ -454,7 +485,7 @@ def _delete_files(files: tuple[str, ...], namespace: str, socket_path: Path | No
         for source, kind, obj in entries:
             target = Target.of(kind, obj, namespace)
             try:
-                line, warnings = delete_object(client, target)
+                line, warnings = delete_object(client, target, grace, _say)
             except ApiError as exc:
                 click.echo(f"error: {source}: {exc}", err=True)
                 worst = EXIT_FAILED

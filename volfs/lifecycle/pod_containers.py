@@ -14,6 +14,7 @@ from volfs.api import Pod
 from volfs.api.errors import Invalid, RequestError, SetupFailed
 from volfs.lifecycle.pod_status import POD, Object
 from volfs.runtime import (
+    DEFAULT_GRACE_SECONDS,
     ContainerRuntime,
     ContainerState,
     RunRefused,
@@ -62,18 +63,20 @@ class PodContainers:
         except (RuntimeUnavailable, RuntimeFailed) as exc:
             raise SetupFailed(f"containers not started: {exc}") from exc
 
-    async def remove(self, obj: Object) -> list[str]:
+    async def remove(self, obj: Object, grace_seconds: float | None = None) -> list[str]:
         """Stop and remove a run pod's containers; the warnings to report.
 
-        An unreachable engine is a warning (the delete goes on; a later sweep
-        removes what is left), an engine that refuses stops the delete.
+        Each container gets ``grace_seconds`` between SIGTERM and SIGKILL, by default
+        the pod's ``terminationGracePeriodSeconds``. An unreachable engine is a warning
+        (the delete goes on; a later sweep removes what is left), an engine that
+        refuses stops the delete.
         """
         if self._runtime is None or not runs_containers(obj):
             return []
-        grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds")
+        if grace_seconds is None:
+            grace_seconds = grace_period(obj)
         try:
-            await self._runtime.remove_pod(obj["metadata"]["uid"],
-                                           30.0 if grace is None else float(grace))
+            await self._runtime.remove_pod(obj["metadata"]["uid"], grace_seconds)
         except RuntimeUnavailable as exc:
             return [f"containers not removed: {exc}"]
         except RuntimeFailed as exc:
@@ -121,6 +124,12 @@ class PodContainers:
 
 def _not_run(obj: Object) -> Object:
     return dict(obj, status=dict(obj.get("status") or {}, message=NOT_RUN_MESSAGE))
+
+
+def grace_period(obj: Object) -> float:
+    """The pod's ``terminationGracePeriodSeconds``: Kubernetes' 30 when unset."""
+    grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return DEFAULT_GRACE_SECONDS if grace is None else float(grace)
 
 
 def _container_status(obj: Object, states: dict[str, list[ContainerState]],

@@ -122,8 +122,12 @@ class PodManager:
                 self._binder.wake()
             return (await self._with_status([obj]))[0]
 
-    async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
+    async def delete_pod(self, namespace: str, name: str,
+                         grace_seconds: float | None = None) -> DeleteResult:
         """Stop the pod's containers, then run the delete hooks and tear its volumes down.
+
+        The containers get ``grace_seconds`` to stop after SIGTERM, else the pod's own
+        ``terminationGracePeriodSeconds``.
 
         The containers stop outside the lock: a container that ignores SIGTERM holds
         its delete for the whole grace period, and other pods must not wait for it.
@@ -132,7 +136,7 @@ class PodManager:
         key = (namespace, name)
         obj = await self._begin_delete(key)
         try:
-            warnings = await self._containers.remove(obj)
+            warnings = await self._containers.remove(obj, grace_seconds)
             async with self._lock:
                 obj = await self._db.get(POD, namespace, name) or obj  # labels may have moved
                 reported = self._volumes.with_status(obj)

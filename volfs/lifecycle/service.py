@@ -30,8 +30,12 @@ class PodService(Protocol):
         Raises AlreadyExists, Invalid, SetupFailed.
         """
 
-    async def delete_pod(self, namespace: str, name: str) -> DeleteResult:
-        """Run the delete hooks, tear the volumes down, forget the pod. Raises NotFound."""
+    async def delete_pod(self, namespace: str, name: str,
+                         grace_seconds: float | None = None) -> DeleteResult:
+        """Stop the pod's containers (if volfs runs them), run the delete hooks, tear the
+        volumes down, forget the pod. The containers get ``grace_seconds`` between
+        SIGTERM and SIGKILL, by default the pod's ``terminationGracePeriodSeconds``
+        (30 when unset). Raises NotFound."""
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
         """Raises NotFound."""

@@ -5,6 +5,7 @@ The lifecycle depends on :class:`ContainerRuntime` only; ``volfs.runtime.docker`
 """
 
 from volfs.runtime.base import (
+    DEFAULT_GRACE_SECONDS,
     LABEL_CONTAINER,
     LABEL_NAME,
     LABEL_NAMESPACE,
@@ -29,6 +30,7 @@ from volfs.runtime.base import (
 )
 
 __all__ = [
+    "DEFAULT_GRACE_SECONDS",
     "LABEL_CONTAINER",
     "LABEL_NAME",
     "LABEL_NAMESPACE",

@@ -20,6 +20,7 @@ import docker
 import requests
 import trio
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.images import Image
 from docker.types import Mount
 
 from volfs.runtime.base import (
@@ -108,7 +109,13 @@ class DockerRuntime:
 
     def _start_pod(self, client: docker.DockerClient, plan: PodPlan) -> None:
         for container in plan.containers:
-            self._ensure_image(client, container)
+            image = self._ensure_image(client, container)
+            if not (container.command or container.args or _image_command(image)):
+                # Else the engine's create fails with "No command specified", naming nothing.
+                raise RuntimeFailed(
+                    f"container {container.name}: image {container.image} has no command "
+                    "(no CMD or ENTRYPOINT) and the container gives none: add command: "
+                    "to the container in the manifest, or use an image with a CMD")
         created = []
         try:
             for container in plan.containers:
@@ -141,15 +148,15 @@ class DockerRuntime:
             "detach": True,
         }
 
-    def _ensure_image(self, client: docker.DockerClient, container: ContainerPlan) -> None:
-        """Pull an image that is not here, unless its imagePullPolicy is Never.
+    def _ensure_image(self, client: docker.DockerClient, container: ContainerPlan) -> Image:
+        """The container's image; pulled if it is not here, unless its imagePullPolicy
+        is Never.
 
         A present image is used as it is, whatever the policy: volfs is often run
         where no registry is reachable.
         """
         try:
-            client.images.get(container.image)
-            return
+            return client.images.get(container.image)
         except ImageNotFound:
             pass
         where = f"container {container.name}: image {container.image}"
@@ -160,6 +167,7 @@ class DockerRuntime:
         except APIError as exc:
             raise RuntimeFailed(f"{where} is not present and could not be pulled: "
                                 f"{_explain(exc)}") from exc
+        return client.images.get(container.image)
 
     def _container_ids(self, client: docker.DockerClient, uid: str) -> list[str]:
         found = client.api.containers(all=True, filters={"label": [
@@ -252,6 +260,12 @@ def _reason(exc: Exception) -> str:
     if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
     return _one_line(text)[:200]
+
+
+def _image_command(image: Image) -> list[str]:
+    """What the image runs when a container names nothing: its ENTRYPOINT and CMD."""
+    config = image.attrs.get("Config") or {}
+    return [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
 
 
 def _explain(exc: APIError) -> str:

@@ -59,7 +59,7 @@ from volfs.server import status as st
 from volfs.server.kinds import core_registry
 from volfs.server.media import Media, negotiate
 from volfs.server.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from volfs.server.resources import Registered, Resource, ResourceRegistry
+from volfs.server.resources import GracefulService, Registered, Resource, ResourceRegistry
 from volfs.server.selectors import (
     SelectorError,
     field_matcher,
@@ -376,7 +376,11 @@ async def _delete(request: Request, entry: Registered, namespace: str | None,
                                f'Operation cannot be fulfilled on {_qualified(entry.resource)} '
                                f'"{name}": Precondition failed: {label} in precondition: '
                                f"{wanted}, {label} in object meta: {meta.get(key)}")
-    result = await entry.service.delete(namespace, name)
+    grace = _grace_period(request, options)
+    if grace is not None and isinstance(entry.service, GracefulService):
+        result = await entry.service.delete_with_grace(namespace, name, grace)
+    else:  # a kind whose objects go at once ignores it, as in Kubernetes
+        result = await entry.service.delete(namespace, name)
     if isinstance(result, DeleteResult):
         obj, warnings = result.object, result.warnings
     else:
@@ -385,6 +389,26 @@ async def _delete(request: Request, entry: Registered, namespace: str | None,
     for text in warnings:
         response.raw_headers.append((b"warning", _warning_header(text)))
     return response
+
+
+def _grace_period(request: Request, options: Object | None) -> int | None:
+    """DeleteOptions' ``gracePeriodSeconds``, from the body or the query (the body wins,
+    as kubectl sends it there); a negative one is 1, as the API server takes it."""
+    value: Any = (options or {}).get("gracePeriodSeconds")
+    if value is None:
+        value = request.query_params.get("gracePeriodSeconds")
+        if value is not None:
+            try:
+                value = int(value)
+            except ValueError:
+                raise st.StatusError(st.bad_request(
+                    f"gracePeriodSeconds: invalid value {value!r}: must be an integer")) from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise st.StatusError(st.bad_request(
+            f"gracePeriodSeconds: invalid value {value!r}: must be an integer"))
+    return max(value, 1) if value < 0 else value
 
 
 async def _update(request: Request, entry: Registered, namespace: str | None,

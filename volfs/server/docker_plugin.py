@@ -14,7 +14,9 @@ restart survival are the ones pods have::
     docker volume create -d volfs --opt claim=data shared
 
 The pod is named after the volume (lower-cased, with a hash suffix when Docker's
-name is not a valid pod name) and annotated with the Docker name and options.
+name is not a valid pod name) and annotated with the Docker name and options. A
+claim volume uses a claim of that namespace (a pod sees only its own namespace's
+claims); ``Create`` refuses one whose claim does not exist there.
 ``Mount``/``Unmount`` count references by the caller's mount ID, persisted in the
 state dir, so a restart of either daemon keeps them; ``Remove`` of a volume with
 references is refused.
@@ -76,6 +78,12 @@ class VolumeUsers(Protocol):
     """The engine, asked which of its containers use a volume (DockerRuntime)."""
 
     async def volume_users(self, volume: str) -> list[str]: ...
+
+
+class VolumeClaims(Protocol):
+    """The claims a claim volume names (the storage controller); raises NotFound."""
+
+    async def get_claim(self, namespace: str, name: str) -> dict[str, Any]: ...
 
 
 class PluginError(Exception):
@@ -144,10 +152,11 @@ class DockerVolumes:
     """
 
     def __init__(self, pods: VolumePods, refs: MountRefs,
-                 engine: VolumeUsers | None = None) -> None:
+                 engine: VolumeUsers | None = None, claims: VolumeClaims | None = None) -> None:
         self._pods = pods
         self._refs = refs
         self._engine = engine
+        self._claims = claims
         self._lock = trio.Lock()
 
     async def create(self, name: str, options: dict[str, str]) -> None:
@@ -160,11 +169,29 @@ class DockerVolumes:
                     raise PluginError(f"volume {name} already exists with other options "
                                       f"({_format_options(stored)})")
                 return  # Docker asks again for a volume it forgot, without options
+            pod = volume_pod(name, options)
+            await self._check_claim(options)
             try:
-                await self._pods.create_pod(volume_pod(name, options))
+                await self._pods.create_pod(pod)
             except RequestError as exc:
                 raise PluginError(_lifecycle_message(exc, pod_name_for(name))) from exc
             log.info("docker volume %s created (%s)", name, _format_options(options))
+
+    async def _check_claim(self, options: dict[str, str]) -> None:
+        """Refuse a claim volume whose claim does not exist (yet) in NAMESPACE: a pod
+        may use only the claims of its own namespace, and Docker would otherwise
+        learn of the missing claim at ``docker run`` only. A claim that exists but is
+        not bound yet is fine: its volume waits, and Mount says what for."""
+        if self._claims is None or _kind(options) != "persistentVolumeClaim":
+            return
+        claim = options["claim"]
+        try:
+            await self._claims.get_claim(NAMESPACE, claim)
+        except NotFound:
+            raise PluginError(
+                f'persistentvolumeclaim "{claim}" not found in namespace {NAMESPACE}, where '
+                f"volfs's Docker volumes find their claims: create it there first "
+                f"(metadata.namespace: {NAMESPACE})") from None
 
     async def remove(self, name: str) -> None:
         async with self._lock:

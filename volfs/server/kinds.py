@@ -129,6 +129,11 @@ class PodResource:
     async def delete(self, namespace: str | None, name: str) -> DeleteResult:
         return await self._pods.delete_pod(namespace or DEFAULT_NAMESPACE, name)
 
+    async def delete_with_grace(self, namespace: str | None, name: str,
+                                grace_seconds: int) -> DeleteResult:
+        return await self._pods.delete_pod(namespace or DEFAULT_NAMESPACE, name,
+                                           grace_seconds=grace_seconds)
+
     async def update(self, obj: Object) -> Object:
         return await self._pods.update_pod(obj)
 

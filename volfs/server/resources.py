@@ -31,7 +31,8 @@ from volfs.server.patch import OBJECT_SCHEMA, Struct
 from volfs.server.selectors import FieldGetter, path_getter
 from volfs.server.tables import DEFAULT_COLUMNS, Column
 
-__all__ = ["ReadOnlyService", "Registered", "Resource", "ResourceRegistry", "ResourceService"]
+__all__ = ["GracefulService", "ReadOnlyService", "Registered", "Resource", "ResourceRegistry",
+           "ResourceService"]
 
 Object = dict[str, Any]
 
@@ -103,6 +104,18 @@ class ResourceService(Protocol):
         the client may not set (``status``, ``uid``, ``creationTimestamp``) are kept
         from the stored object. Raises NotFound, Conflict, Invalid.
         """
+        ...
+
+
+@runtime_checkable
+class GracefulService(Protocol):
+    """A kind whose objects take time to go (pods: their containers stop), so a delete
+    may say how long they get: DeleteOptions' ``gracePeriodSeconds``. The server calls
+    this instead of ``delete`` when a request gives one."""
+
+    async def delete_with_grace(self, namespace: str | None, name: str,
+                                grace_seconds: int) -> Object | DeleteResult:
+        """``delete``, giving the object ``grace_seconds`` (0: none) to go. Raises NotFound."""
         ...
 
 
