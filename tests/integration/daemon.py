@@ -71,6 +71,12 @@ class Daemon:
             time.sleep(0.05)
         raise DaemonError(f"volfs serve did not become ready:\n{self.log()}")
 
+    @property
+    def pid(self) -> int:
+        """The running daemon's process id."""
+        assert self.proc is not None, "the daemon is not running"
+        return self.proc.pid
+
     def _healthy(self) -> bool:
         if not self.socket.exists():
             return False

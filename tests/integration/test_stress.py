@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.integration.daemon import Daemon, pod_manifest
@@ -30,6 +31,7 @@ from tests.integration.nfs import Ganesha, connections_reset, new_share, server_
 
 STRESS_SECONDS = float(os.environ.get("VOLFS_STRESS_SECONDS", "20"))
 VOLUMES = ("disk", "memory", "host", "nfs")
+FD_SLACK = 64  # files the loads hold open at one moment and not the next
 
 
 @pytest.fixture
@@ -74,9 +76,15 @@ def test_every_kind_of_volume_at_once_under_load_keeps_every_byte(
         worker.start()
     most_sockets = sockets_before
     deadline = started + STRESS_SECONDS + 90  # past it, some call has not returned
+    volfs = psutil.Process(daemon.pid)
+    # The daemon's descriptors and memory once the load's working set is made (a quarter
+    # in), and at the end: flat means the second is no larger than the first.
+    settled: tuple[int, int] | None = None
     try:
         while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
             most_sockets = max(most_sockets, server_sockets(own_ganesha))
+            if settled is None and time.monotonic() > started + STRESS_SECONDS / 4:
+                settled = (volfs.num_fds(), volfs.memory_info().rss)
             time.sleep(0.2)
         hung = [w.name for w in workers if w.is_alive()]
         assert not hung, f"{len(hung)} workers still wait on a call"
@@ -86,10 +94,14 @@ def test_every_kind_of_volume_at_once_under_load_keeps_every_byte(
             worker.join(5)
     outcomes = [results.get(timeout=10) for _ in workers]
     resets = connections_reset(own_ganesha) - resets_before
+    assert settled is not None
+    end = (volfs.num_fds(), volfs.memory_info().rss)
 
     print(f"\nstress: {len(workers)} processes for {time.monotonic() - started:.0f} s on "
           f"{', '.join(VOLUMES)}; server sockets {sockets_before} before, at most "
-          f"{most_sockets} during; connections reset: {resets}")
+          f"{most_sockets} during; connections reset: {resets}; daemon fds {settled[0]} "
+          f"at a quarter, {end[0]} at the end; RSS {settled[1] >> 20} MiB at a quarter, "
+          f"{end[1] >> 20} MiB at the end")
     for outcome in outcomes:
         print(f"  {outcome['name']}: {outcome['ops']} ops, errors {outcome['errors']}")
 
@@ -101,4 +113,5 @@ def test_every_kind_of_volume_at_once_under_load_keeps_every_byte(
     assert all(o["ops"] > 0 for o in outcomes)
     assert most_sockets <= sockets_before + 2, (sockets_before, most_sockets)
     assert resets <= 1, resets
+    assert end[0] <= settled[0] + FD_SLACK, (settled, end)  # no descriptor leaks
     assert "Traceback" not in daemon.log(), daemon.log()
