@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from volfs.stores.nfs import _libnfs as L
+from volfs.stores.nfs.nfs3 import SetAttrs
 
 HEADERS = Path("/usr/include/nfsc/libnfs-raw-nfs.h")
 
@@ -124,3 +125,15 @@ def test_every_structure_has_the_c_size_and_offsets(c_layout: dict[str, int]) ->
 def test_every_procedure_is_exported_by_the_library() -> None:
     for proc in L.NFS3_PROCEDURES:
         assert getattr(L.lib, f"rpc_nfs3_{proc}_async").argtypes is not None
+
+
+def test_times_that_nfstime3_cannot_carry_are_clamped_never_wrapped() -> None:
+    last = 2**32 - 1
+    for asked, sent in ((2**32 * 10**9, (last, 0)), (2**33 * 10**9 + 7, (last, 0)),
+                        (last * 10**9 + 7, (last, 0)), (-1, (0, 0)), (-(10**18), (0, 0)),
+                        (5, (0, 0)), (10**9 + 5, (1, 5)), ((last - 1) * 10**9 + 9, (last - 1, 9))):
+        s = L.sattr3()
+        SetAttrs(atime_ns=asked, mtime_ns=asked).fill(s)
+        assert (s.mtime.value.seconds, s.mtime.value.nseconds) == sent, asked
+        assert (s.atime.value.seconds, s.atime.value.nseconds) == sent, asked
+        assert s.mtime.set_it == L.SET_TO_CLIENT_TIME

@@ -42,6 +42,7 @@ lib = L.lib
 
 BLKSIZE = 128 * 1024  # what stat reports as the preferred I/O size
 NAME_MAX = 255  # what NFS servers' PATHCONF answers, and the kernel's client enforces
+NFSTIME_MAX = 0xFFFF_FFFF  # nfstime3.seconds is a uint32
 
 _STATUS_ERRNO = {
     1: errno.EPERM, 2: errno.ENOENT, 5: errno.EIO, 6: errno.ENXIO, 13: errno.EACCES,
@@ -131,7 +132,22 @@ class SetAttrs:
             if value is not None:
                 field = getattr(s, name)
                 field.set_it = L.SET_TO_CLIENT_TIME
-                field.value.seconds, field.value.nseconds = divmod(value, 1_000_000_000)
+                field.value.seconds, field.value.nseconds = nfstime3(value)
+
+
+def nfstime3(ns: int) -> tuple[int, int]:
+    """A time (ns since the epoch) as NFSv3 carries it. ``seconds`` is a uint32, so a time
+    before 1970 or after 2106-02-07 06:28:15 UTC cannot be sent: it is clamped to the
+    nearest one that can, with no nanoseconds at either end, as Linux's NFSv3 client does
+    (its superblock's time range is 0..U32_MAX, and the VFS's ``timestamp_truncate``
+    clamps every time it is given to it). Never a value wrapped modulo 2^32, which would
+    be another date (2^32 s read back as 1970)."""
+    seconds, nanoseconds = divmod(ns, 1_000_000_000)
+    if seconds <= 0:
+        return 0, 0
+    if seconds >= NFSTIME_MAX:
+        return NFSTIME_MAX, 0
+    return seconds, nanoseconds
 
 
 class Made(NamedTuple):
