@@ -6,6 +6,7 @@ and what it did is checked on the export directory itself.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -159,6 +160,67 @@ def test_an_unlinked_open_file_stays_readable_until_released(nfs_share: NfsShare
 
     run(main)
     assert os.listdir(nfs_share.dir) == []
+
+
+def test_an_unlinked_open_file_has_no_link_left(nfs_share: NfsShare) -> None:
+    """The hidden name it lives on is the store's, not the volume's: nlink 0, as fstat
+    gives on any filesystem after the last name of an open file is removed."""
+    (nfs_share.dir / "tmp").write_bytes(b"x")
+    (nfs_share.dir / "over").write_bytes(b"y")
+    (nfs_share.dir / "twin").write_bytes(b"z")
+    os.link(nfs_share.dir / "twin", nfs_share.dir / "twin2")
+
+    async def main() -> None:
+        store = await _open(nfs_share)
+        root = (await store.open_root()).handle
+        f, over, twin = [await store.lookup(root, n) for n in (b"tmp", b"over", b"twin")]
+        held = [await store.open(e.handle, os.O_RDONLY) for e in (f, over, twin)]
+        await store.unlink(root, b"tmp")
+        await store.rename(root, b"twin2", root, b"over", 0)  # replaces an open file
+        await store.unlink(root, b"twin")  # one name of two: the other is left
+        assert (await store.getattr(f.handle)).st_nlink == 0
+        assert (await store.getattr(over.handle)).st_nlink == 0
+        assert (await store.getattr(twin.handle)).st_nlink == 1
+        for fh in held:
+            await store.release(fh)
+        await store.close()
+
+    run(main)
+    assert sorted(os.listdir(nfs_share.dir)) == ["over"]
+
+
+def test_a_device_node_or_socket_keeps_its_other_names(nfs_share: NfsShare) -> None:
+    """nfs-ganesha finds these by the name it last knew: removing that one must not make
+    the others fail (EINVAL), whether the store knows another name or only looks one up."""
+    root_owner = Owner(0, 0)
+    kinds = {b"blk": stat.S_IFBLK, b"chr": stat.S_IFCHR, b"sock": stat.S_IFSOCK,
+             b"fifo": stat.S_IFIFO}
+
+    async def main() -> None:
+        store, other_client = await _open(nfs_share), await _open(nfs_share)
+        root = (await store.open_root()).handle
+        for name, kind in kinds.items():
+            made = await store.mknod(root, name, kind | 0o600, os.makedev(1, 3), root_owner)
+            await other_client.link(made.handle, root, name + b"-2")
+            await store.unlink(root, name)
+            with contextlib.suppress(OSError):  # another client asks (ganesha: EINVAL)
+                await other_client.nfs.getattr(made.handle)
+            found = await store.lookup(root, name + b"-2")  # a name it had not seen
+            assert (found.key, found.attrs.st_nlink) == (made.key, 1), name
+            await store.link(made.handle, root, name + b"-3")
+            await store.unlink(root, name + b"-2")
+            st = await store.getattr(made.handle)  # through "-3", which the store made
+            assert (stat.S_IFMT(st.st_mode), st.st_nlink) == (kind, 1), name
+            st = await store.setattr(made.handle, AttrChanges(mode=0o640), None)
+            assert stat.S_IMODE(st.st_mode) == 0o640, name
+        await other_client.close()
+        await store.close()
+
+    run(main)
+    names = sorted(os.listdir(nfs_share.dir))
+    assert names == [b.decode() + "-3" for b in sorted(kinds)]
+    for name in names:
+        assert stat.S_IMODE(os.lstat(nfs_share.dir / name).st_mode) == 0o640
 
 
 def test_extended_attributes_are_not_supported(nfs_share: NfsShare) -> None:

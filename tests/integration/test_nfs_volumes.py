@@ -15,6 +15,7 @@ import trio
 
 from tests.integration.daemon import Daemon, pod_manifest
 from tests.integration.nfs import Ganesha, NfsShare, new_share
+from tests.waiting import wait_until
 from volfs.ganesha import free_port
 from volfs.stores.nfs import open_store
 
@@ -92,6 +93,52 @@ def test_posix_calls_through_the_mount(shared_daemon: Daemon, nfs_share: NfsShar
     with pytest.raises(OSError) as info:
         os.rename(path / "pipe", shared_daemon.root / "pods" / "pipe")
     assert info.value.errno in (errno.EXDEV, errno.EROFS)
+    shared_daemon.cli("delete", "pod", pod_name)
+
+
+def test_links_of_special_files_and_of_open_files(shared_daemon: Daemon, nfs_share: NfsShare,
+                                                  pod_name: str) -> None:
+    shared_daemon.apply(pod_manifest(pod_name, nfs_share.volume()))
+    path = shared_daemon.volume_path(pod_name, "data")
+    for name, kind in (("blk", stat.S_IFBLK), ("chr", stat.S_IFCHR), ("sock", stat.S_IFSOCK)):
+        os.mknod(path / name, kind | 0o600, os.makedev(1, 3))
+        os.link(path / name, path / f"{name}2")
+        os.unlink(path / name)  # the name nfs-ganesha knew the object by
+        st = os.lstat(path / f"{name}2")
+        assert (stat.S_IFMT(st.st_mode), st.st_nlink) == (kind, 1), name
+        os.chmod(path / f"{name}2", 0o640)
+        assert stat.S_IMODE((nfs_share.dir / f"{name}2").lstat().st_mode) == 0o640
+    (path / "over").write_text("replaced")
+    with open(path / "gone", "w") as gone, open(path / "over") as over:
+        os.unlink(path / "gone")
+        os.rename(path / "blk2", path / "over")
+        assert os.fstat(gone.fileno()).st_nlink == 0  # as after unlink(2) anywhere
+        assert os.fstat(over.fileno()).st_nlink == 0
+    wait_until(lambda: sorted(os.listdir(nfs_share.dir)) == ["chr2", "over", "sock2"], 10,
+               "the unlinked files stay on the server after their last close")
+    shared_daemon.cli("delete", "pod", pod_name)
+
+
+def test_times_nfsv3_cannot_carry_and_times_of_symlinks(shared_daemon: Daemon,
+                                                        nfs_share: NfsShare,
+                                                        pod_name: str) -> None:
+    shared_daemon.apply(pod_manifest(pod_name, nfs_share.volume()))
+    path = shared_daemon.volume_path(pod_name, "data")
+    (path / "f").write_text("f")
+    # nfstime3 seconds are a uint32: clamped, as Linux's NFSv3 client does, never wrapped
+    last = (2**32 - 1) * 10**9
+    for asked, kept in ((2**32 * 10**9, last), (2**40 * 10**9 + 5, last), (-10**9, 0),
+                        (last - 1, last - 1)):
+        os.utime(path / "f", ns=(asked, asked))
+        assert os.stat(path / "f").st_mtime_ns == kept, asked
+        assert (nfs_share.dir / "f").stat().st_mtime_ns == kept, asked
+    # utimensat(AT_SYMLINK_NOFOLLOW) asks the server to set the link's times, never the
+    # target's (nfs-ganesha leaves a symlink's times as they are: see docs/nfs.md)
+    os.symlink("f", path / "link")
+    target = (nfs_share.dir / "f").stat().st_mtime_ns
+    os.utime(path / "link", ns=(10**18, 10**18), follow_symlinks=False)
+    assert (nfs_share.dir / "f").stat().st_mtime_ns == target
+    assert os.lstat(path / "link").st_mtime_ns == os.lstat(nfs_share.dir / "link").st_mtime_ns
     shared_daemon.cli("delete", "pod", pod_name)
 
 
