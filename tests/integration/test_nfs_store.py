@@ -6,7 +6,6 @@ and what it did is checked on the export directory itself.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -187,40 +186,6 @@ def test_an_unlinked_open_file_has_no_link_left(nfs_share: NfsShare) -> None:
 
     run(main)
     assert sorted(os.listdir(nfs_share.dir)) == ["over"]
-
-
-def test_a_device_node_or_socket_keeps_its_other_names(nfs_share: NfsShare) -> None:
-    """nfs-ganesha finds these by the name it last knew: removing that one must not make
-    the others fail (EINVAL), whether the store knows another name or only looks one up."""
-    root_owner = Owner(0, 0)
-    kinds = {b"blk": stat.S_IFBLK, b"chr": stat.S_IFCHR, b"sock": stat.S_IFSOCK,
-             b"fifo": stat.S_IFIFO}
-
-    async def main() -> None:
-        store, other_client = await _open(nfs_share), await _open(nfs_share)
-        root = (await store.open_root()).handle
-        for name, kind in kinds.items():
-            made = await store.mknod(root, name, kind | 0o600, os.makedev(1, 3), root_owner)
-            await other_client.link(made.handle, root, name + b"-2")
-            await store.unlink(root, name)
-            with contextlib.suppress(OSError):  # another client asks (ganesha: EINVAL)
-                await other_client.nfs.getattr(made.handle)
-            found = await store.lookup(root, name + b"-2")  # a name it had not seen
-            assert (found.key, found.attrs.st_nlink) == (made.key, 1), name
-            await store.link(made.handle, root, name + b"-3")
-            await store.unlink(root, name + b"-2")
-            st = await store.getattr(made.handle)  # through "-3", which the store made
-            assert (stat.S_IFMT(st.st_mode), st.st_nlink) == (kind, 1), name
-            st = await store.setattr(made.handle, AttrChanges(mode=0o640), None)
-            assert stat.S_IMODE(st.st_mode) == 0o640, name
-        await other_client.close()
-        await store.close()
-
-    run(main)
-    names = sorted(os.listdir(nfs_share.dir))
-    assert names == [b.decode() + "-3" for b in sorted(kinds)]
-    for name in names:
-        assert stat.S_IMODE(os.lstat(nfs_share.dir / name).st_mode) == 0o640
 
 
 def test_extended_attributes_are_not_supported(nfs_share: NfsShare) -> None:

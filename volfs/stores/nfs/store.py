@@ -67,8 +67,6 @@ NFS_CACHE_SECONDS = 1.0  # the share may change behind our back (other clients, 
 _LISTED_TTL = 2.0  # seconds a READDIRPLUS entry may answer the lookup that follows it
 _LISTED_MAX = 65536
 _silly_ids = itertools.count(1)
-# What nfs-ganesha's VFS backend cannot open and so finds again by the name it last knew
-_BY_NAME = (stat.S_IFBLK, stat.S_IFCHR, stat.S_IFSOCK)
 
 
 @dataclass
@@ -104,9 +102,6 @@ class NfsStore:
         self._silly: dict[bytes, tuple[bytes, bytes]] = {}  # open fh -> (dir, hidden name)
         self._dir_modes: dict[bytes, int] = {}
         self._listed: dict[tuple[bytes, bytes], tuple[float, bytes, os.stat_result]] = {}
-        # The names this store knows of each device node and socket (see _reattach)
-        self._names: dict[bytes, set[tuple[bytes, bytes]]] = {}
-        self._named_at: dict[tuple[bytes, bytes], bytes] = {}
         self._on_close = on_close
         self.closed = False
 
@@ -126,12 +121,10 @@ class NfsStore:
         listed = self._listed.pop((parent, name), None)
         if listed is not None and listed[0] > trio.current_time() \
                 and not self._writes.flying(listed[1]):
-            self._named(parent, name, listed[1], listed[2])
             return self._entry(listed[1], listed[2])
         fh, attrs = await self.nfs.lookup(parent, name)
         if attrs is None or self._writes.flying(fh):
-            attrs = await self._getattr(fh, (parent, name))
-        self._named(parent, name, fh, attrs)
+            attrs = await self.getattr(fh)
         return self._entry(fh, attrs)
 
     def _entry(self, fh: bytes, attrs: os.stat_result) -> Entry:
@@ -142,19 +135,9 @@ class NfsStore:
         self._dir_modes.pop(handle, None)
 
     async def getattr(self, handle: bytes) -> os.stat_result:
-        return await self._getattr(handle)
-
-    async def _getattr(self, handle: bytes,
-                       named: tuple[bytes, bytes] | None = None) -> os.stat_result:
         if self._writes.flying(handle):
             await self._writes.settle(handle)  # the size the server gives must count them
-        try:
-            attrs = await self.nfs.getattr(handle)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or not await self._reattach(handle, named):
-                raise
-            attrs = await self.nfs.getattr(handle)
-        return self._seen(handle, attrs)
+        return self._seen(handle, await self.nfs.getattr(handle))
 
     async def readlink(self, handle: bytes) -> bytes:
         return await self.nfs.readlink(handle)
@@ -171,7 +154,6 @@ class NfsStore:
             names.append(entry.name)
             if entry.fh is not None and entry.attrs is not None:
                 self._listed[(handle, entry.name)] = (until, entry.fh, entry.attrs)
-                self._named(handle, entry.name, entry.fh, entry.attrs)
         return names
 
     # -- attributes --------------------------------------------------------------------------
@@ -194,12 +176,7 @@ class NfsStore:
             mode=None if owner_and_mode or changes.mode is None else stat.S_IMODE(changes.mode),
             uid=changes.uid, gid=changes.gid, size=changes.size,
             atime_ns=changes.atime_ns, mtime_ns=changes.mtime_ns)
-        try:
-            after = await self.nfs.setattr(handle, first)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or not await self._reattach(handle, None):
-                raise
-            after = await self.nfs.setattr(handle, first)
+        after = await self.nfs.setattr(handle, first)
         if owner_and_mode:  # chown clears setuid/setgid: the mode goes second, as chmod would
             assert changes.mode is not None
             after = await self.nfs.setattr(handle, SetAttrs(mode=stat.S_IMODE(changes.mode)))
@@ -229,7 +206,6 @@ class NfsStore:
             fh, attrs = await self.nfs.lookup(parent, name)
         if attrs is None:
             attrs = await self.nfs.getattr(fh)
-        self._named(parent, name, fh, attrs)
         return self._entry(fh, attrs)
 
     async def mknod(self, parent: bytes, name: bytes, mode: int, rdev: int,
@@ -254,7 +230,6 @@ class NfsStore:
         self._listed.pop((parent, name), None)
         if not self.track_usage and not self._by_fh:
             await self.nfs.remove(parent, name)
-            self._unnamed(parent, name)
             return
         fh, gone = await self.nfs.lookup(parent, name)
         if gone is None:
@@ -263,7 +238,6 @@ class NfsStore:
             await self._hide(fh, parent, name)  # still open: keep it until its last release
             return
         await self.nfs.remove(parent, name)
-        self._unnamed(parent, name)
         self._name_removed(gone)
 
     async def rmdir(self, parent: bytes, name: bytes) -> None:
@@ -291,10 +265,6 @@ class NfsStore:
                 await self._hide(fh, new_parent, new_name)
                 replaced = None
         await self.nfs.rename(old_parent, old_name, new_parent, new_name)
-        self._unnamed(new_parent, new_name)
-        moved = self._unnamed(old_parent, old_name)
-        if moved is not None:
-            self._named_as(new_parent, new_name, moved)
         if replaced is not None:
             self._name_removed(replaced[1])
 
@@ -305,7 +275,6 @@ class NfsStore:
         attrs = await self.nfs.link(handle, new_parent, new_name)
         if attrs is None:
             attrs = await self.nfs.getattr(handle)
-        self._named(new_parent, new_name, handle, attrs)
         return self._seen(handle, attrs)
 
     async def _lookup_or_none(self, parent: bytes,
@@ -320,59 +289,6 @@ class NfsStore:
         hidden = SILLY_PREFIX + b"%x-%d" % (os.getpid(), next(_silly_ids))
         await self.nfs.rename(parent, name, parent, hidden)
         self._silly[fh] = (parent, hidden)
-
-    # -- device nodes and sockets on nfs-ganesha ---------------------------------------------
-    #
-    # ganesha's VFS backend cannot open a device node or a socket, so it keeps, with the
-    # object, the directory and name it last knew it by, and stats (and sets attributes
-    # of) the object through that name. Once that name is removed, every GETATTR or
-    # SETATTR of the object fails with EINVAL, though other names still reach it (a
-    # LOOKUP of one finds the handle but no attributes). A RENAME of a name of the object
-    # makes the server take that name instead; one to the same name is a no-op to it, so
-    # the name goes to a hidden one and back. The store keeps the names it knows of each
-    # such object for it, and does this only after an EINVAL, so servers that find their
-    # objects by handle (knfsd) never see it.
-
-    def _named(self, parent: bytes, name: bytes, fh: bytes, attrs: os.stat_result) -> None:
-        if stat.S_IFMT(attrs.st_mode) in _BY_NAME:
-            self._named_as(parent, name, fh)
-
-    def _named_as(self, parent: bytes, name: bytes, fh: bytes) -> None:
-        if len(self._named_at) > _LISTED_MAX:
-            self._names.clear()
-            self._named_at.clear()
-        self._unnamed(parent, name)
-        self._named_at[(parent, name)] = fh
-        self._names.setdefault(fh, set()).add((parent, name))
-
-    def _unnamed(self, parent: bytes, name: bytes) -> bytes | None:
-        fh = self._named_at.pop((parent, name), None)
-        if fh is not None:
-            names = self._names.get(fh, set())
-            names.discard((parent, name))
-            if not names:
-                self._names.pop(fh, None)
-        return fh
-
-    async def _reattach(self, fh: bytes, named: tuple[bytes, bytes] | None) -> bool:
-        """After an EINVAL for ``fh``: make the server know it by a name that reaches it
-        (``named``, where a LOOKUP just found it, or one the store knows). True if done."""
-        candidates = [named] if named is not None else []
-        candidates += [n for n in self._names.get(fh, ()) if n != named]
-        for parent, name in candidates:
-            hidden = SILLY_PREFIX + b"%x-%d" % (os.getpid(), next(_silly_ids))
-            try:
-                await self.nfs.rename(parent, name, parent, hidden)
-            except OSError:
-                continue  # that name is gone too
-            try:
-                await self.nfs.rename(parent, hidden, parent, name)
-            except OSError as exc:
-                log.warning("%s: giving %s its name back failed, it is %s: %s", self.name,
-                            name.decode(errors="replace"), hidden.decode(), exc)
-                return False
-            return True
-        return False
 
     def _name_removed(self, gone: os.stat_result) -> None:
         if self.track_usage and stat.S_ISREG(gone.st_mode) and gone.st_nlink <= 1:
