@@ -144,8 +144,7 @@ class NfsStore:
 
     async def listdir(self, handle: bytes) -> Sequence[bytes]:
         entries = await self.nfs.readdir(handle)
-        if len(self._listed) > _LISTED_MAX:
-            self._listed.clear()
+        self._forget_expired_listings()
         until = trio.current_time() + min(_LISTED_TTL, max(self.cache_timeout, 0.1))
         names = []
         for entry in entries:
@@ -153,8 +152,20 @@ class NfsStore:
                 continue
             names.append(entry.name)
             if entry.fh is not None and entry.attrs is not None:
-                self._listed[(handle, entry.name)] = (until, entry.fh, entry.attrs)
+                key = (handle, entry.name)
+                self._listed.pop(key, None)  # to the end: the dict stays in expiry order
+                self._listed[key] = (until, entry.fh, entry.attrs)
         return names
+
+    def _forget_expired_listings(self) -> None:
+        """Drop the READDIRPLUS entries no lookup took in time (oldest first: the dict is in
+        the order they expire), so a volume listed often keeps only the last moments'."""
+        now = trio.current_time()
+        while self._listed:
+            key = next(iter(self._listed))
+            if self._listed[key][0] > now and len(self._listed) <= _LISTED_MAX:
+                break
+            del self._listed[key]
 
     # -- attributes --------------------------------------------------------------------------
 
