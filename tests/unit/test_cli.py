@@ -3,6 +3,7 @@ paths against the real control API served on a unix socket from a background thr
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import socket
@@ -361,6 +362,32 @@ def test_serve_rejects_a_non_positive_hook_timeout(
 ) -> None:
     result = runner.invoke(main, ["serve", "--hook-timeout", "0"])
     assert result.exit_code == 2
+    assert fake_daemon == []
+
+
+def test_serve_tree_group_takes_a_gid_or_a_group_name_from_flags_or_the_config(
+    runner: CliRunner, fake_daemon: list[DaemonConfig], tmp_path: Path
+) -> None:
+    root_group = grp.getgrgid(0).gr_name
+    config = write(tmp_path, "volfs.yaml", "tree-group: 4242\n")
+    for args, gid in ((["--tree-group", "4242"], 4242), (["--tree-group", root_group], 0),
+                      (["--config", config], 4242),
+                      (["--config", config, "--tree-group", root_group], 0)):
+        fake_daemon.clear()
+        result = runner.invoke(main, ["serve", *args])
+        assert result.exit_code == 3, result.output
+        assert [c.tree_gid for c in fake_daemon] == [gid], args
+    fake_daemon.clear()
+    assert runner.invoke(main, ["serve"]).exit_code == 3
+    assert fake_daemon[0].tree_gid == 0  # root's only, by default
+
+
+def test_serve_refuses_an_unknown_tree_group_in_one_line(
+    runner: CliRunner, fake_daemon: list[DaemonConfig]
+) -> None:
+    result = runner.invoke(main, ["serve", "--tree-group", "no-such-group-xyz"])
+    assert result.exit_code == 2
+    assert "'no-such-group-xyz': no such group" in result.stderr
     assert fake_daemon == []
 
 
