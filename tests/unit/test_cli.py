@@ -255,6 +255,29 @@ def test_unparseable_yaml_exits_2(runner: CliRunner, short_dir: Path) -> None:
     assert line.startswith("error: <stdin>")
 
 
+_JSON_HEAD = '{"apiVersion": "v1", "kind": "Pod", "spec": '
+_YAML_HEAD = "apiVersion: v1\nkind: Pod\nspec:\n  "
+
+
+# Refused where the 101st level opens (the object itself is the first): at the 100th
+# "[" of the JSON, the 100th "- " of the YAML's last line.
+@pytest.mark.parametrize("name, text, where", [
+    ("deep.json", _JSON_HEAD + "[" * 5000 + "]" * 5000 + "}",
+     f"line 1, column {len(_JSON_HEAD) + 100}"),
+    ("deep.yaml", _YAML_HEAD + "- " * 5000 + "x\n", f"line 4, column {2 + 2 * 99 + 1}"),
+], ids=["json", "yaml"])
+def test_a_manifest_nested_thousands_deep_exits_2_with_one_line(
+    runner: CliRunner, daemon: Daemon, tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    manifest = write(tmp_path, name, text)
+    for args, source in ((["-f", manifest], manifest), (["-f", "-"], "<stdin>")):
+        result = volfs(runner, daemon, "apply", *args, stdin=text)
+        assert result.exit_code == 2
+        assert result.stderr == (f"error: {source}: {where}: nested more than 100 levels "
+                                 "deep (mappings and lists; at most 100)\n")
+    assert daemon.service.calls == []
+
+
 def test_a_missing_file_exits_2(runner: CliRunner, short_dir: Path) -> None:
     missing = str(short_dir / "nope.yaml")
     result = volfs(runner, short_dir / "none.sock", "apply", "-f", missing)
