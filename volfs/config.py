@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import ipaddress
 import os
@@ -46,6 +47,25 @@ def parse_kube_api(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_group(text: str) -> int:
+    """``--tree-group GROUP``: a group name or a numeric gid, as a gid.
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    text = text.strip()
+    if text.isdigit():
+        gid = int(text)
+        if gid >= 2**32 - 1:
+            raise ValueError(f"{text!r}: a gid is below 4294967295")
+        return gid
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ValueError(f"{text!r}: no such group (give a group name or a numeric gid)"
+                         ) from None
+
+
 def loopback_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """``host`` as an IP address, which must be a loopback one: the Kubernetes API
     is never served beyond this machine.
@@ -87,6 +107,7 @@ class DaemonConfig:
     docker_host: str | None = None  # None: $DOCKER_HOST or unix:///run/docker.sock
     docker_plugin: str = DEFAULT_DOCKER_PLUGIN  # "": serve no Docker volume plugin
     docker_plugin_dir: Path = DOCKER_PLUGIN_DIR
+    tree_gid: int = 0  # the group with r-x on the synthetic tree (mode 0750); 0: root only
 
     @property
     def socket_path(self) -> Path:

@@ -123,7 +123,7 @@ async def _serve(config: DaemonConfig) -> None:
         db = stack.enter_context(_opened(config.database_path))
         kube_api = stack.enter_context(_kube_api_listener(config))
         await stack.enter_async_context(nfs_background_tasks())  # outlives every NFS store
-        fs = Filesystem(statfs_path=str(config.state_dir))
+        fs = Filesystem(statfs_path=str(config.state_dir), tree_gid=config.tree_gid)
         state = AsyncStateDB(db)
         sources = PersistentSources([NfsSource(NfsShares())])  # the PV kinds served
         storage = StorageController(state, sources, EventRecorder(state))

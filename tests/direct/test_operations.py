@@ -186,6 +186,26 @@ def test_the_synthetic_directories_lead_only_to_published_volumes(served: Served
     run(served, test)
 
 
+def test_the_synthetic_directories_are_root_only_or_the_tree_groups(served: Served) -> None:
+    levels = ((), ("pods",), ("pods", UID), ("pods", UID, "volumes"),
+              ("pods", UID, "volumes", EMPTY_DIR_KIND))
+
+    async def modes(s: Served) -> set[tuple[int, int, int]]:
+        seen = set()
+        for names in levels:
+            attrs = await s.ops.getattr(await s.walk(*names), CTX)
+            seen.add((attrs.st_mode, attrs.st_uid, attrs.st_gid))
+        return seen
+
+    async def test(s: Served) -> None:
+        assert await modes(s) == {(stat.S_IFDIR | 0o750, 0, 0)}
+        grouped = Filesystem(statfs_path="/", tree_gid=4242)
+        grouped.publish_pod(UID, s.fs.volumes(UID))
+        assert await modes(Served(grouped, s.dirs)) == {(stat.S_IFDIR | 0o750, 0, 4242)}
+
+    run(served, test)
+
+
 def test_dot_dot_from_a_volume_root_does_not_step_into_its_backing_parent(
         served: Served) -> None:
     (served.dirs["scratch"].parent / "beside").write_bytes(b"not the pod's")

@@ -119,13 +119,15 @@ def test_non_root_caller_obeys_mode_bits_and_owns_what_it_creates(
     private.mkdir(mode=0o700)
 
     def as_user(code: str) -> subprocess.CompletedProcess[str]:
+        # Started in the volume as root, then dropped: the tree above a volume is root's.
         return subprocess.run(
             ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
-             sys.executable, "-c", code], capture_output=True, text=True, check=False)
+             sys.executable, "-c", code], cwd=path, capture_output=True, text=True,
+            check=False)
 
-    denied = as_user(f"open({str(private / 'x')!r}, 'w')")
+    denied = as_user("open('private/x', 'w')")
     assert "PermissionError" in denied.stderr
-    made = as_user(f"open({str(path / 'mine')!r}, 'w').write('hi')")
+    made = as_user("open('mine', 'w').write('hi')")
     assert made.returncode == 0, made.stderr
     st = (path / "mine").stat()
     assert (st.st_uid, st.st_gid) == (1000, 1000)
@@ -139,6 +141,65 @@ def test_synthetic_levels_are_read_only(shared_daemon: Daemon, pod_name: str) ->
         with pytest.raises(OSError) as excinfo:
             (parent / "intruder").mkdir()
         assert excinfo.value.errno in (errno.EROFS, errno.EPERM)
+
+
+# What an unprivileged host user tries on the tree: each step's errno name, or "ok".
+_PROBE = """\
+import errno, os, sys
+root, volume = sys.argv[1:]
+def attempt(fn, *args):
+    try:
+        fn(*args)
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    return "ok"
+def plant():
+    with open(os.path.join(volume, "planted"), "w") as f:
+        f.write("intruder")
+print(attempt(os.listdir, root), attempt(os.listdir, os.path.join(root, "pods")),
+      attempt(os.stat, volume), attempt(plant))
+"""
+
+
+def _probe(uid: int, gid: int, root: Path, volume: Path) -> str:
+    """List ``<root>``, list ``pods``, reach ``volume``, write into it, as uid:gid."""
+    result = subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+         sys.executable, "-c", _PROBE, str(root), str(volume)],
+        cwd="/", capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_other_host_users_cannot_reach_a_pods_volumes(shared_daemon: Daemon,
+                                                       pod_name: str) -> None:
+    shared_daemon.apply(pod_manifest(pod_name, SCRATCH))
+    uid = shared_daemon.pod(pod_name)["metadata"]["uid"]
+    path = shared_daemon.volume_path(pod_name, "scratch")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777  # the EmptyDir itself, as kubelet's
+    for level in (shared_daemon.root, shared_daemon.root / "pods",
+                  shared_daemon.root / "pods" / uid, path.parent.parent, path.parent):
+        st = level.stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, 0, 0), level
+    assert _probe(65534, 65534, shared_daemon.root, path) == "EACCES EACCES EACCES EACCES"
+    assert not (path / "planted").exists()
+    assert uid in os.listdir(shared_daemon.root / "pods")  # root still goes everywhere
+    (path / "mine").write_text("root's")
+
+
+def test_the_tree_group_may_pass_through_the_tree(tmp_path: Path, pod_name: str) -> None:
+    daemon = Daemon(tmp_path / "volfs", extra_args=["--tree-group", "4242"]).start()
+    try:
+        daemon.apply(pod_manifest(pod_name, SCRATCH))
+        path = daemon.volume_path(pod_name, "scratch")
+        pods = (daemon.root / "pods").stat()
+        assert (stat.S_IMODE(pods.st_mode), pods.st_uid, pods.st_gid) == (0o750, 0, 4242)
+        assert _probe(65534, 65534, daemon.root, path) == "EACCES EACCES EACCES EACCES"
+        assert _probe(65534, 4242, daemon.root, path) == "ok ok ok ok"
+        planted = (path / "planted").stat()
+        assert (planted.st_uid, planted.st_gid) == (65534, 4242)
+    finally:
+        daemon.stop()
 
 
 def test_rename_between_volumes_is_exdev(shared_daemon: Daemon, pod_name: str) -> None:

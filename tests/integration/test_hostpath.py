@@ -210,9 +210,9 @@ def test_files_created_by_a_user_are_owned_by_that_user_on_the_host(
     base.mkdir(mode=0o777)
     base.chmod(0o777)
     served = serve(hp_daemon, pod_name, base, "Directory")
+    # Started in the volume as root, then dropped: the tree above a volume is root's.
     subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                    "sh", "-c", f"echo hi > {served}/nobody.txt && mkdir {served}/nd"],
-                   check=True)
+                    "sh", "-c", "echo hi > nobody.txt && mkdir nd"], cwd=served, check=True)
     for name in ("nobody.txt", "nd"):
         st = (base / name).stat()
         assert (st.st_uid, st.st_gid) == (65534, 65534)

@@ -25,10 +25,13 @@ SCRATCH = """\
 """
 
 
-def _as_user(uid: int, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _as_user(uid: int, cwd: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as uid:uid, started in ``cwd`` (a volume): the tree above a volume
+    is root's, so the process enters as root and drops to the user there, as a
+    container reaches its volume through a bind mount root made."""
     return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                           "sh", "-c", script, "sh", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+                           "sh", "-c", script],
+                          cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_a_pod_writes_to_the_server_and_the_data_outlives_it(shared_daemon: Daemon,
@@ -39,7 +42,7 @@ def test_a_pod_writes_to_the_server_and_the_data_outlives_it(shared_daemon: Daem
     uid = shared_daemon.pod(pod_name)["metadata"]["uid"]
     assert path == (shared_daemon.root / "pods" / uid / "volumes" / "kubernetes.io~nfs"
                     / "data")
-    done = _as_user(1000, 'mkdir "$1/logs" && echo hello > "$1/logs/first.txt"', str(path))
+    done = _as_user(1000, path, "mkdir logs && echo hello > logs/first.txt")
     assert done.returncode == 0, done.stderr
     on_server = nfs_share.dir / "logs" / "first.txt"
     assert on_server.read_text() == "hello\n"

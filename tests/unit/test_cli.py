@@ -3,6 +3,7 @@ paths against the real control API served on a unix socket from a background thr
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import socket
@@ -254,6 +255,29 @@ def test_unparseable_yaml_exits_2(runner: CliRunner, short_dir: Path) -> None:
     assert line.startswith("error: <stdin>")
 
 
+_JSON_HEAD = '{"apiVersion": "v1", "kind": "Pod", "spec": '
+_YAML_HEAD = "apiVersion: v1\nkind: Pod\nspec:\n  "
+
+
+# Refused where the 101st level opens (the object itself is the first): at the 100th
+# "[" of the JSON, the 100th "- " of the YAML's last line.
+@pytest.mark.parametrize("name, text, where", [
+    ("deep.json", _JSON_HEAD + "[" * 5000 + "]" * 5000 + "}",
+     f"line 1, column {len(_JSON_HEAD) + 100}"),
+    ("deep.yaml", _YAML_HEAD + "- " * 5000 + "x\n", f"line 4, column {2 + 2 * 99 + 1}"),
+], ids=["json", "yaml"])
+def test_a_manifest_nested_thousands_deep_exits_2_with_one_line(
+    runner: CliRunner, daemon: Daemon, tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    manifest = write(tmp_path, name, text)
+    for args, source in ((["-f", manifest], manifest), (["-f", "-"], "<stdin>")):
+        result = volfs(runner, daemon, "apply", *args, stdin=text)
+        assert result.exit_code == 2
+        assert result.stderr == (f"error: {source}: {where}: nested more than 100 levels "
+                                 "deep (mappings and lists; at most 100)\n")
+    assert daemon.service.calls == []
+
+
 def test_a_missing_file_exits_2(runner: CliRunner, short_dir: Path) -> None:
     missing = str(short_dir / "nope.yaml")
     result = volfs(runner, short_dir / "none.sock", "apply", "-f", missing)
@@ -361,6 +385,32 @@ def test_serve_rejects_a_non_positive_hook_timeout(
 ) -> None:
     result = runner.invoke(main, ["serve", "--hook-timeout", "0"])
     assert result.exit_code == 2
+    assert fake_daemon == []
+
+
+def test_serve_tree_group_takes_a_gid_or_a_group_name_from_flags_or_the_config(
+    runner: CliRunner, fake_daemon: list[DaemonConfig], tmp_path: Path
+) -> None:
+    root_group = grp.getgrgid(0).gr_name
+    config = write(tmp_path, "volfs.yaml", "tree-group: 4242\n")
+    for args, gid in ((["--tree-group", "4242"], 4242), (["--tree-group", root_group], 0),
+                      (["--config", config], 4242),
+                      (["--config", config, "--tree-group", root_group], 0)):
+        fake_daemon.clear()
+        result = runner.invoke(main, ["serve", *args])
+        assert result.exit_code == 3, result.output
+        assert [c.tree_gid for c in fake_daemon] == [gid], args
+    fake_daemon.clear()
+    assert runner.invoke(main, ["serve"]).exit_code == 3
+    assert fake_daemon[0].tree_gid == 0  # root's only, by default
+
+
+def test_serve_refuses_an_unknown_tree_group_in_one_line(
+    runner: CliRunner, fake_daemon: list[DaemonConfig]
+) -> None:
+    result = runner.invoke(main, ["serve", "--tree-group", "no-such-group-xyz"])
+    assert result.exit_code == 2
+    assert "'no-such-group-xyz': no such group" in result.stderr
     assert fake_daemon == []
 
 

@@ -269,6 +269,10 @@ def test_lifecycle_refusals_and_unknown_volumes(tmp_path: Path) -> None:
             assert missing == {"Err": "no such volume: nope"}
         bad = await call("VolumeDriver.Get", raw=b"{not json")
         assert bad["Err"].startswith("the request body is not valid JSON")
+        deep = await call("VolumeDriver.Create",
+                          raw=b'{"Name": "v", "Opts": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+        assert deep["Err"] == ("the request body is refused: nested more than 100 levels "
+                               "deep (mappings and lists; at most 100)")
 
     with_plugin(tmp_path, scenario, pods)
 

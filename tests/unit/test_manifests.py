@@ -21,6 +21,7 @@ from volfs.api import (
     load_manifests,
     parse_object,
 )
+from volfs.api.manifests import MAX_DEPTH, TooDeep, check_depth, decode_json, decode_yaml
 
 MINIMAL = """\
 apiVersion: v1
@@ -867,3 +868,62 @@ def test_a_value_that_looks_like_another_is_shown_as_what_it_is() -> None:
     doc = pod_doc(volumes=[{"name": "data", "hostPath": {"path": "srv\u2010data"}}])
     assert str(error_of(doc)) == ('pod.yaml: spec.volumes[0].hostPath.path: Invalid value: '
                                   '"srv\\u2010data": must be an absolute path')
+
+
+# -- nesting depth ------------------------------------------------------------------------
+
+DEEP = 5000
+TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep (mappings and lists; at most {MAX_DEPTH})"
+
+
+def nested_labels(depth: int, flow: bool = True) -> str:
+    """A pod manifest whose ``metadata.labels`` opens ``depth`` lists inside each other."""
+    # Block style, compact: "- - - x" is three lists inside each other.
+    value = "[" * depth + "]" * depth if flow else "\n    " + "- " * depth + "x"
+    return f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {value}\n"
+
+
+@pytest.mark.parametrize("flow", [True, False], ids=["flow", "block"])
+def test_a_manifest_nested_thousands_deep_is_one_line_error(flow: bool) -> None:
+    with pytest.raises(ManifestError) as raised:
+        load_manifests(nested_labels(DEEP, flow), "pod.yaml")
+    line = str(raised.value)
+    assert line.startswith("pod.yaml: line ") and line.endswith(TOO_DEEP), line
+    assert "\n" not in line
+
+
+def test_json_and_yaml_documents_nest_up_to_the_cap() -> None:
+    def nested(depth: int) -> str:
+        return "[" * depth + "]" * depth
+
+    for decode in (decode_json, decode_yaml):
+        assert decode(nested(MAX_DEPTH)) is not None
+        for depth in (MAX_DEPTH + 1, DEEP):
+            with pytest.raises(TooDeep) as raised:
+                decode(nested(depth))
+            assert str(raised.value).endswith(TOO_DEEP)
+    with pytest.raises(TooDeep):
+        decode_json(nested(DEEP).encode())
+
+
+def test_yaml_aliases_cannot_nest_past_the_cap_or_contain_themselves() -> None:
+    # Each anchor one level deep, each referring to the one before: deep only once built.
+    chain = "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, DEEP))
+    for text, problem in ((chain, TOO_DEEP), ("&loop [*loop]", "the document contains itself")):
+        with pytest.raises(TooDeep, match=problem.replace("(", r"\(").replace(")", r"\)")):
+            decode_yaml(text)
+        with pytest.raises(ManifestError, match="^m.yaml: "):
+            load_manifests(text, "m.yaml")
+
+
+def test_check_depth_measures_shared_parts_once() -> None:
+    shared: list[Any] = [[]]
+    for _ in range(60):  # 2**60 paths through 60 lists: only a memo gets through
+        shared = [shared, shared]
+    check_depth(shared)
+    deeper: Any = shared
+    for _ in range(MAX_DEPTH - 62):  # the lists are 62 deep: 100 in all
+        deeper = {"k": deeper}
+    check_depth(deeper)
+    with pytest.raises(TooDeep):
+        check_depth({"k": deeper})

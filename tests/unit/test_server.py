@@ -9,7 +9,7 @@ import os
 import socket
 import stat
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFa
 from volfs.lifecycle.service import DeleteResult
 from volfs.lifecycle.updates import pod_update_causes
 from volfs.server import SocketInUse, create_app, serve_unix
+from volfs.server.app import MAX_BODY_BYTES
 
 VOLUME_DIRS = {
     "emptyDir": "kubernetes.io~empty-dir",
@@ -309,6 +310,54 @@ def test_a_body_that_is_not_a_json_object_is_400(content: bytes, message: str) -
             PODS, content=content, headers={"content-type": "application/json"}
         )
         assert message in assert_status(response, 400, "BadRequest")["message"]
+
+    assert run_against_app(scenario).calls == []
+
+
+NESTED = "[" * 5000 + "]" * 5000
+TOO_DEEP = "nested more than 100 levels deep (mappings and lists; at most 100)"
+
+
+@pytest.mark.parametrize("content_type, content", [
+    ("application/json", f'{{"apiVersion": "v1", "kind": "Pod", "spec": {NESTED}}}'),
+    ("application/yaml", f"apiVersion: v1\nkind: Pod\nspec: {NESTED}\n"),
+    ("application/yaml", "apiVersion: v1\nkind: Pod\nspec:\n  " + "- " * 5000 + "x\n"),
+], ids=["json", "yaml-flow", "yaml-block"])
+def test_a_body_nested_thousands_deep_is_400_in_one_line(content_type: str,
+                                                          content: str) -> None:
+    async def scenario(client: httpx.AsyncClient, service: MemoryPods) -> None:
+        for method, path, kind in (("POST", PODS, content_type),
+                                   ("PUT", f"{PODS}/web", content_type),
+                                   ("PATCH", f"{PODS}/web", "application/merge-patch+json")):
+            if kind != content_type and "json" not in content_type:
+                continue  # a patch is JSON only
+            response = await client.request(method, path, content=content.encode(),
+                                            headers={"content-type": kind})
+            message = assert_status(response, 400, "BadRequest")["message"]
+            assert message.startswith("the request body is refused: "), message
+            assert message.endswith(TOO_DEEP), message
+        assert (await client.get("/healthz")).status_code == 200
+
+    assert run_against_app(scenario).calls == []
+
+
+def test_a_body_over_the_size_limit_is_413_unparsed() -> None:
+    async def scenario(client: httpx.AsyncClient, service: MemoryPods) -> None:
+        content = b'{"kind": "Pod", "x": "' + b"y" * MAX_BODY_BYTES + b'"}'
+        response = await client.post(PODS, content=content,
+                                     headers={"content-type": "application/json"})
+        message = assert_status(response, 413, "RequestEntityTooLarge")["message"]
+        assert message == (f"the request body is larger than {MAX_BODY_BYTES} bytes, the most "
+                           "volfs takes for one object")
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+            for start in range(0, len(content), 1 << 20):
+                yield content[start:start + (1 << 20)]
+
+        response = await client.post(PODS, content=chunks(),
+                                     headers={"content-type": "application/json"})
+        assert "content-length" not in response.request.headers
+        assert_status(response, 413, "RequestEntityTooLarge")
 
     assert run_against_app(scenario).calls == []
 

@@ -7,6 +7,7 @@ kind is one parser function and one line there.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -25,14 +26,20 @@ from volfs.api.storage import (
 )
 from volfs.api.validation import build_pod
 
-__all__ = ["NOT_SUPPORTED_YET", "PARSERS", "ApiObject", "Parser", "load_manifests",
-           "parse_object", "parse_pod"]
+__all__ = ["MAX_DEPTH", "NOT_SUPPORTED_YET", "PARSERS", "ApiObject", "Parser", "TooDeep",
+           "check_depth", "decode_json", "decode_yaml", "load_manifests", "parse_object",
+           "parse_pod"]
 
 ApiObject = Pod | PersistentVolume | PersistentVolumeClaim | StorageClass
 """Every kind volfs serves."""
 
 Parser = Callable[[dict[str, Any], str | None], list[ApiObject]]
 """Turns one decoded document of its kind into objects, or raises ManifestError."""
+
+MAX_DEPTH = 100
+"""How deeply mappings and lists may nest in one document (as Kubernetes' own decoders
+cap it): a Kubernetes object needs a dozen levels; thousands would exhaust the stack of
+every recursive walk over the object (validation, JSON encoding) and crash the caller."""
 
 NOT_SUPPORTED_YET: frozenset[tuple[str, str]] = frozenset()
 """Kinds volfs will accept; until their parser is in PARSERS they are refused as such."""
@@ -61,6 +68,78 @@ def load_manifests(text: str, source: str) -> list[ApiObject]:
         where = f"{source} (document {number})" if len(documents) > 1 else source
         objects.extend(parse_object(doc, where))
     return objects
+
+
+class TooDeep(ValueError):
+    """A document whose mappings and lists nest deeper than :data:`MAX_DEPTH` (or a YAML
+    one that contains itself through an alias). ``str()`` is one line, and says where
+    when the parser knew: ``line 3, column 120: nested more than 100 levels deep``."""
+
+    def __init__(self, where: str = "", problem: str = "") -> None:
+        problem = problem or (f"nested more than {MAX_DEPTH} levels deep "
+                              f"(mappings and lists; at most {MAX_DEPTH})")
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+def check_depth(value: Any) -> None:
+    """Refuse a decoded document nesting deeper than :data:`MAX_DEPTH`, without recursion.
+
+    What YAML's aliases share is measured once (a document of aliases to aliases is
+    measured in linear time), and one that contains itself is refused.
+
+    Raises:
+        TooDeep: the document nests too deeply, or contains itself.
+    """
+    heights: dict[int, int] = {}  # id of a finished mapping or list -> levels below it
+    path: set[int] = set()  # ids of those on the way down to the one in hand
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        node, finished = stack.pop()
+        if not isinstance(node, (dict, list)) or (not finished and id(node) in heights):
+            continue
+        children = [c for c in (node.values() if isinstance(node, dict) else node)
+                    if isinstance(c, (dict, list))]
+        if finished:
+            path.discard(id(node))
+            height = 1 + max((heights[id(c)] for c in children), default=0)
+            if height > MAX_DEPTH:
+                raise TooDeep()
+            heights[id(node)] = height
+            continue
+        if any(id(c) in path or c is node for c in children):
+            raise TooDeep(problem="the document contains itself (an alias to an enclosing "
+                                  "anchor)")
+        path.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in heights)
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """One JSON document, refused if it nests deeper than :data:`MAX_DEPTH`.
+
+    Raises:
+        TooDeep: nested too deeply.
+        json.JSONDecodeError, UnicodeDecodeError: not JSON.
+    """
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # the C decoder's own guard, far past MAX_DEPTH
+        raise TooDeep() from None
+    check_depth(value)
+    return value
+
+
+def decode_yaml(raw: bytes | str) -> Any:
+    """One YAML document (as ``yaml.safe_load``), refused if it nests deeper than
+    :data:`MAX_DEPTH`: the parser stops at the level past it.
+
+    Raises:
+        TooDeep: nested too deeply, or contains itself.
+        yaml.YAMLError: not YAML.
+    """
+    value = yaml.load(raw, Loader=_ShallowLoader)  # noqa: S506 (a SafeLoader)
+    check_depth(value)
+    return value
 
 
 def parse_pod(doc: Any, source: str | None = None) -> Pod:
@@ -176,8 +255,29 @@ def _a(value: Any) -> str:
     return names.get(type(value), f"a {type(value).__name__}")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping, as Kubernetes does."""
+class _ShallowLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that stops at a mapping or list nested deeper than MAX_DEPTH,
+    before the composer's recursion goes any further (thousands of levels would
+    exhaust Python's stack)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        opens = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        if opens:
+            if self._depth >= MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise TooDeep(f"line {mark.line + 1}, column {mark.column + 1}")
+            self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if opens:
+                self._depth -= 1
+
+
+class _StrictLoader(_ShallowLoader):
+    """_ShallowLoader that refuses a key given twice in one mapping, as Kubernetes does."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         first_lines: dict[Hashable, int] = {}
@@ -197,9 +297,14 @@ class _StrictLoader(yaml.SafeLoader):
 def _load_yaml(text: str, source: str) -> list[Any]:
     """Every document of the stream (None for an empty one), or ManifestError."""
     try:
-        return list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 (a SafeLoader)
+        documents = list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 (a SafeLoader)
+        for document in documents:
+            check_depth(document)
     except yaml.YAMLError as exc:
         raise ManifestError(source, [("", _yaml_message(exc))]) from None
+    except TooDeep as exc:
+        raise ManifestError(source, [("", str(exc))]) from None
+    return documents
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:

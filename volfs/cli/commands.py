@@ -54,6 +54,7 @@ from volfs.config import (
     DOCKER_PLUGIN_DIR,
     DaemonConfig,
     default_socket,
+    parse_group,
     parse_kube_api,
 )
 from volfs.runtime import RUN_ANNOTATION
@@ -124,7 +125,7 @@ def main() -> None:
 _CONFIG_KEYS = {"root": "root", "state-dir": "state_dir", "socket": "socket_path",
                 "hook-timeout": "hook_timeout", "allow-host-path": "allow_host_path",
                 "debug": "debug", "docker-host": "docker_host", "docker-plugin": "docker_plugin",
-                "kube-api": "kube_api"}
+                "kube-api": "kube_api", "tree-group": "tree_group"}
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
@@ -222,11 +223,19 @@ def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "(127.0.0.1:PORT or [::1]:PORT; PORT 0 picks one), with a bearer token; "
     "'volfs kubeconfig' prints a kubeconfig for it.",
 )
+@click.option(
+    "--tree-group",
+    default=None,
+    metavar="GROUP",
+    callback=lambda ctx, param, value: _tree_group(value),
+    help="Give this group (a name or a gid) r-x on the tree above the volumes (<root>, "
+    "pods, pods/<uid>, ...: mode 0750). Default: root's group, so only root gets through.",
+)
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 def serve(
     root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float,
     allow_host_path: tuple[str, ...], docker_host: str | None, docker_plugin: str, debug: bool,
-    kube_api: tuple[str, int] | None,
+    kube_api: tuple[str, int] | None, tree_group: int,
 ) -> None:
     """Run the daemon: mount the volume tree and serve the control API."""
     config = DaemonConfig(
@@ -239,10 +248,20 @@ def serve(
         kube_api=kube_api,
         docker_host=docker_host or None,
         docker_plugin=docker_plugin,
+        tree_gid=tree_group,
     )
     from volfs.daemon import run
 
     sys.exit(run(config))
+
+
+def _tree_group(value: str | int | None) -> int:
+    if value is None or value == "":
+        return 0
+    try:
+        return parse_group(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _kube_api(value: str | None) -> tuple[str, int] | None:

@@ -25,10 +25,11 @@ __all__ = ["Filesystem", "ServedVolume"]
 
 
 class Filesystem:
-    def __init__(self, statfs_path: str) -> None:
+    def __init__(self, statfs_path: str, tree_gid: int = 0) -> None:
+        """``tree_gid``: the group given r-x on the synthetic directories (0: root's only)."""
         self.tree = Tree()
         self.table = InodeTable()
-        self.operations = VolfsOperations(self.tree, self.table, statfs_path)
+        self.operations = VolfsOperations(self.tree, self.table, statfs_path, tree_gid)
         self.mounted = False
 
     async def serve(self, root: Path, *,

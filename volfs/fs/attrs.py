@@ -7,7 +7,11 @@ import stat
 
 import pyfuse3
 
-SYNTHETIC_MODE = stat.S_IFDIR | 0o755
+# The made-up levels (<root>, pods, pods/<uid>, .../volumes, .../<kind>) are root's,
+# as kubelet keeps its pods directory: no other host user may list them or pass through
+# to a pod's volumes (an EmptyDir is 0777). Containers reach their volumes through bind
+# mounts made by root, so they need no way through. ``--tree-group`` lets one group in.
+SYNTHETIC_MODE = stat.S_IFDIR | 0o750
 SYNTHETIC_TIMEOUT = 1.0
 
 
@@ -31,8 +35,10 @@ def entry_attributes(ino: int, st: os.stat_result, timeout: float) -> pyfuse3.En
     return attrs
 
 
-def synthetic_attributes(ino: int, nchildren: int, time_ns: int) -> pyfuse3.EntryAttributes:
-    """A read-only directory owned by root, as the made-up levels of the tree are."""
+def synthetic_attributes(ino: int, nchildren: int, time_ns: int,
+                         gid: int = 0) -> pyfuse3.EntryAttributes:
+    """A read-only directory owned by root and group ``gid``, mode 0750, as the made-up
+    levels of the tree are (the mount's ``default_permissions`` has the kernel enforce it)."""
     attrs = pyfuse3.EntryAttributes()
     attrs.st_ino = ino
     attrs.entry_timeout = SYNTHETIC_TIMEOUT
@@ -40,7 +46,7 @@ def synthetic_attributes(ino: int, nchildren: int, time_ns: int) -> pyfuse3.Entr
     attrs.st_mode = SYNTHETIC_MODE
     attrs.st_nlink = 2 + nchildren
     attrs.st_uid = 0
-    attrs.st_gid = 0
+    attrs.st_gid = gid
     attrs.st_size = 4096
     attrs.st_blksize = 4096
     attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = time_ns

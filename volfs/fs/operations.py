@@ -70,11 +70,13 @@ class VolfsOperations(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, tree: Tree, table: InodeTable, statfs_path: str) -> None:
+    def __init__(self, tree: Tree, table: InodeTable, statfs_path: str,
+                 tree_gid: int = 0) -> None:
         super().__init__()
         self.tree = tree
         self.table = table
         self._statfs_path = statfs_path
+        self._tree_gid = tree_gid  # the group of the synthetic directories (0750)
         # The numbers the kernel holds are ours, never a store's (see fs/handles.py).
         self._dirs: HandleTable[_DirHandle] = HandleTable("directory")
         self._files: HandleTable[OpenFile] = HandleTable("file")
@@ -407,7 +409,7 @@ class VolfsOperations(pyfuse3.Operations):
         children = self.tree.children(node.path)
         if children is None:
             raise FUSEError(errno.ENOENT)
-        return synthetic_attributes(node.ino, len(children), self._started_ns)
+        return synthetic_attributes(node.ino, len(children), self._started_ns, self._tree_gid)
 
 
 def _owner(ctx: pyfuse3.RequestContext) -> Owner:

@@ -1,7 +1,8 @@
 """The synthetic part of the tree: ``pods/<uid>/volumes/<kind-dir>/<volume>``.
 
 Everything above a volume's own directory is made up from what the lifecycle
-layer has published: no disk behind it, read-only to every caller.
+layer has published: no disk behind it, read-only to every caller, and closed to
+host users other than root (and the ``--tree-group``): see ``attrs.SYNTHETIC_MODE``.
 """
 
 from __future__ import annotations

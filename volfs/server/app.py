@@ -53,6 +53,7 @@ from volfs.api.errors import (
     RequestError,
     SetupFailed,
 )
+from volfs.api.manifests import TooDeep, decode_json, decode_yaml
 from volfs.lifecycle.service import DeleteResult, PodService
 from volfs.server import discovery
 from volfs.server import status as st
@@ -118,7 +119,6 @@ def create_app(
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception},
-        max_body_size=MAX_BODY_BYTES,
     )
 
 
@@ -433,7 +433,7 @@ async def _patch(request: Request, entry: Registered, namespace: str | None,
             "UnsupportedMediaType",
             f"the body of the request was in an unknown format ({content_type or 'none'}) - "
             f"accepted media types include: {', '.join(_PATCH_TYPES)}"))
-    patch = _decode_json(await request.body())
+    patch = _decode_json(await _read_body(request))
     for attempt in range(1, PATCH_ATTEMPTS + 1):
         current = _typed(resource, await entry.service.get(namespace, name))
         try:
@@ -535,13 +535,15 @@ def _refuse_dry_run(request: Request) -> None:
 
 async def _body(request: Request, *, optional: bool = False) -> Object:
     """The request body as an object: JSON, or YAML when the Content-Type says so."""
-    raw = await request.body()
+    raw = await _read_body(request)
     if optional and not raw.strip():
         return {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
         try:
-            body = yaml.safe_load(raw)
+            body = decode_yaml(raw)
+        except TooDeep as exc:
+            raise st.StatusError(st.bad_request(f"the request body is refused: {exc}")) from None
         except yaml.YAMLError as exc:
             message = str(exc).splitlines()[0]
             raise st.StatusError(st.bad_request(
@@ -558,9 +560,32 @@ async def _body(request: Request, *, optional: bool = False) -> Object:
     return body
 
 
+async def _read_body(request: Request) -> bytes:
+    """The request body, refused (413) past MAX_BODY_BYTES: by its Content-Length before
+    any of it is read, else as soon as what arrives passes it; never parsed then."""
+    length = request.headers.get("content-length", "")
+    too_large = st.StatusError(st.status(
+        "RequestEntityTooLarge", f"the request body is larger than {MAX_BODY_BYTES} bytes, "
+        "the most volfs takes for one object", code=413))
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _decode_json(raw: bytes) -> Any:
+    """The body as JSON; refused (400) when not JSON or nested too deeply (MAX_DEPTH).
+
+    Its size was capped before (``_read_body``: a larger body is a 413, never parsed)."""
     try:
-        return json.loads(raw)
+        return decode_json(raw)
+    except TooDeep as exc:
+        raise st.StatusError(st.bad_request(f"the request body is refused: {exc}")) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise st.StatusError(st.bad_request(f"the request body is not valid JSON: {exc}")) from exc
 
@@ -633,7 +658,7 @@ def _answers_with_status(handler: Handler) -> Handler:
         except st.StatusError as exc:
             return _status_response(exc.status)
         except HTTPException:
-            raise  # Starlette's own (body too large): _http_exception answers it
+            raise  # Starlette's own (no such path, ...): _http_exception answers it
         except Exception as exc:
             log.error(
                 "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
@@ -675,7 +700,7 @@ def _status_response(status: dict[str, Any], headers: dict[str, str] | None = No
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (no such path, wrong method, body too large) as Statuses."""
+    """Starlette's own refusals (no such path, wrong method) as Statuses."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         answer = _no_such_path()

@@ -44,6 +44,7 @@ from starlette.types import ASGIApp
 
 from volfs.api import ManifestError, Pod, parse_pod
 from volfs.api.errors import Invalid, NotFound, RequestError
+from volfs.api.manifests import TooDeep, decode_json
 from volfs.lifecycle.service import DeleteResult
 from volfs.runtime.base import RuntimeFailed, RuntimeUnavailable
 
@@ -491,12 +492,14 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
             raw = await request.body()
-            body = json.loads(raw) if raw.strip() else {}
+            body = decode_json(raw) if raw.strip() else {}
             if not isinstance(body, dict):
                 raise PluginError("the request body must be a JSON object")
             return _answer(await handler(body))
         except PluginError as exc:
             return _answer({"Err": str(exc)}, 500)
+        except TooDeep as exc:
+            return _answer({"Err": f"the request body is refused: {exc}"}, 400)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _answer({"Err": f"the request body is not valid JSON: {exc}"}, 400)
         except Exception as exc:
