@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["AlreadyExists", "Cause", "Conflict", "Invalid", "ManifestError", "NotFound",
-           "RequestError", "SetupFailed", "VolumeNotReady", "field_path", "quote"]
+__all__ = ["AlreadyExists", "Cause", "Conflict", "Invalid", "ManifestError", "NoSpace",
+           "NotFound", "RequestError", "SetupFailed", "VolumeNotReady", "field_path", "quote"]
 
 Cause = tuple[str, str]
 """``(field, message)``; field in Kubernetes' dotted notation, ``""`` for the whole document."""
@@ -126,6 +126,12 @@ class Invalid(RequestError):
 
 class SetupFailed(RequestError):
     """Setting a pod's volumes up failed (a hook, the disk); nothing was left behind."""
+
+
+class NoSpace(RequestError):
+    """The state database could not store a change: its filesystem is full (HTTP 507).
+    The change was rolled back whole; the daemon serves on, and stores again once
+    there is room."""
 
 
 class Conflict(RequestError):

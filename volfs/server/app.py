@@ -49,6 +49,7 @@ from volfs.api.errors import (
     AlreadyExists,
     Conflict,
     Invalid,
+    NoSpace,
     NotFound,
     RequestError,
     SetupFailed,
@@ -645,6 +646,8 @@ def _refusal(exc: Exception, resource: Resource, registry: ResourceRegistry,
         return st.manifest_invalid(exc, name, resource.kind, resource.group)
     if isinstance(exc, SetupFailed):
         return st.internal_error(str(exc))
+    if isinstance(exc, NoSpace):
+        return st.status("InsufficientStorage", str(exc))
     return st.internal_error(str(exc))  # a RequestError this layer does not know yet
 
 

@@ -29,6 +29,7 @@ _CODES = {
     "UnsupportedMediaType": 415,
     "Invalid": 422,
     "InternalError": 500,
+    "InsufficientStorage": 507,  # the state database's filesystem is full
 }
 
 # A field error's reason, told by how its message starts (as Kubernetes' field.Error

@@ -21,6 +21,7 @@ call in a worker thread, one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
+
+from volfs.api.errors import NoSpace
 
 T = TypeVar("T")
 Object = dict[str, Any]
@@ -51,6 +54,7 @@ CREATE TABLE IF NOT EXISTS counters (
 
 class StateDB:
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
@@ -130,20 +134,41 @@ class StateDB:
             "SELECT value FROM counters WHERE name = 'resourceVersion'").fetchone()[0])
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
+        return _Transaction(self._conn, self._path)
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block raised."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if the block (or the COMMIT) raised.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    A full disk (SQLITE_FULL, in the block or at COMMIT) becomes :class:`NoSpace`,
+    after the rollback: SQLite may leave the transaction open after that error, and an
+    open transaction would refuse every later write, long after space was freed.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
+        self._path = path
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type: object, exc: BaseException | None, _tb: object) -> None:
+        if exc is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_failed:
+                exc = commit_failed
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+        if (isinstance(exc, sqlite3.OperationalError)
+                and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL):
+            raise NoSpace(f"no space left on the filesystem of the state database "
+                          f"{self._path}: nothing was changed (free some space there)"
+                          ) from exc
+        if exc_type is None:
+            raise exc
 
 
 class AsyncStateDB:
