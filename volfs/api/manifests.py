@@ -165,9 +165,10 @@ def _type_field(doc: dict[str, Any], key: str) -> Cause | None:
 def _unknown_kind(api_version: str, kind: str) -> Cause:
     if (api_version, kind) in NOT_SUPPORTED_YET:
         return "kind", f"{kind} is not supported yet"
+    # Quoted as values are: escaped (a newline stays on the line) and cut when long.
     if any(k == kind for _, k in PARSERS):
-        return "apiVersion", f'unknown apiVersion "{api_version}" for kind "{kind}"'
-    return "kind", f'unknown kind "{kind}" for apiVersion "{api_version}"'
+        return "apiVersion", f"unknown apiVersion {quote(api_version)} for kind {quote(kind)}"
+    return "kind", f"unknown kind {quote(kind)} for apiVersion {quote(api_version)}"
 
 
 def _a(value: Any) -> str:

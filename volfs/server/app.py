@@ -38,11 +38,12 @@ from typing import Any
 import trio
 import yaml
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from volfs.api import ManifestError
 from volfs.api.errors import (
@@ -115,11 +116,54 @@ def create_app(
     routes = [*_health_routes(), *_discovery_routes(registry),
               *_resource_routes(registry, next_change, watches or OpenWatches()),
               _kubeconfig_route(kubeconfig)]
-    return Starlette(
+    return BodyLimit(Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception},
-        max_body_size=MAX_BODY_BYTES,
-    )
+    ), MAX_BODY_BYTES)
+
+
+class _TooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes, the limit "
+                              "for one request")
+
+
+class BodyLimit:
+    """Refuse a request body over ``limit`` bytes with a 413 Status, before reading it
+    when its Content-Length says so, else as soon as that many bytes have come.
+
+    (Starlette's own limit answers a declared length with plain text, not a Status.)
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.strip().isdigit() and int(declared) > self._limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._limit:
+                    raise _TooLarge(self._limit)  # _http_exception answers it
+            return message
+
+        await self._app(scope, limited, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exc = _TooLarge(self._limit)
+        answer = st.status("RequestEntityTooLarge", str(exc.detail), code=413)
+        await _status_response(answer, headers={"connection": "close"})(scope, receive, send)
 
 
 def _health_routes() -> list[Route]:
@@ -356,7 +400,9 @@ async def _create(request: Request, entry: Registered, namespace: str | None) ->
     try:
         created = await entry.service.create(body)
     except ManifestError as exc:
-        raise st.StatusError(st.manifest_invalid(exc, metadata.get("name"), resource.kind,
+        name = metadata.get("name")  # anything the client sent: a name only if a string
+        raise st.StatusError(st.manifest_invalid(exc, name if isinstance(name, str) else None,
+                                                 resource.kind,
                                                  resource.group)) from exc
     return _json(_typed(resource, created), status_code=201)
 
@@ -560,9 +606,14 @@ async def _body(request: Request, *, optional: bool = False) -> Object:
 
 def _decode_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(raw, parse_constant=_not_json)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise st.StatusError(st.bad_request(f"the request body is not valid JSON: {exc}")) from exc
+
+
+def _not_json(constant: str) -> Any:
+    """NaN and Infinity are Python's, not JSON's: refused as the API server refuses them."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _table(resource: Resource, items: list[Object], media: Media, request: Request,
