@@ -12,6 +12,7 @@ own logic (resuming, giving back the lookups of entries not taken) is what is te
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -530,3 +531,69 @@ def test_unknown_inodes_and_those_of_a_withdrawn_pod_are_enoent(served: Served) 
             errno.ENOENT)
 
     run(served, test)
+
+
+# -- symlinks: stored and answered, never followed by the daemon ------------------------------
+
+def test_the_daemon_never_follows_a_symlink_a_pod_made(served: Served, tmp_path: Path) -> None:
+    """What volfs guarantees: a symlink in a volume is stored as given and read back as
+    given; every handler acts on the link itself, never on where it leads. Following a
+    link is the kernel's work, done for the caller in the caller's own view of the tree
+    (as on any filesystem), so a link to ``/etc/passwd`` gives the caller its own
+    ``/etc/passwd``, never a file the daemon opened for it."""
+    outside = tmp_path / "outside"  # what the links lead to: the daemon's own files
+    outside.write_bytes(b"not the pod's")
+    outside.chmod(0o644)
+    os.setxattr(outside, b"user.kept", b"yes")
+    before = outside.stat()
+    targets = {b"abs": str(outside).encode(), b"up": b"../../../../../.." + str(outside).encode(),
+               b"passwd": b"/etc/passwd", b"root": b"/"}
+
+    async def test(s: Served) -> None:
+        volume = await s.volume("scratch")
+        links = {}
+        for name, target in targets.items():
+            attrs = await s.ops.symlink(volume, name, target, CTX)
+            assert stat.S_ISLNK(attrs.st_mode)
+            links[name] = attrs.st_ino
+        for name, ino in links.items():
+            assert await s.ops.readlink(ino, CTX) == targets[name]  # verbatim
+            assert stat.S_ISLNK((await s.ops.getattr(ino, CTX)).st_mode)
+            assert stat.S_ISLNK((await s.ops.lookup(volume, name, CTX)).st_mode)
+            # Opening a link (the kernel never asks; a hostile FUSE client might) is ELOOP.
+            for flags in (os.O_RDONLY, os.O_WRONLY | os.O_TRUNC, os.O_RDWR | os.O_APPEND):
+                assert await fuse_errno(s.ops.open, ino, flags, CTX) == errno.ELOOP, flags
+            # A link is no directory: nothing is looked up, made or listed through it.
+            assert await fuse_errno(s.ops.lookup, ino, b"passwd", CTX) == errno.ENOTDIR
+            assert await fuse_errno(s.ops.mkdir, ino, b"x", 0o755, CTX) == errno.ENOTDIR
+            assert await fuse_errno(s.ops.create, ino, b"x", stat.S_IFREG | 0o644,
+                                    os.O_RDWR | os.O_CREAT, CTX) == errno.ENOTDIR
+            # setattr changes the link or fails; it never reaches the target.
+            for changed, attr in ((fields(update_mode=True), _attrs(st_mode=0o777)),
+                                  (fields(update_size=True), _attrs(st_size=0)),
+                                  (fields(update_mtime=True), _attrs(st_mtime_ns=0))):
+                with contextlib.suppress(pyfuse3.FUSEError):
+                    await s.ops.setattr(ino, attr, changed, None, CTX)
+            with contextlib.suppress(pyfuse3.FUSEError):
+                await s.ops.setxattr(ino, b"user.kept", b"changed", CTX)
+            # A hard link to a link is another link, not the file it names.
+            linked = await s.ops.link(ino, volume, name + b".hard", CTX)
+            assert stat.S_ISLNK(linked.st_mode) and linked.st_ino == ino
+        await s.ops.forget([(ino, 2) for ino in links.values()])
+
+    run(served, test)
+    after = outside.stat()
+    assert outside.read_bytes() == b"not the pod's"
+    assert (after.st_mode, after.st_size, after.st_mtime_ns, after.st_nlink) == (
+        before.st_mode, before.st_size, before.st_mtime_ns, before.st_nlink)
+    assert os.getxattr(outside, b"user.kept") == b"yes"
+    for name, target in targets.items():
+        for entry in (name, name + b".hard"):
+            assert os.readlink(served.dirs["scratch"] / entry.decode()) == target.decode()
+
+
+def _attrs(**values: int) -> pyfuse3.EntryAttributes:
+    attr = pyfuse3.EntryAttributes()
+    for key, value in values.items():
+        setattr(attr, key, value)
+    return attr

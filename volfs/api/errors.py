@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["AlreadyExists", "Cause", "Conflict", "Invalid", "ManifestError", "NoSpace",
-           "NotFound", "RequestError", "SetupFailed", "VolumeNotReady", "field_path", "quote"]
+           "NotFound", "RequestError", "SetupFailed", "VolumeNotReady", "field_path",
+           "one_line", "quote"]
 
 Cause = tuple[str, str]
 """``(field, message)``; field in Kubernetes' dotted notation, ``""`` for the whole document."""
@@ -35,7 +36,9 @@ class ManifestError(ValueError):
 
     def __init__(self, source: str | None, causes: Iterable[Cause]) -> None:
         self.source = source
-        self.causes: list[Cause] = list(causes)
+        # A field or message may hold what the document held (a key, a value): kept on
+        # one line, whatever it was.
+        self.causes: list[Cause] = [(one_line(f), one_line(m)) for f, m in causes]
         if not self.causes:
             raise ValueError("a ManifestError needs at least one cause")
         super().__init__(self.line(0))
@@ -63,6 +66,14 @@ class ManifestError(ValueError):
     def map_fields(self, rename: Callable[[str], str]) -> ManifestError:
         """The same error with every field path passed through ``rename``."""
         return ManifestError(self.source, [(rename(f), m) for f, m in self.causes])
+
+
+_LINE_BREAKERS = {c: json.dumps(chr(c))[1:-1] for c in [*range(0x20), 0x7F, 0x85, 0x2028, 0x2029]}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters and line separators escaped (``\\n``, ``\\u0000``)."""
+    return text.translate(_LINE_BREAKERS)
 
 
 def quote(value: object) -> str:

@@ -122,11 +122,16 @@ def decode_json(raw: bytes | str) -> Any:
         json.JSONDecodeError, UnicodeDecodeError: not JSON.
     """
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)
     except RecursionError:  # the C decoder's own guard, far past MAX_DEPTH
         raise TooDeep() from None
     check_depth(value)
     return value
+
+
+def _not_json(constant: str) -> Any:
+    """NaN and Infinity are Python's, not JSON's: refused as the API server refuses them."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def decode_yaml(raw: bytes | str) -> Any:
@@ -244,9 +249,10 @@ def _type_field(doc: dict[str, Any], key: str) -> Cause | None:
 def _unknown_kind(api_version: str, kind: str) -> Cause:
     if (api_version, kind) in NOT_SUPPORTED_YET:
         return "kind", f"{kind} is not supported yet"
+    # Quoted as values are: escaped (a newline stays on the line) and cut when long.
     if any(k == kind for _, k in PARSERS):
-        return "apiVersion", f'unknown apiVersion "{api_version}" for kind "{kind}"'
-    return "kind", f'unknown kind "{kind}" for apiVersion "{api_version}"'
+        return "apiVersion", f"unknown apiVersion {quote(api_version)} for kind {quote(kind)}"
+    return "kind", f"unknown kind {quote(kind)} for apiVersion {quote(api_version)}"
 
 
 def _a(value: Any) -> str:

@@ -357,7 +357,9 @@ async def _create(request: Request, entry: Registered, namespace: str | None) ->
     try:
         created = await entry.service.create(body)
     except ManifestError as exc:
-        raise st.StatusError(st.manifest_invalid(exc, metadata.get("name"), resource.kind,
+        name = metadata.get("name")  # anything the client sent: a name only if a string
+        raise st.StatusError(st.manifest_invalid(exc, name if isinstance(name, str) else None,
+                                                 resource.kind,
                                                  resource.group)) from exc
     return _json(_typed(resource, created), status_code=201)
 
@@ -587,7 +589,7 @@ def _decode_json(raw: bytes) -> Any:
         return decode_json(raw)
     except TooDeep as exc:
         raise st.StatusError(st.bad_request(f"the request body is refused: {exc}")) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise st.StatusError(st.bad_request(f"the request body is not valid JSON: {exc}")) from exc
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from volfs.api import ManifestError
+from volfs.api.errors import quote
 
 # The HTTP code Kubernetes uses for each reason.
 _CODES = {
@@ -133,7 +134,9 @@ def invalid(
     'Pod "web" is invalid: spec.volumes[0].name: Required value'
     """
     parts = [f"{field}: {message}" if field else message for field, message in causes]
-    what = f'{kind}.{group} "{name}"' if group and name else f'{kind} "{name}"' if name else kind
+    # The name as sent, quoted as the causes quote values: escaped, and cut when long.
+    shown = quote(name) if name else ""
+    what = f"{kind}.{group} {shown}" if group and name else f"{kind} {shown}" if name else kind
     joined = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return status(
         "Invalid",
