@@ -116,5 +116,43 @@ def fd_problems(s: Snapshot) -> list[str]:
         return []
     count = open_fds(s.daemon_pid)
     if count > s.fd_baseline + s.fd_slack:
-        return [f"the daemon holds {count} descriptors, {s.fd_baseline} at the start"]
+        return [f"the daemon holds {count} descriptors, {s.fd_baseline} at the start: "
+                f"{_what_fds_are(s.daemon_pid)}"]
     return []
+
+
+def _socket_kinds(pid: int) -> dict[str, str]:
+    """Socket inode -> "tcp to PORT" / "unix PATH", from the process's /proc/net tables."""
+    kinds: dict[str, str] = {}
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            kinds[fields[9]] = f"tcp to port {int(fields[2].rsplit(':', 1)[1], 16)}"
+    try:
+        for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            kinds[fields[6]] = f"unix {fields[7] if len(fields) > 7 else '(unnamed)'}"
+    except OSError:
+        pass
+    return kinds
+
+
+def _what_fds_are(pid: int) -> str:
+    """What a process's descriptors lead to, counted by kind (for the failure message)."""
+    sockets = _socket_kinds(pid)
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            kind = sockets.get(target[8:-1], "socket")
+        else:
+            kind = target.split(":", 1)[0] if ":" in target[:12] else os.path.dirname(target)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda i: -i[1]))

@@ -69,6 +69,7 @@ class Daemon:
             if self._healthy() and os.path.ismount(self.root):
                 return self
             time.sleep(0.05)
+        self.stop()  # never leave a daemon (and its mount) behind a failed start
         raise DaemonError(f"volfs serve did not become ready:\n{self.log()}")
 
     @property
