@@ -18,7 +18,6 @@ import datetime
 import json
 import math
 import queue
-import shutil
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.shares import LocalShares
 from volfs.api import ManifestError, load_manifests, parse_object
 from volfs.controllers.storage import StorageController
 from volfs.fs import Filesystem
@@ -61,30 +61,6 @@ PATHS = {
     "PersistentVolume": "/api/v1/persistentvolumes",
     "StorageClass": "/apis/storage.k8s.io/v1/storageclasses",
 }
-
-
-class LocalShares:
-    """NFS shares as local directories (what the provisioner and reclaimer do to them)."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-
-    def _dir(self, *parts: str) -> Path:
-        return self.base.joinpath(*(p.strip("/") for p in parts if p))
-
-    async def make_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
-        self._dir(server, share, sub_dir).mkdir(parents=True, exist_ok=True)
-
-    async def remove_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
-        shutil.rmtree(self._dir(server, share, sub_dir), ignore_errors=True)
-
-    async def rename_dir(self, server: str, share: str, sub_dir: str, new: str,
-                         opts: list[str]) -> None:
-        self._dir(server, share, sub_dir).rename(self._dir(server, share, new))
-
-    async def scrub_dir(self, server: str, path: str, opts: list[str]) -> None:
-        for child in self._dir(server, path).iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 class QuietEngine:

@@ -6,7 +6,6 @@ The share operations are a local stand-in (directories under a temp dir, one per
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,33 +13,12 @@ from typing import Any
 import pytest
 import trio
 
+from tests.shares import LocalShares
 from volfs.api.errors import Conflict
 from volfs.api.storage import build_claim, build_storage_class, build_volume
 from volfs.controllers.storage import StorageController
 from volfs.persistent import NfsSource, PersistentSources, expand_sub_dir
 from volfs.state import AsyncStateDB, StateDB
-
-
-class LocalShares:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-
-    def _dir(self, server: str, share: str, sub_dir: str = "") -> Path:
-        return self.base / server / share.strip("/") / sub_dir
-
-    async def make_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
-        self._dir(server, share, sub_dir).mkdir(parents=True, exist_ok=True)
-
-    async def remove_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
-        shutil.rmtree(self._dir(server, share, sub_dir))
-
-    async def rename_dir(self, server: str, share: str, sub_dir: str, new: str,
-                         opts: list[str]) -> None:
-        self._dir(server, share, sub_dir).rename(self._dir(server, share, new))
-
-    async def scrub_dir(self, server: str, path: str, opts: list[str]) -> None:
-        for child in self._dir(server, path).iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 class Harness:
