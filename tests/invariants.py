@@ -117,7 +117,7 @@ def fd_problems(s: Snapshot) -> list[str]:
     count = open_fds(s.daemon_pid)
     if count > s.fd_baseline + s.fd_slack:
         return [f"the daemon holds {count} descriptors, {s.fd_baseline} at the start: "
-                f"{_what_fds_are(s.daemon_pid)}"]
+                f"{what_fds_are(s.daemon_pid)}"]
     return []
 
 
@@ -141,7 +141,7 @@ def _socket_kinds(pid: int) -> dict[str, str]:
     return kinds
 
 
-def _what_fds_are(pid: int) -> str:
+def what_fds_are(pid: int) -> str:
     """What a process's descriptors lead to, counted by kind (for the failure message)."""
     sockets = _socket_kinds(pid)
     kinds: dict[str, int] = {}
