@@ -5,6 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def timestamp_now() -> str:
+    """Now, as Kubernetes writes its timestamps (``2024-05-01T12:00:00Z``, UTC, seconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def human_duration(seconds: float) -> str:
     """An age as kubectl and the API server print one (``duration.HumanDuration``).
 

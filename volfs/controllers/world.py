@@ -3,7 +3,6 @@ object (:class:`World`), where events go, and how stored objects become models."
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from volfs.api.storage import (
     build_storage_class,
     build_volume,
 )
+from volfs.api.times import timestamp_now
 
 PV, PVC, SC = "PersistentVolume", "PersistentVolumeClaim", "StorageClass"
 POD = "Pod"  # read only: which claims have a consumer (WaitForFirstConsumer)
@@ -44,14 +44,10 @@ class World:
         return [as_class(o) for o in self.classes.values()]
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def new_object(obj: Object, status: Object | None) -> Object:
     """``obj`` as the API server stores a new object: a uid, a creation time, a status."""
     meta = obj.setdefault("metadata", {})
-    meta.update(uid=str(uuid.uuid4()), creationTimestamp=now())
+    meta.update(uid=str(uuid.uuid4()), creationTimestamp=timestamp_now())
     if status is not None:
         obj["status"] = status
     return obj

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from typing import Any
 
 from volfs.api import ManifestError, Pod, parse_pod
 from volfs.api.errors import SetupFailed
+from volfs.api.times import timestamp_now
 from volfs.lifecycle.volumes import PodRef
 
 POD = "Pod"
 Object = dict[str, Any]
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def new_object(pod: Pod) -> Object:
     """The stored form of a new pod: the manifest plus identity and status."""
     obj = pod.to_k8s()
-    created = now()
+    created = timestamp_now()
     meta = obj.setdefault("metadata", {})
     meta.update(uid=str(uuid.uuid4()), creationTimestamp=created,
                 namespace=pod.metadata.namespace)
@@ -59,11 +55,11 @@ def mark_waiting(obj: Object, reasons: list[str]) -> None:
     status["phase"] = "Pending"
     status["conditions"] = [{"type": "VolumesReady", "status": "False",
                              "reason": "VolumesNotReady", "message": "; ".join(reasons),
-                             "lastTransitionTime": now()}]
+                             "lastTransitionTime": timestamp_now()}]
 
 
 def mark_ready(obj: Object) -> None:
     status = obj["status"]
     status["phase"] = "Running"
     status["conditions"] = [{"type": "VolumesReady", "status": "True",
-                             "lastTransitionTime": now()}]
+                             "lastTransitionTime": timestamp_now()}]

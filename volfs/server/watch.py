@@ -23,12 +23,13 @@ as etcd's revision). So:
 from __future__ import annotations
 
 import copy
-import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import trio
+
+from volfs.api.times import timestamp_now
 
 Object = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
@@ -74,10 +75,6 @@ def _key(obj: Object) -> Key:
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def deleted(obj: Object, when: str) -> Object:
     """``obj``'s last state as a DELETED event tells it, marked deleted at ``when``."""
     gone = copy.deepcopy(obj)
@@ -96,7 +93,7 @@ def changes(before: dict[Key, Object], after: dict[Key, Object],
             when: str = "") -> list[Object]:
     """The events that take a watcher from ``before`` to ``after``, oldest change first;
     a deletion is dated ``when`` (now, by default)."""
-    events = [{"type": "DELETED", "object": deleted(obj, when or now())}
+    events = [{"type": "DELETED", "object": deleted(obj, when or timestamp_now())}
               for key, obj in before.items() if key not in after]
     for key, obj in sorted(after.items(), key=lambda item: version_of(item[1])):
         if key not in before:

@@ -24,6 +24,7 @@ import uuid
 import weakref
 from typing import Any
 
+from volfs.api.times import parse_timestamp, timestamp_now
 from volfs.state import AsyncStateDB
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def new_event(involved_object: dict[str, Any], reason: str, message: str,
     """The v1 Event :func:`record_event` stores (pure; for tests and callers that batch)."""
     meta = involved_object.get("metadata") or {}
     namespace = meta.get("namespace") or "default"
-    now = _now()
+    now = timestamp_now()
     reference = {
         "apiVersion": involved_object.get("apiVersion", "v1"),
         "kind": involved_object.get("kind", ""),
@@ -132,21 +133,7 @@ async def _prune(db: AsyncStateDB) -> None:
     _last_pruned[db] = now
     cutoff = datetime.datetime.now(datetime.UTC) - TTL
     for event in await db.list(EVENT):
-        seen = _parse(event.get("lastTimestamp"))
+        seen = parse_timestamp(event.get("lastTimestamp"))
         if seen is not None and seen < cutoff:
             meta = event["metadata"]
             await db.delete(EVENT, meta.get("namespace", ""), meta["name"])
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(value: Any) -> datetime.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
