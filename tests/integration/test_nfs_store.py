@@ -31,6 +31,7 @@ from volfs.stores.nfs import (
     usage,
 )
 from volfs.stores.nfs.share import clients
+from volfs.stores.nfs.writebehind import COALESCE
 from volfs.stores.quota import QuotaExceeded
 
 USER = Owner(1000, 1000)
@@ -273,6 +274,34 @@ def test_writes_behind_land_in_order_and_are_read_back(nfs_share: NfsShare) -> N
     run(main)
     data = (nfs_share.dir / "w").read_bytes()
     assert data[4096:12288] == bytes([49]) * 8192 and len(data) == 100_050
+
+
+def test_a_file_kept_open_under_small_appends_holds_bounded_memory(
+        nfs_share: NfsShare) -> None:
+    """A log file that a process appends to for hours without closing it: what the
+    store holds for it stays bounded by counts, not only by bytes."""
+    records = [b"%06d\n" % n for n in range(20_000)]
+
+    async def main() -> None:
+        store = await _open(nfs_share)
+        root = (await store.open_root()).handle
+        fh, _ = await store.create(root, b"log", stat.S_IFREG | 0o644,
+                                   os.O_WRONLY | os.O_APPEND, USER)
+        most_flights = most_pieces = 0
+        for record in records:
+            await store.write(fh, 0, record)
+            held = store.write_backlog
+            most_flights = max(most_flights, held.flights)
+            most_pieces = max(most_pieces, held.unstable_pieces)
+        await store.flush(fh)
+        await store.release(fh)
+        assert store.write_backlog.flights == store.write_backlog.unstable_pieces == 0
+        await store.close()
+        assert most_flights <= 64, most_flights  # WRITES_IN_FLIGHT
+        assert most_pieces <= 20_000 * 7 // COALESCE + 2, most_pieces  # joined, not one each
+
+    run(main)
+    assert (nfs_share.dir / "log").read_bytes() == b"".join(records)
 
 
 def test_read_ahead_follows_the_file(nfs_share: NfsShare) -> None:

@@ -250,9 +250,8 @@ def test_a_commit_with_a_new_verifier_writes_again_and_commits_again() -> None:
         await behind.sync(writes)
         assert not writes.uncommitted.unstable and not writes.pending
 
-    trio.run(main)
-    assert server.log[4:] == [("commit",), ("write", 0, K, L.FILE_SYNC),
-                              ("write", K, K, L.FILE_SYNC), ("commit",)]
+    trio.run(main)  # the two contiguous writes were kept as one piece
+    assert server.log[4:] == [("commit",), ("write", 0, 2 * K, L.FILE_SYNC), ("commit",)]
 
 
 def test_file_sync_replies_keep_nothing_and_need_no_commit() -> None:
@@ -283,6 +282,59 @@ def test_unstable_data_past_the_limit_is_committed_early() -> None:
 
     trio.run(main)
     assert server.log[-1] == ("commit",)
+
+
+def test_a_file_has_a_bounded_number_of_writes_on_their_way() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, calls=8)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        for n in range(100):  # tiny appends: far under the window in bytes
+            await behind.send(writes, 3 * n, b"[%d]" % (n % 10))
+            assert len(writes.flights) <= 8
+        await behind.sync(writes)
+
+    trio.run(main)
+    assert bytes(server.files[FH]) == b"".join(b"[%d]" % (n % 10) for n in range(100))
+
+
+def test_small_appends_are_kept_as_one_piece_and_written_again_whole() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, coalesce=64)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        for n in range(40):
+            await behind.send(writes, 4 * n, b"%04d" % n)
+        await behind.settle(FH)
+        assert [(start, len(piece)) for start, piece in writes.uncommitted.unstable] == [
+            (0, 64), (64, 64), (128, 32)]
+        server.commit_verifier = b"boot-2.."  # the server lost them: written again
+        server.files[FH][:] = b""
+        await behind.sync(writes)
+
+    trio.run(main)
+    rewrites = [entry for entry in server.log if entry[0] == "write"]
+    assert rewrites == [("write", 0, 64, L.FILE_SYNC), ("write", 64, 64, L.FILE_SYNC),
+                        ("write", 128, 32, L.FILE_SYNC)]
+    assert bytes(server.files[FH]) == b"".join(b"%04d" % n for n in range(40))
+
+
+def test_scattered_small_writes_past_the_piece_limit_are_committed_early() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, unstable_pieces=10)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        for n in range(25):  # every other 8 bytes: nothing to join
+            await behind.send(writes, 16 * n, b"x" * 8)
+            await behind.settle(FH)
+            assert len(writes.uncommitted.unstable) <= 10
+        await behind.sync(writes)
+
+    trio.run(main)
+    assert server.log.count(("commit",)) == 3  # two early (after 11 and 22 pieces), one at sync
 
 
 def test_a_reader_never_passes_a_write_another_task_is_landing() -> None:

@@ -10,12 +10,13 @@ to do.
 
 Writes go out UNSTABLE (the server may hold them in memory) and ``flush``
 (close) and ``fsync`` COMMIT them, as Linux's NFS client does at close. Until
-the COMMIT, the written data is kept (up to ``UNSTABLE_LIMIT`` per open file,
+the COMMIT, the written data is kept (up to ``UNSTABLE_LIMIT`` bytes per open file,
 then committed early): when the server's write verifier changes (it restarted
 and may have lost unstable data) it is written again, FILE_SYNC.
 
 A FUSE write returns once its WRITE is sent (write-behind, up to
-``WRITE_BEHIND`` bytes per file on their way, never two overlapping): a stream
+``WRITE_BEHIND`` bytes and ``WRITES_IN_FLIGHT`` WRITEs per file on their way,
+never two overlapping): a stream
 of writes costs bandwidth, not a round trip each. A WRITE that fails makes the
 file's next write, or its flush at close, fail with that error, as NFS reports
 write errors at close. Reads and attribute calls on the file wait for its
@@ -57,7 +58,7 @@ from volfs.stores import syscalls
 from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner
 from volfs.stores.nfs.nfs3 import FsInfo, Nfs3, SetAttrs
 from volfs.stores.nfs.readahead import ReadAhead
-from volfs.stores.nfs.writebehind import FileWrites, WriteBehind
+from volfs.stores.nfs.writebehind import COALESCE, FileWrites, Held, WriteBehind
 from volfs.stores.quota import QuotaExceeded, Usage
 
 log = logging.getLogger(__name__)
@@ -97,13 +98,19 @@ class NfsStore:
         self._next_fh = itertools.count(1)
         self._by_fh: dict[bytes, set[FileHandle]] = {}  # the open files of each object
         self._unsure: set[bytes] = set()  # objects whose size a failed WRITE left unknown
-        self._writes = WriteBehind(nfs, on_failed=self._unsure.add, name=name)
+        self._writes = WriteBehind(nfs, on_failed=self._unsure.add, name=name,
+                                   coalesce=min(COALESCE, self._wsize))
         self._sizes: dict[bytes, int] = {}  # size of each open file, as the server last said
         self._silly: dict[bytes, tuple[bytes, bytes]] = {}  # open fh -> (dir, hidden name)
         self._dir_modes: dict[bytes, int] = {}
         self._listed: dict[tuple[bytes, bytes], tuple[float, bytes, os.stat_result]] = {}
         self._on_close = on_close
         self.closed = False
+
+    @property
+    def write_backlog(self) -> Held:
+        """What write-behind holds now for this store's open files (bounded per file)."""
+        return self._writes.held()
 
     async def close(self) -> None:
         """Let go of the server connection (shared with other volumes on the same server)."""

@@ -1,10 +1,11 @@
 """Write-behind for NFS files: WRITEs sent UNSTABLE, landed later, kept until COMMIT.
 
-A FUSE write returns once its WRITE is sent (up to ``WRITE_BEHIND`` bytes per open
-file on their way): a stream of writes costs bandwidth, not a round trip each. Never
-two overlapping WRITEs of one object are on their way at once, since the server may
-apply them in either order. A WRITE that fails makes the file's next write, or its
-flush at close, fail with that error, as NFS reports write errors at close.
+A FUSE write returns once its WRITE is sent (up to ``WRITE_BEHIND`` bytes and
+``WRITES_IN_FLIGHT`` WRITEs per open file on their way): a stream of writes costs
+bandwidth, not a round trip each. Never two overlapping WRITEs of one object are on
+their way at once, since the server may apply them in either order. A WRITE that
+fails makes the file's next write, or its flush at close, fail with that error, as
+NFS reports write errors at close.
 
 Reads and attribute calls on an object :meth:`WriteBehind.settle` first: they wait
 for every WRITE on its way to it, including one another task is landing (a read
@@ -12,9 +13,10 @@ must never pass it); errors met then wait for the writer's next call.
 
 Writes go out UNSTABLE (the server may hold them in memory) and a flush (close) or
 fsync COMMITs them, as Linux's NFS client does at close. Until the COMMIT the written
-data is kept (:class:`Uncommitted`, up to ``UNSTABLE_LIMIT`` per open file, then
-committed early): when the server's write verifier changes (it restarted and may
-have lost unstable data) it is written again, FILE_SYNC.
+data is kept (:class:`Uncommitted`, up to ``UNSTABLE_LIMIT`` bytes and
+``UNSTABLE_WRITES`` pieces per open file, then committed early; small contiguous
+writes join into one piece): when the server's write verifier changes (it restarted
+and may have lost unstable data) it is written again, FILE_SYNC.
 
 Sizes and quota are not kept here: the store counts what it sends, and is told
 (``on_failed``) when a failed WRITE leaves the size it assumed unsure.
@@ -38,6 +40,12 @@ log = logging.getLogger(__name__)
 
 UNSTABLE_LIMIT = 32 * 1024 * 1024  # uncommitted bytes kept per file (to write again)
 WRITE_BEHIND = 8 * 1024 * 1024  # bytes of WRITEs a file may have on their way
+# Counts, not only bytes, bound what a file holds: each WRITE on its way or kept for a
+# rewrite costs about a kilobyte of bookkeeping, so a file that takes a million 3-byte
+# appends without a close would otherwise hold a gigabyte while under its byte limits.
+WRITES_IN_FLIGHT = 64  # WRITEs a file may have on their way (far more than loopback needs)
+UNSTABLE_WRITES = 4096  # kept pieces per file before an early COMMIT
+COALESCE = 32 * 1024  # small contiguous writes are kept as one piece up to this size
 
 
 class Writes(Protocol):
@@ -63,19 +71,32 @@ class Flight:
         return self.offset < offset + length and offset < self.offset + len(self.data)
 
 
+@dataclass(frozen=True)
+class Held:
+    """What write-behind holds for the open files of a store (see WriteBehind.held)."""
+
+    flights: int
+    flight_bytes: int
+    unstable_pieces: int
+    unstable_bytes: int
+
+
 class Uncommitted:
     """What the server acknowledged of one open file only as UNSTABLE, kept until COMMIT
     so that it can be written again if the server restarts (its verifier changes)."""
 
     def __init__(self, nfs: Writes, fh: bytes, *, name: str = "",
-                 limit: int = UNSTABLE_LIMIT) -> None:
+                 limit: int = UNSTABLE_LIMIT, pieces: int = UNSTABLE_WRITES,
+                 coalesce: int = COALESCE) -> None:
         self.nfs = nfs
         self.fh = fh
         self.name = name  # the volume's, for the log
         self.limit = limit
+        self.pieces = pieces
+        self.coalesce = coalesce  # at most the server's wsize: a piece is written again whole
         self.dirty = False  # unstable writes not yet committed
         self.verifier: bytes | None = None
-        self.unstable: list[tuple[int, bytes]] = []
+        self.unstable: list[tuple[int, bytes | bytearray]] = []
         self.unstable_bytes = 0
 
     async def note(self, offset: int, data: bytes, reply: Written) -> None:
@@ -86,10 +107,24 @@ class Uncommitted:
         if self.verifier is not None and reply.verifier != self.verifier:
             await self._rewrite()  # the server restarted since: what it held may be lost
         self.verifier = reply.verifier
-        self.unstable.append((offset, data))
+        self._keep(offset, data)
         self.unstable_bytes += len(data)
-        if self.unstable_bytes > self.limit:
+        if self.unstable_bytes > self.limit or len(self.unstable) > self.pieces:
             await self.commit()
+
+    def _keep(self, offset: int, data: bytes) -> None:
+        """Keep ``data`` for a rewrite: a small write that continues the last piece
+        joins it (a stream of small appends is one piece, not one per write); large
+        writes are kept as they are, never copied."""
+        if self.unstable and len(data) < self.coalesce:
+            start, last = self.unstable[-1]
+            if start + len(last) == offset and len(last) + len(data) <= self.coalesce:
+                if not isinstance(last, bytearray):
+                    last = bytearray(last)
+                    self.unstable[-1] = (start, last)
+                last += data
+                return
+        self.unstable.append((offset, data))
 
     async def commit(self) -> None:
         """COMMIT, and write again first if the server lost what it held."""
@@ -108,7 +143,8 @@ class Uncommitted:
         """Write again, FILE_SYNC, what the server acknowledged only as unstable."""
         log.warning("%s: the server restarted: writing %d unstable bytes again",
                     self.name, self.unstable_bytes)
-        for offset, data in self.unstable:
+        for offset, piece in self.unstable:
+            data = bytes(piece)  # a joined piece is a bytearray; the call sends bytes
             done = 0
             while done < len(data):
                 reply = await self.nfs.write(self.fh, offset + done, data[done:], L.FILE_SYNC)
@@ -147,19 +183,26 @@ class WriteBehind:
     """
 
     def __init__(self, nfs: Writes, *, on_failed: Callable[[bytes], None], name: str = "",
-                 window: int = WRITE_BEHIND, unstable_limit: int = UNSTABLE_LIMIT) -> None:
+                 window: int = WRITE_BEHIND, calls: int = WRITES_IN_FLIGHT,
+                 unstable_limit: int = UNSTABLE_LIMIT,
+                 unstable_pieces: int = UNSTABLE_WRITES, coalesce: int = COALESCE) -> None:
         self.nfs = nfs
         self.on_failed = on_failed
         self.name = name
         self.window = window
+        self.calls = calls
         self.unstable_limit = unstable_limit
+        self.unstable_pieces = unstable_pieces
+        self.coalesce = coalesce
         self._open: dict[bytes, list[FileWrites]] = {}  # the open files of each object
         self._flying: dict[bytes, int] = {}  # WRITEs on their way, by object
 
     def open(self, fh: bytes) -> FileWrites:
         """The writes of a newly opened file of ``fh``."""
         writes = FileWrites(fh, Uncommitted(self.nfs, fh, name=self.name,
-                                            limit=self.unstable_limit))
+                                            limit=self.unstable_limit,
+                                            pieces=self.unstable_pieces,
+                                            coalesce=self.coalesce))
         self._open.setdefault(fh, []).append(writes)
         return writes
 
@@ -169,6 +212,15 @@ class WriteBehind:
         files.remove(writes)
         if not files:
             del self._open[writes.fh]
+
+    def held(self) -> Held:
+        """What the open files hold now: WRITEs on their way and pieces kept to write
+        again (both are bounded per file; a test and the metrics read them)."""
+        files = [w for ws in self._open.values() for w in ws]
+        return Held(flights=sum(len(w.flights) for w in files),
+                    flight_bytes=sum(w.flight_bytes for w in files),
+                    unstable_pieces=sum(len(w.uncommitted.unstable) for w in files),
+                    unstable_bytes=sum(w.uncommitted.unstable_bytes for w in files))
 
     def flying(self, fh: bytes) -> bool:
         """Whether WRITEs to ``fh`` are on their way (a read or getattr must settle)."""
@@ -216,7 +268,8 @@ class WriteBehind:
                           if o.overlaps(offset, length)), None)
             if other is not None:
                 await self._land(other)
-            elif writes.flights and writes.flight_bytes + length > self.window:
+            elif writes.flights and (writes.flight_bytes + length > self.window
+                                     or len(writes.flights) >= self.calls):
                 await self._land(writes)
             else:
                 return
