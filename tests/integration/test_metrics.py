@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.daemon import VOLFS, Daemon, pod_manifest
-from tests.integration.nfs import NfsShare
+from tests.integration.nfs import Ganesha, NfsShare, new_share
 from tests.waiting import wait_until
 
 MiB = 1024 * 1024
@@ -217,6 +218,49 @@ def test_fuse_requests_and_errors_are_counted(module_metrics_daemon: Daemon,
     assert value(after, "volfs_fuse_request_duration_seconds_bucket", le="+Inf",
                  **write) == value(after, "volfs_fuse_requests_total", **write)
     daemon.cli("delete", "pod", pod_name)
+
+
+@pytest.mark.timeout(120)
+def test_an_unanswering_nfs_server_shows_in_timeouts_and_retransmissions(
+        module_metrics_daemon: Daemon, own_ganesha: Ganesha, pod_name: str) -> None:
+    """The server frozen (SIGSTOP: connections are accepted, nothing is answered) under a
+    soft volume's fsync: sends time out, are sent again, and the call gives up (EIO)."""
+    daemon = module_metrics_daemon
+    share = new_share(own_ganesha, pod_name)
+    daemon.apply(pod_manifest(pod_name, share.volume("data", soft=True, timeo=10, retrans=1)))
+    server_pid = int((own_ganesha.work_dir / "ganesha.pid").read_text().strip())
+    path = daemon.volume_path(pod_name, "data") / "file"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"before")
+            os.fsync(fd)
+            before = scrape(daemon)
+            os.kill(server_pid, signal.SIGSTOP)
+            try:
+                os.write(fd, b"during")
+                with pytest.raises(OSError) as failed:
+                    os.fsync(fd)
+                assert failed.value.errno == errno.EIO
+            finally:
+                os.kill(server_pid, signal.SIGCONT)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        after = scrape(daemon)
+    finally:
+        daemon.cli("delete", "pod", pod_name, check=False)
+
+    def moved(name: str) -> float:
+        total = 0.0
+        for (sample, labels), count in after.items():
+            if sample == name and ("server", share.server) in labels:
+                total += count - before.get((sample, labels), 0.0)
+        return total
+
+    assert moved("volfs_nfs_rpc_timeouts_total") >= 1
+    assert moved("volfs_nfs_rpc_retransmissions_total") >= 1
+    assert moved("volfs_nfs_rpc_unanswered_total") >= 1
 
 
 @pytest.mark.timeout(30)
