@@ -23,6 +23,10 @@ def default_socket(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
     return Path(env) if env else state_dir / SOCKET_NAME
 
 
+KUBE_API = "the Kubernetes API"
+METRICS = "metrics"
+
+
 def parse_kube_api(text: str) -> tuple[str, int]:
     """``--kube-api HOST:PORT`` as ``(host, port)``; the host must be a loopback IP.
 
@@ -34,14 +38,34 @@ def parse_kube_api(text: str) -> tuple[str, int]:
     Raises:
         ValueError: one line saying what is wrong.
     """
+    return parse_loopback(text, "127.0.0.1:6443", KUBE_API)
+
+
+def parse_metrics(text: str) -> tuple[str, int]:
+    """``--metrics HOST:PORT`` as ``(host, port)``, as :func:`parse_kube_api` reads it:
+    Prometheus scrapes volfs on loopback only (a local agent or a tunnel forwards it).
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    return parse_loopback(text, "127.0.0.1:9473", METRICS)
+
+
+def parse_loopback(text: str, example: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT``) as ``(host, port)``; the host must be a loopback IP.
+    ``what`` names the service in the error (``... served on loopback only``).
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:6443")
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. {example}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if host == "localhost":
         host = "127.0.0.1"
     try:
-        loopback_address(host)
+        loopback_address(host, what)
     except ValueError as exc:
         raise ValueError(f"{text!r}: {exc}") from None
     return host, int(port)
@@ -66,9 +90,10 @@ def parse_group(text: str) -> int:
                          ) from None
 
 
-def loopback_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """``host`` as an IP address, which must be a loopback one: the Kubernetes API
-    is never served beyond this machine.
+def loopback_address(host: str, what: str = KUBE_API
+                     ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``host`` as an IP address, which must be a loopback one: neither the Kubernetes
+    API nor the metrics (``what``) are ever served beyond this machine.
 
     Raises:
         ValueError: one line saying what is wrong.
@@ -78,8 +103,8 @@ def loopback_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
     except ValueError:
         raise ValueError(f"{host!r} is not an IP address") from None
     if not address.is_loopback:
-        raise ValueError(f"{host} is not a loopback address; the Kubernetes API is served "
-                         "on loopback only (127.0.0.1 or ::1)")
+        raise ValueError(f"{host} is not a loopback address; volfs serves {what} on "
+                         "loopback only (127.0.0.1 or ::1)")
     return address
 
 
@@ -101,6 +126,7 @@ class DaemonConfig:
     socket: Path | None = None  # None: <state_dir>/volfs.sock
     memory_dir: Path | None = None  # None: default_memory_dir(state_dir)
     kube_api: tuple[str, int] | None = None  # loopback (host, port); None: no TCP listener
+    metrics: tuple[str, int] | None = None  # loopback (host, port) of /metrics; None: none
     hook_timeout: float = 30.0
     allow_host_paths: tuple[str, ...] = ()  # "PREFIX" or "PREFIX:ro"; none: no hostPath
     debug: bool = False
@@ -125,6 +151,11 @@ class DaemonConfig:
     def disk_volumes_dir(self) -> Path:
         """Disk-medium EmptyDirs: ``<state-dir>/pods/<uid>/kubernetes.io~empty-dir/<name>``."""
         return self.state_dir / "pods"
+
+    @property
+    def metrics_address_path(self) -> Path:
+        """Where the daemon writes the ``HOST:PORT`` it serves /metrics on (port 0 picks)."""
+        return self.state_dir / "metrics.address"
 
     @property
     def database_path(self) -> Path:

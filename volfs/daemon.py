@@ -60,6 +60,12 @@ from volfs.server.kubeapi import (
     load_or_create_credentials,
     serve_kube_api,
 )
+from volfs.server.metrics import (
+    create_metrics_app,
+    phase_gatherer,
+    serve_metrics,
+    volume_gatherer,
+)
 from volfs.server.serve import SocketInUse, serve_unix
 from volfs.server.storage import ClaimResource, ClassResource, VolumeResource
 from volfs.server.watch import OpenWatches
@@ -122,6 +128,7 @@ async def _serve(config: DaemonConfig) -> None:
         stack.enter_context(_exclusive(config.state_dir))
         db = stack.enter_context(_opened(config.database_path))
         kube_api = stack.enter_context(_kube_api_listener(config))
+        metrics_sock = stack.enter_context(_metrics_listener(config))
         await stack.enter_async_context(nfs_background_tasks())  # outlives every NFS store
         fs = Filesystem(statfs_path=str(config.state_dir), tree_gid=config.tree_gid)
         state = AsyncStateDB(db)
@@ -157,6 +164,11 @@ async def _serve(config: DaemonConfig) -> None:
                              changes=state.next_change, watches=watches)
         await nursery.start(serve_unix, control, config.socket_path)
         await _serve_docker_plugin(nursery, config, pods, engine, storage)
+        if metrics_sock is not None:
+            app = create_metrics_app([volume_gatherer(state, fs), phase_gatherer(state)])
+            address = await nursery.start(serve_metrics, app, metrics_sock)
+            stack.enter_context(_address_file(config.metrics_address_path, address))
+            log.info("metrics on http://%s/metrics", address)
         nursery.start_soon(pods.sweep_containers)
         log.info("serving %s (state in %s, control socket %s)", config.root,
                  config.state_dir, config.socket_path)
@@ -330,6 +342,45 @@ def _kube_api_listener(config: DaemonConfig
         yield sock, credentials
     finally:
         sock.close()
+
+
+@contextmanager
+def _metrics_listener(config: DaemonConfig) -> Iterator[socket.socket | None]:
+    """The bound ``--metrics`` socket, or None: optional, as the ``--kube-api`` one is
+    (a port in use is a warning, and everything else is served)."""
+    if config.metrics is None:
+        yield None
+        return
+    host, port = config.metrics
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        sock = bind_loopback(host, port)
+    except ValueError as exc:
+        raise StartupError(f"--metrics: {exc}") from None
+    except OSError as exc:
+        log.warning("--metrics %s not served: %s; choose another port with --metrics "
+                    "%s:PORT (PORT 0 picks a free one; %s tells which)", shown,
+                    describe_bind_error(exc), "[::1]" if ":" in host else host,
+                    config.metrics_address_path)
+        yield None
+        return
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextmanager
+def _address_file(path: Path, address: str) -> Iterator[None]:
+    """``HOST:PORT`` in ``path`` while it is served (port 0 picks one: scrapers read it)."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(f"{address}\n")
+    os.chmod(staging, 0o644)
+    os.replace(staging, path)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -56,6 +56,7 @@ from volfs.config import (
     default_socket,
     parse_group,
     parse_kube_api,
+    parse_metrics,
 )
 from volfs.runtime import RUN_ANNOTATION
 
@@ -125,7 +126,7 @@ def main() -> None:
 _CONFIG_KEYS = {"root": "root", "state-dir": "state_dir", "socket": "socket_path",
                 "hook-timeout": "hook_timeout", "allow-host-path": "allow_host_path",
                 "debug": "debug", "docker-host": "docker_host", "docker-plugin": "docker_plugin",
-                "kube-api": "kube_api", "tree-group": "tree_group"}
+                "kube-api": "kube_api", "tree-group": "tree_group", "metrics": "metrics"}
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
@@ -231,11 +232,19 @@ def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Give this group (a name or a gid) r-x on the tree above the volumes (<root>, "
     "pods, pods/<uid>, ...: mode 0750). Default: root's group, so only root gets through.",
 )
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    callback=lambda ctx, param, value: _metrics(value),
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics, on a loopback address "
+    "(127.0.0.1:PORT or [::1]:PORT; PORT 0 picks one, written to <state-dir>/metrics.address).",
+)
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 def serve(
     root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float,
     allow_host_path: tuple[str, ...], docker_host: str | None, docker_plugin: str, debug: bool,
-    kube_api: tuple[str, int] | None, tree_group: int,
+    kube_api: tuple[str, int] | None, tree_group: int, metrics: tuple[str, int] | None,
 ) -> None:
     """Run the daemon: mount the volume tree and serve the control API."""
     config = DaemonConfig(
@@ -249,6 +258,7 @@ def serve(
         docker_host=docker_host or None,
         docker_plugin=docker_plugin,
         tree_gid=tree_group,
+        metrics=metrics,
     )
     from volfs.daemon import run
 
@@ -260,6 +270,15 @@ def _tree_group(value: str | int | None) -> int:
         return 0
     try:
         return parse_group(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _metrics(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    try:
+        return parse_metrics(str(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 

@@ -9,6 +9,8 @@ one transaction (PV and claim together).
 
 from __future__ import annotations
 
+import trio
+
 from volfs.api.storage import PersistentVolumeClaim, StorageClass
 from volfs.controllers.matching import effective_class, find_match, why_pending
 from volfs.controllers.provisioning import Provisioning
@@ -21,6 +23,7 @@ from volfs.controllers.world import (
     as_class,
     as_volume,
 )
+from volfs.metrics import BINDER_SYNCS
 from volfs.state import AsyncStateDB
 
 WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
@@ -35,19 +38,29 @@ class Binder:
         self._last_reason: dict[str, str] = {}  # claim uid -> last Pending message recorded
 
     async def sync_claim(self, world: World, claim_obj: Object) -> bool:
-        """Bind (or provision for) a Pending claim; mark a Bound one Lost if its PV is gone."""
+        """Bind (or provision for) a Pending claim; mark a Bound one Lost if its PV is gone.
+
+        Each call is counted and timed by its outcome (volfs.metrics)."""
+        started = trio.current_time()
+        result = await self._sync_claim(world, claim_obj)
+        BINDER_SYNCS.series(result).observe(trio.current_time() - started)
+        return result == "bound"
+
+    async def _sync_claim(self, world: World, claim_obj: Object) -> str:
+        """What became of the claim: bound, pending, waiting, lost or unchanged."""
         claim = as_claim(claim_obj)
         phase = claim_obj.get("status", {}).get("phase")
         if phase in ("Bound", "Lost"):
             if phase == "Bound" and claim.spec.volume_name not in world.volumes:
                 await self._mark_lost(claim_obj)
-            return False
+                return "lost"
+            return "unchanged"
         classes = world.class_models()
         claim_class = effective_class(claim, classes)
         if self._waits_for_consumer(world, claim, claim_class):
             await self._note_pending(claim_obj, "Normal", WAIT_FOR_FIRST_CONSUMER,
                                      "waiting for first consumer to be created before binding")
-            return False
+            return "waiting"
         candidates = [(as_volume(o), o["status"].get("phase", "Available"))
                       for o in world.volumes.values()]
         match = find_match(claim, candidates, claim_class)
@@ -57,9 +70,9 @@ class Binder:
             match_obj = world.volumes[match.metadata.name]
         if match_obj is None:
             await self._pending(claim_obj, claim, claim_class, classes)
-            return False
+            return "pending"
         await self._bind(world, match_obj, claim_obj)
-        return True
+        return "bound"
 
     @staticmethod
     def _waits_for_consumer(world: World, claim: PersistentVolumeClaim,

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from volfs.api.storage import PersistentVolumeClaim, build_volume
 from volfs.controllers.world import (
     PV,
@@ -13,6 +15,7 @@ from volfs.controllers.world import (
     claim_ref_obj,
     new_object,
 )
+from volfs.metrics import PROVISIONER_OPERATIONS
 from volfs.persistent import PROVISIONED_BY, PersistentSources
 
 
@@ -32,13 +35,18 @@ class Provisioning:
         if provisioner is None:
             return None
         pv_name = f"pvc-{claim.metadata.uid}"
+        started = trio.current_time()
         try:
             made = await provisioner.provision(claim, sc, pv_name)
         except (OSError, ValueError) as exc:
+            PROVISIONER_OPERATIONS.series("provision", "failure").observe(
+                trio.current_time() - started)
             await self._record(claim_ref_obj(claim), "Warning", "ProvisioningFailed",
                                f"failed to provision volume with StorageClass "
                                f'"{claim_class}": {exc}')
             return None
+        PROVISIONER_OPERATIONS.series("provision", "success").observe(
+            trio.current_time() - started)
         pv = {
             "apiVersion": "v1", "kind": PV,
             "metadata": {"name": pv_name, "annotations": {

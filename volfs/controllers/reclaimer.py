@@ -5,7 +5,10 @@ words."""
 
 from __future__ import annotations
 
+import trio
+
 from volfs.controllers.world import PV, EventSink, Object, World
+from volfs.metrics import PROVISIONER_OPERATIONS
 from volfs.persistent import PersistentSources, ReclaimFailed
 from volfs.state import AsyncStateDB
 
@@ -44,11 +47,14 @@ class Reclaimer:
                              "error getting deleter volume plugin for volume "
                              f'"{name}": no deletable volume plugin matched')
             return
+        started = trio.current_time()
         try:
             await deleter.delete(pv_obj)
         except ReclaimFailed as exc:
+            _timed("delete", "failure", started)
             await self._fail(pv_obj, "VolumeFailedDelete", str(exc))
             return
+        _timed("delete", "success", started)
         await self._db.delete(PV, "", name)
 
     async def _reclaim_recycle(self, pv_obj: Object) -> None:
@@ -57,11 +63,14 @@ class Reclaimer:
             await self._fail(pv_obj, "VolumeFailedRecycle",
                              "no recyclable volume plugin matched")
             return
+        started = trio.current_time()
         try:
             done = await recycler.recycle(pv_obj)
         except ReclaimFailed as exc:
+            _timed("recycle", "failure", started)
             await self._fail(pv_obj, "VolumeFailedRecycle", f"recycle failed: {exc}")
             return
+        _timed("recycle", "success", started)
         pv_obj["spec"].pop("claimRef", None)
         pv_obj["status"] = {"phase": "Available"}
         await self._db.put(pv_obj)
@@ -73,3 +82,7 @@ class Reclaimer:
         pv_obj["status"] = {"phase": "Failed", "reason": reason, "message": message}
         await self._db.put(pv_obj)
         await self._record(pv_obj, "Warning", reason, message)
+
+
+def _timed(operation: str, result: str, started: float) -> None:
+    PROVISIONER_OPERATIONS.series(operation, result).observe(trio.current_time() - started)

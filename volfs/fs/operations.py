@@ -30,6 +30,7 @@ from volfs.fs.attrs import entry_attributes, synthetic_attributes
 from volfs.fs.handles import HandleTable, OpenFile
 from volfs.fs.inodes import BackedNode, InodeTable, Node, SyntheticNode
 from volfs.fs.tree import Tree
+from volfs.metrics import FUSE_ERRORS, FUSE_REQUESTS
 from volfs.stores.base import AttrChanges, Entry, Owner
 
 log = logging.getLogger(__name__)
@@ -40,21 +41,34 @@ _DOTS = (b".", b"..")
 
 
 def _fuse_handler(fn: Handler) -> Handler:
-    """The one place where store errors become FUSE errors."""
+    """The one place where store errors become FUSE errors, and where every request is
+    counted and timed (volfs.metrics), its errors by errno."""
+    series = FUSE_REQUESTS.series(fn.__name__)  # bound once: the hot path only adds
+    operation = fn.__name__
 
     @functools.wraps(fn)
     async def handler(self: Any, *args: Any) -> Any:
+        started = time.perf_counter()
         try:
             return await fn(self, *args)
-        except FUSEError:
+        except FUSEError as exc:
+            _count_error(operation, exc.errno)
             raise
         except OSError as exc:
+            _count_error(operation, exc.errno or errno.EIO)
             raise FUSEError(exc.errno or errno.EIO) from None
         except Exception:
             log.exception("%s failed", fn.__name__)
+            _count_error(operation, errno.EIO)
             raise FUSEError(errno.EIO) from None
+        finally:
+            series.observe(time.perf_counter() - started)
 
     return cast(Handler, handler)
+
+
+def _count_error(operation: str, code: int) -> None:
+    FUSE_ERRORS.inc(operation, errno.errorcode.get(code, str(code)))
 
 
 @dataclass

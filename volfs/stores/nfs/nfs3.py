@@ -249,7 +249,8 @@ class Nfs3:
         while True:
             try:
                 return await self.client.call(lambda rpc, cid: fn(rpc, _on_reply, ref, cid),
-                                              decode, (args, keep), deadline=deadline)
+                                              decode, (args, keep), deadline=deadline,
+                                              procedure=proc.upper())
             except _Jukebox:
                 if trio.current_time() + pause >= deadline:
                     raise OSError(errno.EIO, "server busy (NFS3ERR_JUKEBOX)") from None
@@ -535,7 +536,7 @@ class Nfs3:
         fn = getattr(lib, f"rpc_nfs3_{proc}_async")
         ref = ctypes.byref(args)
         call = self.client.start(lambda rpc, cid: fn(rpc, _on_reply, ref, cid), decode,
-                                 (args, keep))
+                                 (args, keep), procedure=proc.upper())
         return Started(self.client, call, redo,
                        trio.current_time() + self.client.timeouts.total)
 
@@ -585,7 +586,7 @@ async def mount(server: str, export: str, port: int | None, timeouts: Timeouts,
     try:
         result: bytes = await client.call(
             lambda rpc, cid: lib.rpc_mount3_mnt_async(rpc, _on_reply, path, cid),
-            decode, path, deadline=deadline)
+            decode, path, deadline=deadline, procedure="MNT")
         return result
     finally:
         client.close()

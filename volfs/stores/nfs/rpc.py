@@ -38,6 +38,7 @@ from typing import Any
 
 import trio
 
+from volfs.metrics import NFS_RETRANSMISSIONS, NFS_RPCS, NFS_TIMEOUTS, NFS_UNANSWERED, Series
 from volfs.stores.nfs import _libnfs as L
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,13 @@ class Resend(Exception):
 class _Call:
     """One call in flight: what to decode its reply with, and where the outcome goes."""
 
-    __slots__ = ("conn", "decode", "keep", "finished", "result", "error", "wake", "cid", "sent")
+    __slots__ = ("conn", "decode", "keep", "finished", "result", "error", "wake", "cid", "sent",
+                 "procedure")
 
     def __init__(self, conn: _Connection | None, decode: Callable[[int], Any] | None,
-                 keep: Any) -> None:
+                 keep: Any, procedure: str = "") -> None:
         self.conn = conn
+        self.procedure = procedure  # for the metrics: GETATTR, READ, ...
         self.cid = 0
         self.sent = trio.current_time()
         self.decode = decode
@@ -196,22 +199,39 @@ class RpcClient:
         self.connections_made = 0  # for tests and diagnostics
         self._closed = False
         self.last_error = ""
+        self._timings: dict[str, Series] = {}  # by procedure (volfs.metrics)
 
     # -- public ---------------------------------------------------------------------
 
     async def call(self, submit: Submit, decode: Callable[[int], Any] | None, keep: Any = None,
-                   *, deadline: float | None = None) -> Any:
+                   *, deadline: float | None = None, procedure: str = "NULL") -> Any:
         """Send a call (again after a broken connection) until it is answered or the deadline.
 
         ``submit(rpc, call_id)`` queues the call with libnfs (returns its rc);
         ``decode(res_ptr)`` turns the reply into a value or raises OSError; it
         runs inside the C callback, while the reply's memory is valid.
+        ``procedure`` names the call in the metrics (GETATTR, READ, ...).
         """
+        started = trio.current_time()
+        try:
+            return await self._call(submit, decode, keep, deadline, procedure)
+        except ServerUnreachable:
+            NFS_UNANSWERED.inc(self.server, procedure)
+            raise
+        finally:
+            self._timing(procedure).observe(trio.current_time() - started)
+
+    async def _call(self, submit: Submit, decode: Callable[[int], Any] | None, keep: Any,
+                    deadline: float | None, procedure: str) -> Any:
         if deadline is None:
             deadline = trio.current_time() + self.timeouts.total
+        sends = 0
         while True:
             conn = await self._connected(deadline)
-            call = self._send(conn, submit, decode, keep)
+            if sends:
+                NFS_RETRANSMISSIONS.inc(self.server, procedure)
+            sends += 1
+            call = self._send(conn, submit, decode, keep, procedure)
             await self._settle(call, deadline)
             if not isinstance(call.error, _Lost):
                 if call.error is not None:
@@ -224,7 +244,7 @@ class RpcClient:
                 raise ServerUnreachable(self.last_error, self.timeouts.errno)
 
     def start(self, submit: Submit, decode: Callable[[int], Any] | None,
-              keep: Any = None) -> _Call | None:
+              keep: Any = None, procedure: str = "NULL") -> _Call | None:
         """Queue a call now and return without waiting (None: no connection is up).
 
         The reply is taken with :meth:`finish`; until then it arrives whenever
@@ -234,7 +254,7 @@ class RpcClient:
         if conn is None or not conn.ready or conn.dead:
             return None
         try:
-            call = self._send(conn, submit, decode, keep)
+            call = self._send(conn, submit, decode, keep, procedure)
         except CallRefused:
             return None  # sent again, and refused again, by the caller's own call()
         self._hand_over()  # nobody may be waiting: its reply must still be read
@@ -246,16 +266,24 @@ class RpcClient:
         await self._settle(call, deadline)
         if isinstance(call.error, _Lost):
             self.last_error = str(call.error)
+            NFS_RETRANSMISSIONS.inc(self.server, call.procedure)  # the caller's call() times it
             raise Resend(self.last_error)
+        self._timing(call.procedure).observe(trio.current_time() - call.sent)
         if call.error is not None:
             raise call.error
         return call.result
 
+    def _timing(self, procedure: str) -> Series:
+        found = self._timings.get(procedure)
+        if found is None:
+            found = self._timings[procedure] = NFS_RPCS.series(self.server, procedure)
+        return found
+
     def _send(self, conn: _Connection, submit: Submit, decode: Callable[[int], Any] | None,
-              keep: Any) -> _Call:
+              keep: Any, procedure: str) -> _Call:
         """Queue a call on ``conn``; CallRefused if libnfs will not (it could not encode
         the arguments): the connection is not at fault and stays."""
-        call = _Call(conn, decode, keep)
+        call = _Call(conn, decode, keep, procedure)
         call.cid = next(_ids)
         _calls[call.cid] = call
         conn.calls.add(call.cid)
@@ -274,6 +302,7 @@ class RpcClient:
         with trio.move_on_at(min(deadline, call.sent + self.timeouts.attempt)):
             await self._wait(call)
         if not call.finished:
+            NFS_TIMEOUTS.inc(self.server, call.procedure)
             _calls.pop(call.cid, None)
             call.finish(error=_Lost("timed out"))
             if call.conn is not None:
