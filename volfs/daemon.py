@@ -42,6 +42,7 @@ from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.nfs import NfsPlugin
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
+from volfs.notify import notify
 from volfs.persistent import NfsSource, PersistentSources
 from volfs.runtime import RuntimeFailed, RuntimeUnavailable
 from volfs.runtime.docker import DockerRuntime, default_docker_host
@@ -146,6 +147,7 @@ async def _serve(config: DaemonConfig) -> None:
             binder=storage)
         storage.tell_when_bound(pods)  # Pending pods whose claim is bound now get set up
         stack.push_async_callback(pods.close)
+        notify("STATUS=restoring pods")
         await pods.restore([config.disk_volumes_dir, config.memory_path])
 
         nursery = await stack.enter_async_context(trio.open_nursery())
@@ -172,6 +174,9 @@ async def _serve(config: DaemonConfig) -> None:
         nursery.start_soon(pods.sweep_containers)
         log.info("serving %s (state in %s, control socket %s)", config.root,
                  config.state_dir, config.socket_path)
+        # What a client needs is up (the mount, the control socket, the plugin socket):
+        # only now may systemd start the units ordered after volfs.
+        notify("READY=1", f"STATUS=serving {config.root}")
         await _until_stop_signal()
         watches.close()  # open watches end now, not at the HTTP server's timeout
         nursery.cancel_scope.cancel()
@@ -234,6 +239,7 @@ async def _until_stop_signal() -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
+            notify("STOPPING=1", "STATUS=unmounting")
             return
 
 
