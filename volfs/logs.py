@@ -45,10 +45,14 @@ def object_fields(obj: Mapping[str, Any]) -> dict[str, str]:
     if kind == "Pod":
         return {"pod": f"{namespace or 'default'}/{name}", "namespace": namespace or "default",
                 "uid": str(meta.get("uid") or "")}
+    spec = obj.get("spec") or {}
     if kind == "PersistentVolumeClaim":
-        return {"claim": f"{namespace or 'default'}/{name}", "namespace": namespace or "default"}
+        found = {"claim": f"{namespace or 'default'}/{name}", "namespace": namespace or "default"}
+        return found | ({"pv": str(spec["volumeName"])} if spec.get("volumeName") else {})
     if kind == "PersistentVolume":
-        return {"pv": name}
+        ref = spec.get("claimRef") or {}
+        claim = f"{ref.get('namespace') or 'default'}/{ref['name']}" if ref.get("name") else ""
+        return {"pv": name} | ({"claim": claim} if claim else {})
     if kind == "StorageClass":
         return {"storageclass": name}
     return {"object": f"{kind}/{name}"} if kind else {}

@@ -65,6 +65,12 @@ def test_object_fields_by_kind() -> None:
         "pv": "pv1"}
     assert object_fields({"kind": "StorageClass", "metadata": {"name": "nfs"}}) == {
         "storageclass": "nfs"}
+    # A bound pair names each other: a claim its volume, a volume its claim.
+    bound = dict(claim, spec={"volumeName": "pv1"})
+    assert object_fields(bound) == {"claim": "ns/data", "namespace": "ns", "pv": "pv1"}
+    volume = {"kind": "PersistentVolume", "metadata": {"name": "pv1"},
+              "spec": {"claimRef": {"namespace": "ns", "name": "data"}}}
+    assert object_fields(volume) == {"pv": "pv1", "claim": "ns/data"}
 
 
 def test_a_bugs_traceback_is_logged_once_per_place(caplog: pytest.LogCaptureFixture) -> None:
