@@ -4,6 +4,7 @@ is one line, never a traceback."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.daemon import Daemon, DaemonError, pod_manifest
+from tests.integration.nfs import Ganesha, new_share
 
 
 def _entries(daemon: Daemon) -> list[dict[str, Any]]:
@@ -76,3 +78,27 @@ def test_text_logs_carry_the_fields_too(tmp_path: Path) -> None:
     lines = daemon.log_path.read_text().splitlines()
     assert (f"volfs: INFO lifecycle.pods: pod default/web created pod=default/web "
             f"namespace=default uid={uid}") in lines, lines
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_an_nfs_server_going_away_and_back_is_logged_once_each_naming_it(
+        tmp_path: Path, own_ganesha: Ganesha) -> None:
+    share = new_share(own_ganesha, "logs")
+    daemon = Daemon(tmp_path / "volfs", extra_args=["--log-format", "json"]).start()
+    try:
+        daemon.apply(pod_manifest("web", share.volume(soft=True, timeo=10, retrans=1)))
+        data = daemon.volume_path("web", "data")
+        own_ganesha.stop()
+        for attempt in range(3):  # retried calls: one line says the server is gone
+            with pytest.raises(OSError) as excinfo:
+                (data / f"while-down-{attempt}").write_text("no")
+            assert excinfo.value.errno == errno.EIO
+        own_ganesha.start()
+        (data / "after").write_text("yes")
+    finally:
+        assert daemon.stop() == 0
+    about_server = [e for e in _entries(daemon) if e.get("server") == share.server]
+    assert [(e["level"], e["message"].split(": ")[1]) for e in about_server] == [
+        ("WARNING", "server unreachable"), ("INFO", "server reachable again")], about_server
+    assert all("traceback" not in e for e in _entries(daemon))
