@@ -31,7 +31,6 @@ from volfs.config import (
     parse_group,
     parse_kube_api,
 )
-from volfs.runtime.docker import DEFAULT_DOCKER_HOST
 
 DEFAULT_CONFIG_FILE = Path("/etc/volfs/config.yaml")
 CONFIG_ENV = "VOLFS_CONFIG"
@@ -260,5 +259,7 @@ def _derived(key: str, params: Mapping[str, Any], environ: Mapping[str, str]
     if key == "docker-host":
         if environ.get("DOCKER_HOST"):
             return environ["DOCKER_HOST"], "environment: DOCKER_HOST"
+        from volfs.runtime.docker import DEFAULT_DOCKER_HOST  # the docker SDK: only here
+
         return DEFAULT_DOCKER_HOST, "default"
     return "", "default: none"
