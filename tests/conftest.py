@@ -9,6 +9,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite's daemons and CLI runs read no config file unless a test names one: a
+# /etc/volfs/config.yaml on this machine must not change what the tests see.
+os.environ["VOLFS_CONFIG"] = ""
+
 
 @pytest.fixture(scope="session")
 def examples_dir() -> Path:

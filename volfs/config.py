@@ -15,6 +15,7 @@ SOCKET_ENV = "VOLFS_SOCKET"
 SOCKET_NAME = "volfs.sock"
 DOCKER_PLUGIN_DIR = Path("/run/docker/plugins")  # where Docker looks for plugin sockets
 DEFAULT_DOCKER_PLUGIN = "volfs"
+LOG_FORMATS = ("text", "json")  # the first is the default
 
 
 def default_socket(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
@@ -130,6 +131,7 @@ class DaemonConfig:
     hook_timeout: float = 30.0
     allow_host_paths: tuple[str, ...] = ()  # "PREFIX" or "PREFIX:ro"; none: no hostPath
     debug: bool = False
+    log_format: str = LOG_FORMATS[0]  # "text" for people, "json" one object per line
     docker_host: str | None = None  # None: $DOCKER_HOST or unix:///run/docker.sock
     docker_plugin: str = DEFAULT_DOCKER_PLUGIN  # "": serve no Docker volume plugin
     docker_plugin_dir: Path = DOCKER_PLUGIN_DIR

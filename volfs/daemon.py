@@ -23,7 +23,6 @@ import os
 import resource
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import trio
 from starlette.types import ASGIApp
 
+from volfs import logs
 from volfs.config import DaemonConfig
 from volfs.controllers.storage import StorageController
 from volfs.fs import Filesystem
@@ -75,7 +75,7 @@ from volfs.state.events import EventRecorder
 from volfs.stores.nfs import NfsShares
 from volfs.stores.nfs.rpc import background_tasks as nfs_background_tasks
 
-log = logging.getLogger("volfs")
+log = logging.getLogger("volfs.daemon")
 
 
 class StartupError(Exception):
@@ -83,26 +83,34 @@ class StartupError(Exception):
 
 
 def run(config: DaemonConfig) -> int:
-    """Serve until SIGINT/SIGTERM; returns the process exit status."""
-    logging.basicConfig(level=logging.DEBUG if config.debug else logging.INFO,
-                        format="volfs: %(levelname)s %(name)s: %(message)s")
+    """Serve until SIGINT/SIGTERM; returns the process exit status.
+
+    Every line goes through the log (``--log-format``): an expected failure to start
+    (a busy mount point, a locked state dir) is one error line; an unexpected exception
+    (a bug) is logged once, with its traceback.
+    """
+    logs.configure(config.log_format, config.debug)
     if os.geteuid() != 0:
-        print("volfs: serve must run as root (it mounts FUSE with allow_other and "
-              "gives files to their callers)", file=sys.stderr)
+        log.error("serve must run as root (it mounts FUSE with allow_other and gives "
+                  "files to their callers)")
         return 1
     try:
         trio.run(_serve, config)
     except (StartupError, MountPointBusy) as exc:
-        print(f"volfs: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 1
     except BaseExceptionGroup as group:  # raised inside the serving nursery
         expected, rest = group.split((StartupError, MountPointBusy))
         if expected is None or rest is not None:
-            raise
+            log.critical("stopped by an unexpected error", exc_info=group)
+            return 1
         first: BaseException = expected
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
-        print(f"volfs: {first}", file=sys.stderr)
+        log.error("%s", first)
+        return 1
+    except Exception:
+        log.critical("stopped by an unexpected error", exc_info=True)
         return 1
     return 0
 

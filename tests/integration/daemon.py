@@ -60,7 +60,8 @@ class Daemon:
                  "--socket", str(self.socket),
                  "--docker-plugin", "",  # the plugin dir is machine-wide: a test names its own
                  *self.extra_args],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=dict(os.environ, VOLFS_CONFIG=""))  # a test's --config, or none
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "volfs"
 
 # Top first, as in the README's Development section.
 LAYERS = ["cli", "daemon", "server", "lifecycle", "runtime", "controllers", "persistent",
-          "state", "fs", "stores", "api", "metrics", "config", "ganesha", "notify"]
+          "state", "fs", "stores", "api", "metrics", "config", "ganesha", "notify", "logs"]
 
 
 def _imports(path: Path) -> set[str]:

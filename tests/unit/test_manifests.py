@@ -843,7 +843,8 @@ def test_legacy_errors_name_the_legacy_field(
 
 
 def test_every_example_parses_and_round_trips(examples_dir: Path) -> None:
-    files = sorted(examples_dir.glob("*.yaml"))
+    # config.yaml is serve's settings, not a manifest (tests/unit/test_settings.py reads it).
+    files = sorted(p for p in examples_dir.glob("*.yaml") if p.name != "config.yaml")
     assert len(files) >= 7, files
     kinds = set()
     for path in files:

@@ -8,7 +8,6 @@ object, a change to a created pod's spec, bad arguments).
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import yaml
 
 import volfs
 from volfs.api import ApiObject, ManifestError, Pod, load_manifests
+from volfs.cli import settings
 from volfs.cli.applying import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -52,11 +52,9 @@ from volfs.config import (
     DEFAULT_ROOT,
     DEFAULT_STATE_DIR,
     DOCKER_PLUGIN_DIR,
+    LOG_FORMATS,
     DaemonConfig,
     default_socket,
-    parse_group,
-    parse_kube_api,
-    parse_metrics,
 )
 from volfs.runtime import RUN_ANNOTATION
 
@@ -123,46 +121,23 @@ def main() -> None:
     """volfs: the volumes a kubelet gives a pod (EmptyDir, HostPath, NFS), for containers."""
 
 
-_CONFIG_KEYS = {"root": "root", "state-dir": "state_dir", "socket": "socket_path",
-                "hook-timeout": "hook_timeout", "allow-host-path": "allow_host_path",
-                "debug": "debug", "docker-host": "docker_host", "docker-plugin": "docker_plugin",
-                "kube-api": "kube_api", "tree-group": "tree_group", "metrics": "metrics"}
-
-
-def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
-    """``--config FILE``: YAML whose keys are serve's flags; flags given still win."""
-    if value is None:
-        return
-    try:
-        settings = yaml.safe_load(value.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.BadParameter(f"{value}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(settings, dict):
-        raise click.BadParameter(f"{value}: must be a mapping of serve's flags to values")
-    defaults = {}
-    for key, setting in settings.items():
-        name = _CONFIG_KEYS.get(str(key).replace("_", "-"))
-        if name is None:
-            raise click.BadParameter(
-                f"{value}: unknown setting {key!r} (known: {', '.join(_CONFIG_KEYS)})")
-        defaults[name] = setting
-    ctx.default_map = {**(ctx.default_map or {}), **defaults}
-
-
-def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-        raise click.BadParameter(f"{value!r}: letters, digits, '_', '.' and '-' only")
-    return value
-
-
 @main.command()
 @click.option(
     "--config",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    metavar="FILE",
     is_eager=True,
     expose_value=False,
-    callback=_load_config,
-    help="A YAML file of serve's settings (root, state-dir, allow-host-path, ...).",
+    callback=settings.load_config,
+    help=f"A YAML file of serve's settings, keyed by flag name (root, state-dir, ...); flags "
+    f"given win [default: ${settings.CONFIG_ENV}, else {settings.DEFAULT_CONFIG_FILE} if it "
+    "exists; '' reads none].",
+)
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the effective settings (a config file, each line saying where its value came "
+    "from) and exit, mounting nothing.",
 )
 @click.option(
     "--root",
@@ -180,10 +155,16 @@ def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--socket",
-    "socket_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
     help="The control socket [default: <state-dir>/volfs.sock].",
+)
+@click.option(
+    "--memory-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where Memory-medium EmptyDirs live; put it on a tmpfs "
+    "[default: /dev/shm/volfs-<hash of the state dir>].",
 )
 @click.option(
     "--hook-timeout",
@@ -200,6 +181,32 @@ def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "':ro' serves them read-only. Repeatable. Default: none allowed.",
 )
 @click.option(
+    "--tree-group",
+    default=None,
+    metavar="GROUP",
+    callback=settings.checked("tree-group"),
+    help="Give this group (a name or a gid) r-x on the tree above the volumes (<root>, "
+    "pods, pods/<uid>, ...: mode 0750). Default: root's group, so only root gets through.",
+)
+@click.option(
+    "--kube-api",
+    default=None,
+    metavar="HOST:PORT",
+    callback=settings.checked("kube-api"),
+    help="Also serve the Kubernetes API to kubectl on this loopback address "
+    "(127.0.0.1:PORT or [::1]:PORT; PORT 0 picks one), with a bearer token; "
+    "'volfs kubeconfig' prints a kubeconfig for it. Default: not served.",
+)
+@click.option(
+    "--metrics",
+    default=None,
+    metavar="HOST:PORT",
+    callback=settings.checked("metrics"),
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics, on a loopback address "
+    "(127.0.0.1:PORT or [::1]:PORT; PORT 0 picks one, written to "
+    "<state-dir>/metrics.address). Default: not served.",
+)
+@click.option(
     "--docker-host",
     default=None,
     metavar="URL",
@@ -211,85 +218,41 @@ def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     default=DEFAULT_DOCKER_PLUGIN,
     show_default=True,
     metavar="NAME",
-    callback=_plugin_name,
-    help=f"Serve Docker's volume-plugin protocol on {DOCKER_PLUGIN_DIR}/NAME.sock "
+    callback=settings.checked("docker-plugin"),
+    help="Serve Docker's volume-plugin protocol on <docker-plugin-dir>/NAME.sock "
     "(docker volume create -d NAME); '' serves none.",
 )
 @click.option(
-    "--kube-api",
-    default=None,
-    metavar="HOST:PORT",
-    callback=lambda ctx, param, value: _kube_api(value),
-    help="Also serve the Kubernetes API to kubectl on this loopback address "
-    "(127.0.0.1:PORT or [::1]:PORT; PORT 0 picks one), with a bearer token; "
-    "'volfs kubeconfig' prints a kubeconfig for it.",
+    "--docker-plugin-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DOCKER_PLUGIN_DIR,
+    show_default=True,
+    help="Where Docker looks for plugin sockets (a rootless engine: "
+    "$XDG_RUNTIME_DIR/docker/plugins).",
 )
 @click.option(
-    "--tree-group",
-    default=None,
-    metavar="GROUP",
-    callback=lambda ctx, param, value: _tree_group(value),
-    help="Give this group (a name or a gid) r-x on the tree above the volumes (<root>, "
-    "pods, pods/<uid>, ...: mode 0750). Default: root's group, so only root gets through.",
-)
-@click.option(
-    "--metrics",
-    default=None,
-    metavar="HOST:PORT",
-    callback=lambda ctx, param, value: _metrics(value),
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics, on a loopback address "
-    "(127.0.0.1:PORT or [::1]:PORT; PORT 0 picks one, written to <state-dir>/metrics.address).",
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=LOG_FORMATS[0],
+    show_default=True,
+    help="text: one line per event for people; json: one JSON object per line (time, "
+    "level, logger, message, and fields such as pod, volume, claim).",
 )
 @click.option("--debug", is_flag=True, help="Log debug detail.")
-def serve(
-    root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float,
-    allow_host_path: tuple[str, ...], docker_host: str | None, docker_plugin: str, debug: bool,
-    kube_api: tuple[str, int] | None, tree_group: int, metrics: tuple[str, int] | None,
-) -> None:
-    """Run the daemon: mount the volume tree and serve the control API."""
-    config = DaemonConfig(
-        root=root,
-        state_dir=state_dir,
-        socket=socket_path,
-        hook_timeout=hook_timeout,
-        allow_host_paths=tuple(allow_host_path),
-        debug=debug,
-        kube_api=kube_api,
-        docker_host=docker_host or None,
-        docker_plugin=docker_plugin,
-        tree_gid=tree_group,
-        metrics=metrics,
-    )
+@click.pass_context
+def serve(ctx: click.Context, print_config: bool, **values: Any) -> None:
+    """Run the daemon: mount the volume tree and serve the control API.
+
+    Every option has a config-file key of its own name (see --config and
+    docs/options.md).
+    """
+    if print_config:
+        click.echo(settings.render(ctx))
+        return
+    config = settings.daemon_config(values)
     from volfs.daemon import run
 
     sys.exit(run(config))
-
-
-def _tree_group(value: str | int | None) -> int:
-    if value is None or value == "":
-        return 0
-    try:
-        return parse_group(str(value))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _metrics(value: str | None) -> tuple[str, int] | None:
-    if not value:
-        return None
-    try:
-        return parse_metrics(str(value))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _kube_api(value: str | None) -> tuple[str, int] | None:
-    if not value:
-        return None
-    try:
-        return parse_kube_api(str(value))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @main.command()

@@ -5,12 +5,17 @@ words."""
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from volfs.controllers.world import PV, EventSink, Object, World
+from volfs.logs import fields, object_fields
 from volfs.metrics import PROVISIONER_OPERATIONS
 from volfs.persistent import PersistentSources, ReclaimFailed
 from volfs.state import AsyncStateDB
+
+log = logging.getLogger(__name__)
 
 
 class Reclaimer:
@@ -33,6 +38,8 @@ class Reclaimer:
         if phase == "Bound":
             pv_obj["status"] = {"phase": "Released"}
             await self._db.put(pv_obj)
+            log.info("volume %s released: its claim is gone", pv_obj["metadata"]["name"],
+                     extra=fields(**object_fields(pv_obj)))
         policy = pv_obj["spec"].get("persistentVolumeReclaimPolicy", "Retain")
         if policy == "Delete":
             await self._reclaim_delete(pv_obj)
@@ -56,6 +63,8 @@ class Reclaimer:
             return
         _timed("delete", "success", started)
         await self._db.delete(PV, "", name)
+        log.info("volume %s deleted (reclaim policy Delete)", name,
+                 extra=fields(**object_fields(pv_obj)))
 
     async def _reclaim_recycle(self, pv_obj: Object) -> None:
         recycler = self._sources.recycler(pv_obj)

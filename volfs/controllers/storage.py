@@ -55,6 +55,7 @@ from volfs.controllers.world import (
     as_volume,
     new_object,
 )
+from volfs.logs import unexpected
 from volfs.persistent import PersistentSources
 from volfs.state import AsyncStateDB
 
@@ -273,8 +274,8 @@ class StorageController:
         while True:
             try:
                 await self.sync()
-            except Exception:
-                log.exception("storage sync failed; retrying in %gs", interval)
+            except Exception:  # a bug: its traceback once, not every interval
+                unexpected(log, "storage sync failed; retrying in %gs", interval)
             with trio.move_on_after(interval):
                 await self._wake.wait()
             self._wake = trio.Event()

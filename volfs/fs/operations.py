@@ -30,6 +30,7 @@ from volfs.fs.attrs import entry_attributes, synthetic_attributes
 from volfs.fs.handles import HandleTable, OpenFile
 from volfs.fs.inodes import BackedNode, InodeTable, Node, SyntheticNode
 from volfs.fs.tree import Tree
+from volfs.logs import unexpected
 from volfs.metrics import FUSE_ERRORS, FUSE_REQUESTS
 from volfs.stores.base import AttrChanges, Entry, Owner
 
@@ -58,7 +59,7 @@ def _fuse_handler(fn: Handler) -> Handler:
             _count_error(operation, exc.errno or errno.EIO)
             raise FUSEError(exc.errno or errno.EIO) from None
         except Exception:
-            log.exception("%s failed", fn.__name__)
+            unexpected(log, "%s failed", fn.__name__)
             _count_error(operation, errno.EIO)
             raise FUSEError(errno.EIO) from None
         finally:
@@ -138,7 +139,7 @@ class VolfsOperations(pyfuse3.Operations):
             try:
                 self.table.forget(ino, count)
             except Exception:  # forget must never fail; a leak beats a crash
-                log.exception("forget(%d, %d) failed", ino, count)
+                unexpected(log, "forget(%d, %d) failed", ino, count)
 
     @_fuse_handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:

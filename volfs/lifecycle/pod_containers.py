@@ -13,6 +13,7 @@ import trio
 from volfs.api import Pod
 from volfs.api.errors import Invalid, RequestError, SetupFailed
 from volfs.lifecycle.pod_status import POD, Object
+from volfs.logs import fields, object_fields
 from volfs.runtime import (
     DEFAULT_GRACE_SECONDS,
     ContainerRuntime,
@@ -44,6 +45,9 @@ class PodContainers:
 
     def __init__(self, runtime: ContainerRuntime | None) -> None:
         self._runtime = runtime
+        # The engine restarts containers itself; a restart is logged when a status shows
+        # a count above the last one seen: (pod uid, container) -> restart count.
+        self._restarts: dict[tuple[str, str], int] = {}
 
     async def start(self, obj: Object, pod: Pod, mounts: list[Object],
                     undo: AsyncExitStack) -> None:
@@ -62,6 +66,11 @@ class PodContainers:
             await self._runtime.start_pod(plan)
         except (RuntimeUnavailable, RuntimeFailed) as exc:
             raise SetupFailed(f"containers not started: {exc}") from exc
+        key = f"{plan.namespace}/{plan.name}"
+        for container in plan.containers:
+            log.info("pod %s: container %s started", key, container.name,
+                     extra=fields(pod=key, uid=uid, container=container.name,
+                                  image=container.image))
 
     async def remove(self, obj: Object, grace_seconds: float | None = None) -> list[str]:
         """Stop and remove a run pod's containers; the warnings to report.
@@ -75,14 +84,19 @@ class PodContainers:
             return []
         if grace_seconds is None:
             grace_seconds = grace_period(obj)
+        about = object_fields(obj)
+        self._restarts = {k: n for k, n in self._restarts.items() if k[0] != about["uid"]}
         try:
             await self._runtime.remove_pod(obj["metadata"]["uid"], grace_seconds)
         except RuntimeUnavailable as exc:
+            log.warning("pod %s: containers not removed: %s", about["pod"], exc,
+                        extra=fields(**about))
             return [f"containers not removed: {exc}"]
         except RuntimeFailed as exc:
             raise ContainersNotRemoved(
                 f'pods "{obj["metadata"]["name"]}": containers not removed, so the pod '
                 f"and its volumes stay: {exc}") from exc
+        log.info("pod %s: containers stopped and removed", about["pod"], extra=fields(**about))
         return []
 
     async def sweep(self, known: set[str]) -> int:
@@ -93,7 +107,8 @@ class PodContainers:
         try:
             orphans = set(await self._runtime.pod_states(None)) - known
             for uid in sorted(orphans):
-                log.info("removing the containers of pod %s: the pod is gone", uid)
+                log.info("removing the containers of pod %s: the pod is gone", uid,
+                         extra=fields(uid=uid))
                 await self._runtime.remove_pod(uid, 0)
         except (RuntimeUnavailable, RuntimeFailed) as exc:
             log.info("containers of deleted pods not swept: %s", exc)
@@ -111,15 +126,31 @@ class PodContainers:
                 states = await self._runtime.pod_states([o["metadata"]["uid"] for o in run])
             except (RuntimeUnavailable, RuntimeFailed) as exc:
                 unknown = str(exc)
+            self._log_restarts(run, states)
         return [_container_status(obj, states, unknown) if runs_containers(obj)
                 else _not_run(obj) for obj in objs]
+
+    def _log_restarts(self, objs: list[Object], states: dict[str, list[ContainerState]]
+                      ) -> None:
+        for obj in objs:
+            about = object_fields(obj)
+            for state in states.get(obj["metadata"]["uid"], []):
+                key = (about["uid"], state.name)
+                seen = self._restarts.get(key, 0)
+                if state.restart_count > seen:
+                    log.info("pod %s: container %s restarted (%d restarts)", about["pod"],
+                             state.name, state.restart_count,
+                             extra=fields(**about, container=state.name,
+                                          restarts=state.restart_count))
+                self._restarts[key] = max(seen, state.restart_count)
 
     async def _remove_quietly(self, uid: str) -> None:
         assert self._runtime is not None
         try:
             await self._runtime.remove_pod(uid, 0)
         except (RuntimeUnavailable, RuntimeFailed) as exc:  # sweep retries
-            log.error("pod %s: containers not removed during rollback: %s", uid, exc)
+            log.error("pod %s: containers not removed during rollback: %s", uid, exc,
+                      extra=fields(uid=uid))
 
 
 def _not_run(obj: Object) -> Object:

@@ -20,6 +20,7 @@ from volfs.lifecycle.volumes import (
     VolumePlugin,
     VolumeRefused,
 )
+from volfs.logs import fields
 from volfs.state import AsyncStateDB
 from volfs.state.events import WARNING, record_event
 
@@ -80,6 +81,8 @@ class PodVolumes:
             if undo is not None:
                 undo.push_async_callback(plugin.tear_down, ref, volume)
             served.append(ServedVolume(ref.uid, plugin.kind_dir, volume.name, store))
+            log.info("pod %s/%s: volume %s set up", ref.namespace, ref.name, volume.name,
+                     extra=_fields(ref, volume))
         return served, waiting
 
     async def tear_down(self, ref: PodRef, pod: Pod) -> None:
@@ -87,7 +90,11 @@ class PodVolumes:
             try:
                 await self._plugin(volume).tear_down(ref, volume)
             except OSError as exc:  # restore() wipes it at the next start
-                log.error("pod %s: volume %s: tear-down failed: %s", ref.uid, volume.name, exc)
+                log.error("pod %s/%s: volume %s: tear-down failed: %s", ref.namespace,
+                          ref.name, volume.name, exc, extra=_fields(ref, volume))
+                continue
+            log.info("pod %s/%s: volume %s torn down", ref.namespace, ref.name, volume.name,
+                     extra=_fields(ref, volume))
 
     async def close(self) -> None:
         await self._plugins.close()
@@ -123,6 +130,11 @@ class PodVolumes:
         if plugin is None:
             raise SetupFailed(f"volume {volume.name}: kind {volume.source_kind()} unsupported")
         return plugin
+
+
+def _fields(ref: PodRef, volume: Any) -> dict[str, Any]:
+    return fields(pod=f"{ref.namespace}/{ref.name}", namespace=ref.namespace, uid=ref.uid,
+                  volume=volume.name, kind=volume.source_kind())
 
 
 def volume_names(pod: Pod) -> str:

@@ -49,6 +49,7 @@ from volfs.lifecycle.pod_volumes import PodVolumes, volume_names
 from volfs.lifecycle.service import DeleteResult
 from volfs.lifecycle.updates import pod_update_causes
 from volfs.lifecycle.volumes import PluginRegistry, PodRef
+from volfs.logs import fields, object_fields
 from volfs.runtime import ContainerRuntime, check_runnable, runs_containers
 from volfs.state import AsyncStateDB
 from volfs.state.events import WARNING, record_event
@@ -114,6 +115,8 @@ class PodManager:
                     await self._start_containers(obj, pod, undo)
                 await self._db.put(obj)
                 undo.pop_all()
+            log.info("pod %s/%s created", namespace, name,
+                     extra=fields(**object_fields(obj), waits="; ".join(waits)))
             await record_event(self._db, obj, "Created",
                                f"Created pod {name}; volumes set up: {volume_names(pod)}")
             for reason in waits:
@@ -145,6 +148,7 @@ class PodManager:
                 self._fs.withdraw_pod(uid)
                 await self._db.delete(POD, namespace, name)
                 await self._volumes.tear_down(PodRef(uid, namespace, name), parse(obj))
+                log.info("pod %s/%s deleted", namespace, name, extra=fields(**object_fields(obj)))
                 return DeleteResult(reported, warnings)
         finally:
             self._deleting.pop(key).set()
@@ -214,18 +218,25 @@ class PodManager:
             known.add(uid)
             try:
                 served, waits = await self._volumes.set_up(ref(obj), parse(obj), None)
-            except Exception as exc:
-                log.error("pod %s/%s: volumes could not be set up again: %s",
-                          obj["metadata"].get("namespace"), obj["metadata"]["name"], exc)
+            except (Invalid, SetupFailed, OSError) as exc:  # the pod's, not the daemon's
+                about = object_fields(obj)
+                log.error("pod %s: volumes could not be set up again: %s", about["pod"], exc,
+                          extra=fields(**about))
+                continue
+            except Exception:  # a bug: said once, with its traceback; the other pods go on
+                about = object_fields(obj)
+                log.exception("pod %s: volumes could not be set up again", about["pod"],
+                              extra=fields(**about))
                 continue
             self._fs.publish_pod(uid, served)
             for reason in waits:
-                log.warning("pod %s/%s waits: %s", obj["metadata"].get("namespace"),
-                            obj["metadata"]["name"], reason)
+                about = object_fields(obj)
+                log.warning("pod %s waits: %s", about["pod"], reason, extra=fields(**about))
         for top in volume_dirs:
             for leftover in sorted(top.iterdir()) if top.is_dir() else []:
                 if leftover.name not in known:
-                    log.info("removing %s: it belongs to no pod", leftover)
+                    log.info("removing %s: it belongs to no pod", leftover,
+                             extra=fields(uid=leftover.name))
                     await trio.to_thread.run_sync(_remove_any, leftover)
 
     async def close(self) -> None:
@@ -249,7 +260,8 @@ class PodManager:
             served, waits = await self._volumes.set_up(ref(obj), pod, None,
                                                        skip={v.name for v in have})
         except (Invalid, SetupFailed) as exc:
-            log.warning("pod %s still waits: %s", obj["metadata"]["name"], exc)
+            about = object_fields(obj)
+            log.warning("pod %s still waits: %s", about["pod"], exc, extra=fields(**about))
             return
         self._fs.publish_pod(uid, have + served)
         if waits:

@@ -56,6 +56,7 @@ from volfs.api.errors import (
 )
 from volfs.api.manifests import TooDeep, decode_json, decode_yaml
 from volfs.lifecycle.service import DeleteResult, PodService
+from volfs.logs import unexpected
 from volfs.server import discovery
 from volfs.server import status as st
 from volfs.server.kinds import core_registry
@@ -664,11 +665,8 @@ def _answers_with_status(handler: Handler) -> Handler:
             return _status_response(exc.status)
         except HTTPException:
             raise  # Starlette's own (no such path, ...): _http_exception answers it
-        except Exception as exc:
-            log.error(
-                "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc
-            )
-            log.debug("traceback of the failure above", exc_info=True)
+        except Exception as exc:  # a bug: its traceback once, a 500 every time
+            unexpected(log, "%s %s failed", request.method, request.url.path)
             return _status_response(
                 st.internal_error(f"internal error: {type(exc).__name__}: {exc}")
             )

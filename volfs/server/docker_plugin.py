@@ -46,6 +46,7 @@ from volfs.api import ManifestError, Pod, parse_pod
 from volfs.api.errors import Invalid, NotFound, RequestError
 from volfs.api.manifests import TooDeep, decode_json
 from volfs.lifecycle.service import DeleteResult
+from volfs.logs import unexpected
 from volfs.runtime.base import RuntimeFailed, RuntimeUnavailable
 
 log = logging.getLogger("volfs.server.docker")
@@ -502,9 +503,8 @@ def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return _answer({"Err": f"the request body is refused: {exc}"}, 400)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _answer({"Err": f"the request body is not valid JSON: {exc}"}, 400)
-        except Exception as exc:
-            log.error("%s failed: %s: %s", request.url.path, type(exc).__name__, exc)
-            log.debug("traceback of the failure above", exc_info=True)
+        except Exception as exc:  # a bug: its traceback once, a 500 every time
+            unexpected(log, "%s failed", request.url.path)
             return _answer({"Err": f"internal error: {type(exc).__name__}: {exc}"}, 500)
 
     return endpoint

@@ -120,9 +120,11 @@ class _SocketConfig(Config):
         self._sock = sock
         if tls is not None:
             self.certfile, self.keyfile = str(tls[0]), str(tls[1])
-        self.accesslog = None
-        # A logger object, not "-": hypercorn would otherwise replace the handlers
-        # of its own logger. Only real errors reach the daemon's log, one line each.
+        # Logger objects, not "-": hypercorn would otherwise give its loggers handlers
+        # and a format of their own; these reach the daemon's (--log-format). A line
+        # per request only with --debug; only real errors otherwise, one line each.
+        access_logger = logging.getLogger("volfs.server.access")
+        self.accesslog = access_logger if access_logger.isEnabledFor(logging.DEBUG) else None
         error_logger = logging.getLogger("volfs.server.http")
         error_logger.setLevel(logging.ERROR)
         self.errorlog = error_logger

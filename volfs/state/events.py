@@ -25,9 +25,14 @@ import weakref
 from typing import Any
 
 from volfs.api.times import parse_timestamp, timestamp_now
+from volfs.logs import fields, object_fields
 from volfs.state import AsyncStateDB
 
 log = logging.getLogger(__name__)
+# Every event is also a log line, with its object's fields: the log then tells what
+# `volfs describe` tells. At INFO whatever its type: a Warning event is about a user's
+# object (a volume that cannot be set up), not about the daemon's health.
+event_log = logging.getLogger("volfs.events")
 
 EVENT = "Event"
 NORMAL, WARNING = "Normal", "Warning"
@@ -74,6 +79,7 @@ async def record_event(
         await record_event(db, pod, "FailedMount", "volume data: server not reachable",
                            WARNING)
     """
+    _log_event(involved_object, reason, message, type)
     try:
         event = new_event(involved_object, reason, message, type)
         await db.put(event)
@@ -82,8 +88,16 @@ async def record_event(
     except Exception as exc:  # an event must never fail what it reports
         meta = involved_object.get("metadata") or {}
         log.warning("could not record event %s for %s/%s: %s: %s", reason,
-                    meta.get("namespace"), meta.get("name"), exc.__class__.__name__, exc)
+                    meta.get("namespace"), meta.get("name"), exc.__class__.__name__, exc,
+                    extra=fields(**object_fields(involved_object), reason=reason))
         return None
+
+
+def _log_event(involved_object: dict[str, Any], reason: str, message: str,
+               type: str) -> None:
+    event_log.info("%s: %s", reason, " ".join(message.split()),
+                   extra=fields(**object_fields(involved_object), reason=reason,
+                                type=type if type != NORMAL else None))
 
 
 def new_event(involved_object: dict[str, Any], reason: str, message: str,

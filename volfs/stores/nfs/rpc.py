@@ -38,6 +38,7 @@ from typing import Any
 
 import trio
 
+from volfs.logs import fields, unexpected
 from volfs.metrics import NFS_RETRANSMISSIONS, NFS_RPCS, NFS_TIMEOUTS, NFS_UNANSWERED, Series
 from volfs.stores.nfs import _libnfs as L
 
@@ -200,6 +201,7 @@ class RpcClient:
         self._closed = False
         self.last_error = ""
         self._timings: dict[str, Series] = {}  # by procedure (volfs.metrics)
+        self._unreachable = False  # the last connection attempt failed (and was logged)
 
     # -- public ---------------------------------------------------------------------
 
@@ -339,13 +341,27 @@ class RpcClient:
                         raise ServerUnreachable(self.last_error, self.timeouts.errno)
                     await trio.sleep_until(self._retry_at)
                 try:
-                    return await self._connect(deadline)
+                    conn = await self._connect(deadline)
                 except ServerUnreachable as exc:
+                    self._note_unreachable(exc.reason)
                     self.last_error = exc.reason
                     self._retry_at = trio.current_time() + self._backoff
                     self._backoff = min(self._backoff * 2, 1.0)
                     if self._retry_at >= deadline:
                         raise ServerUnreachable(exc.reason, self.timeouts.errno) from None
+                    continue
+                if self._unreachable:
+                    self._unreachable = False
+                    log.info("%s: server reachable again", self.name,
+                             extra=fields(server=self.server, rpc=self.name))
+                return conn
+
+    def _note_unreachable(self, reason: str) -> None:
+        """Log the first failure to reach the server, not each retry."""
+        if not self._unreachable:
+            self._unreachable = True
+            log.warning("%s: server unreachable: %s", self.name, _plain(reason),
+                        extra=fields(server=self.server, rpc=self.name))
 
     async def _connect(self, deadline: float) -> _Connection:
         conn = _Connection()
@@ -485,7 +501,8 @@ class RpcClient:
                 self._background_scope = scope
                 await self._pump(lambda: not self._busy(), lazy=True)
         except Exception:  # noqa: BLE001 - a background task must not raise
-            log.exception("%s: servicing the connection failed", self.name)
+            unexpected(log, "%s: servicing the connection failed", self.name,
+                       extra=fields(server=self.server, rpc=self.name))
         finally:
             self._background = False
             self._background_scope = None
