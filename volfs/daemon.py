@@ -333,55 +333,54 @@ def _kube_api_listener(config: DaemonConfig
     if config.kube_api is None:
         yield None
         return
-    host, port = config.kube_api
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         credentials = load_or_create_credentials(config.state_dir)
     except (OSError, ValueError) as exc:
         log.warning("--kube-api %s not served: credentials in %s: %s; fix or remove the "
-                    "kube-api.* files there (new ones are made)", shown, config.state_dir, exc)
+                    "kube-api.* files there (new ones are made)",
+                    _shown(*config.kube_api), config.state_dir, exc)
         yield None
         return
-    try:
-        sock = bind_loopback(host, port)
-    except ValueError as exc:
-        raise StartupError(f"--kube-api: {exc}") from None
-    except OSError as exc:
-        log.warning("--kube-api %s not served: %s; choose another port with --kube-api "
-                    "%s:PORT (PORT 0 picks a free one; 'volfs kubeconfig' tells which)",
-                    shown, describe_bind_error(exc), "[::1]" if ":" in host else host)
-        yield None
-        return
-    try:
-        yield sock, credentials
-    finally:
-        sock.close()
+    with _optional_listener("--kube-api", config.kube_api, "'volfs kubeconfig'") as sock:
+        yield None if sock is None else (sock, credentials)
 
 
 @contextmanager
 def _metrics_listener(config: DaemonConfig) -> Iterator[socket.socket | None]:
-    """The bound ``--metrics`` socket, or None: optional, as the ``--kube-api`` one is
-    (a port in use is a warning, and everything else is served)."""
+    """The bound ``--metrics`` socket, or None: optional, as the ``--kube-api`` one is."""
     if config.metrics is None:
         yield None
         return
-    host, port = config.metrics
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    with _optional_listener("--metrics", config.metrics,
+                            str(config.metrics_address_path)) as sock:
+        yield sock
+
+
+@contextmanager
+def _optional_listener(flag: str, address: tuple[str, int], tells: str
+                       ) -> Iterator[socket.socket | None]:
+    """A loopback socket bound for ``flag``, or None when the port cannot be had: a
+    warning says why and how to choose another, and the daemon serves everything else.
+    A non-loopback address stops the start (it is the user's error, not the machine's)."""
+    host, port = address
     try:
         sock = bind_loopback(host, port)
     except ValueError as exc:
-        raise StartupError(f"--metrics: {exc}") from None
+        raise StartupError(f"{flag}: {exc}") from None
     except OSError as exc:
-        log.warning("--metrics %s not served: %s; choose another port with --metrics "
-                    "%s:PORT (PORT 0 picks a free one; %s tells which)", shown,
-                    describe_bind_error(exc), "[::1]" if ":" in host else host,
-                    config.metrics_address_path)
+        log.warning("%s %s not served: %s; choose another port with %s %s:PORT (PORT 0 "
+                    "picks a free one; %s tells which)", flag, _shown(host, port),
+                    describe_bind_error(exc), flag, "[::1]" if ":" in host else host, tells)
         yield None
         return
     try:
         yield sock
     finally:
         sock.close()
+
+
+def _shown(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @contextmanager
