@@ -1,13 +1,16 @@
 """Reclaim: a Bound PV whose claim is gone is Released, then dealt with by its policy:
 Retain keeps it (an admin clears its claimRef), Delete asks its kind's deleter
 plugin, Recycle its recycler; a plugin that cannot is a Failed PV with kubelet's
-words."""
+words. Deleting and recycling can be long: each is announced by an event when it
+starts (``Deleting``, ``Recycling``) and one when it ends (``Deleted``,
+``VolumeRecycled``) with the count of entries removed and the time it took."""
 
 from __future__ import annotations
 
 from volfs.controllers.world import PV, EventSink, Object, World
 from volfs.persistent import PersistentSources, ReclaimFailed
 from volfs.state import AsyncStateDB
+from volfs.stores.progress import Progress
 
 
 class Reclaimer:
@@ -44,12 +47,16 @@ class Reclaimer:
                              "error getting deleter volume plugin for volume "
                              f'"{name}": no deletable volume plugin matched')
             return
+        progress = Progress(f"Deleting the storage of volume {name}")
+        await self._record(pv_obj, "Normal", "Deleting",
+                           "Deleting the volume's storage (reclaim policy Delete)")
         try:
-            await deleter.delete(pv_obj)
+            done = await deleter.delete(pv_obj, progress)
         except ReclaimFailed as exc:
             await self._fail(pv_obj, "VolumeFailedDelete", str(exc))
             return
         await self._db.delete(PV, "", name)
+        await self._record(pv_obj, "Normal", "Deleted", f"{done}: {progress.summary()}")
 
     async def _reclaim_recycle(self, pv_obj: Object) -> None:
         recycler = self._sources.recycler(pv_obj)
@@ -57,15 +64,19 @@ class Reclaimer:
             await self._fail(pv_obj, "VolumeFailedRecycle",
                              "no recyclable volume plugin matched")
             return
+        progress = Progress(f"Recycling volume {pv_obj['metadata']['name']}")
+        await self._record(pv_obj, "Normal", "Recycling",
+                           "Recycling the volume: emptying it for its next claim")
         try:
-            done = await recycler.recycle(pv_obj)
+            done = await recycler.recycle(pv_obj, progress)
         except ReclaimFailed as exc:
             await self._fail(pv_obj, "VolumeFailedRecycle", f"recycle failed: {exc}")
             return
         pv_obj["spec"].pop("claimRef", None)
         pv_obj["status"] = {"phase": "Available"}
         await self._db.put(pv_obj)
-        await self._record(pv_obj, "Normal", "VolumeRecycled", f"Volume recycled: {done}")
+        await self._record(pv_obj, "Normal", "VolumeRecycled",
+                           f"Volume recycled: {done}: {progress.summary()}")
 
     async def _fail(self, pv_obj: Object, reason: str, message: str) -> None:
         if pv_obj.get("status", {}).get("phase") == "Failed":
