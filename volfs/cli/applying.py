@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from volfs.cli.client import ApiError, Client
+from volfs.cli.client import ApiError, Client, ClientError
 from volfs.cli.kinds import (
     EVENT,
     PERSISTENT_VOLUME,
@@ -28,6 +28,7 @@ from volfs.cli.kinds import (
     STORAGE_CLASS,
     Kind,
 )
+from volfs.cli.progress import ProgressView, wait_showing
 from volfs.runtime import DEFAULT_GRACE_SECONDS, RUN_ANNOTATION, runs_containers
 
 EXIT_FAILED = 1
@@ -178,24 +179,67 @@ def _merged(stored: Any, applied: Any) -> Any:
 
 
 def delete_object(client: Client, target: Target, grace_seconds: int | None = None,
-                  say: Callable[[str], None] | None = None) -> tuple[str, list[str]]:
+                  say: Callable[[str], None] | None = None,
+                  view: ProgressView | None = None) -> tuple[str, list[str]]:
     """Delete one object; the line to print and the daemon's warnings.
 
     ``grace_seconds`` is how long a pod's containers get to stop (None: the pod's
     terminationGracePeriodSeconds). Before a delete that may wait that long, ``say``
-    is told so (see :func:`stop_notice`).
+    is told so (see :func:`stop_notice`). With a ``view``, a pod's delete shows the
+    wipe of its volumes while it runs, and how each ended (its ``Deleted`` events).
     """
-    if say is not None and target.kind == POD:
+    pod = None
+    if target.kind == POD and (say is not None or view is not None):
         try:
-            notice = stop_notice(client.get_object(POD, target.namespace, target.name),
-                                 grace_seconds)
+            pod = client.get_object(POD, target.namespace, target.name)
         except ApiError:
-            notice = None  # the delete itself says what is wrong
-        if notice:
-            say(notice)
-    _, warnings = client.delete_object(target.kind, target.namespace, target.name,
-                                       grace_seconds)
+            pod = None  # the delete itself says what is wrong
+    notice = stop_notice(pod, grace_seconds) if pod is not None else None
+    if say is not None and notice:
+        say(notice)
+    if view is not None and pod is not None:
+        warnings = _delete_pod_showing(client, target, grace_seconds, view, pod)
+    else:
+        _, warnings = client.delete_object(target.kind, target.namespace, target.name,
+                                           grace_seconds)
     return f"{target.quoted} deleted", warnings
+
+
+def _delete_pod_showing(client: Client, target: Target, grace_seconds: int | None,
+                        view: ProgressView, pod: Object) -> list[str]:
+    """Delete the pod, showing its ``status.operation`` meanwhile (read over a second
+    connection), then the lines its ``Deleted`` events give."""
+    subject = f"pod {target.namespace}/{target.name}"
+    with Client(client.socket_path) as looker:
+        def look() -> Object | None:
+            try:
+                return looker.get_object(POD, target.namespace, target.name)
+            except ClientError:
+                return None  # gone: the delete is over
+
+        _, warnings = wait_showing(
+            lambda: client.delete_object(POD, target.namespace, target.name, grace_seconds),
+            look, view, subject)
+        for message in _wipes_ended(looker, target, (pod.get("metadata") or {}).get("uid")):
+            view.say(subject, message)
+    return warnings
+
+
+def _wipes_ended(client: Client, target: Target, uid: object) -> list[str]:
+    """The messages of the pod's ``Deleted`` events (``Deleted volume scratch: 20,020
+    entries in 0.4s``); none when the daemon serves no events."""
+    try:
+        answer = client.list_objects(EVENT, target.namespace,
+                                     fields=f"involvedObject.name={target.name}")
+    except ClientError:
+        return []
+    messages = []
+    for event in answer.get("items") or []:
+        involved = event.get("involvedObject") or {}
+        if (event.get("reason") == "Deleted" and involved.get("kind") == "Pod"
+                and involved.get("uid") == uid):
+            messages.append(str(event.get("message") or ""))
+    return messages
 
 
 def stop_notice(pod: Object, grace_seconds: int | None) -> str | None:
