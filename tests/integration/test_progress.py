@@ -39,6 +39,16 @@ def fill(directory: Path, dirs: int, files: int) -> None:
             os.mknod(directory / f"d{d}" / f"f{f}")
 
 
+def delete_through_a_pipe(daemon: Daemon, *args: str) -> list[str]:
+    """``volfs delete ARGS`` with stdout and stderr into one pipe: its lines, in order."""
+    done = subprocess.run([VOLFS, "delete", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=daemon.env,
+                          timeout=90, check=False)
+    assert done.returncode == 0, done.stdout
+    assert "\r" not in done.stdout  # a pipe gets lines, never a redrawn one
+    return done.stdout.splitlines()
+
+
 def test_deleting_a_large_empty_dir_reports_its_wipe(shared_daemon: Daemon,
                                                      pod_name: str) -> None:
     shared_daemon.apply(pod_manifest(pod_name, SCRATCH))
@@ -47,18 +57,13 @@ def test_deleting_a_large_empty_dir_reports_its_wipe(shared_daemon: Daemon,
     fill(backing, DIRS, FILES_PER_DIR)
     entries = DIRS * FILES_PER_DIR + DIRS
 
-    done = subprocess.run([VOLFS, "delete", "pod", pod_name], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env=shared_daemon.env,
-                          timeout=90, check=False)
-    assert done.returncode == 0, done.stdout
-    lines = done.stdout.splitlines()
+    lines = delete_through_a_pipe(shared_daemon, "pod", pod_name)
     assert lines[-1] == f'pod "{pod_name}" deleted'
     closing = f"pod default/{pod_name}: deleted volume scratch: {entries:,} entries in "
     assert lines[-2].startswith(closing), lines
     # Any line before is a look taken while the wipe ran: a count, never a redraw.
     for line in lines[:-2]:
         assert line.startswith(f"pod default/{pod_name}: deleting volume scratch: "), lines
-    assert "\r" not in done.stdout
 
     reasons = [(e["reason"], e["message"]) for e in events_about(shared_daemon, uid)]
     wipe = [r for r in reasons if r[0] in ("Deleting", "Deleted")]
@@ -76,7 +81,10 @@ def test_recycling_and_archiving_on_nfs_report_start_and_end(daemon: Daemon,
     create(daemon, pvcs(), pvc("first"))
     fill(nfs_share.dir, 3, 10)
     (nfs_share.dir / "top").write_text("gone soon")
-    assert daemon.api("DELETE", f"{pvcs()}/first").status_code == 200
+    lines = delete_through_a_pipe(daemon, "pvc", "first")
+    assert lines[-1] == 'persistentvolumeclaim "first" deleted'
+    closing = f"persistentvolume again: volume recycled: {nfs_share.path()} emptied: 34 entries in "
+    assert lines[-2].startswith(closing), lines
     wait_until(lambda: phase(daemon, f"{PVS}/again") == "Available", 30,
                "the recycled volume did not become Available")
     uid = daemon.api("GET", f"{PVS}/again").json()["metadata"]["uid"]
@@ -95,7 +103,10 @@ def test_recycling_and_archiving_on_nfs_report_start_and_end(daemon: Daemon,
                        "onDelete": "archive", "subDir": "${pvc.metadata.name}"}})
     claim = create(daemon, pvcs(), pvc("beta", cls=cls))
     volume = daemon.api("GET", f"{PVS}/{claim['spec']['volumeName']}").json()
-    assert daemon.api("DELETE", f"{pvcs()}/beta").status_code == 200
+    lines = delete_through_a_pipe(daemon, "pvc", "beta")
+    assert lines[-1] == 'persistentvolumeclaim "beta" deleted'
+    assert lines[-2].startswith(f"persistentvolume {volume['metadata']['name']}: "), lines
+    assert "archived-beta: 0 entries in " in lines[-2]
     wait_until(lambda: daemon.api("GET", f"{PVS}/{volume['metadata']['name']}").status_code
                == 404, 30, "the archived volume was not deleted")
     archived = [(e["reason"], e["message"])

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from volfs.cli.describe import describe_volume
 from volfs.cli.progress import ProgressView, wait_showing
 
 
@@ -78,3 +79,16 @@ def test_the_request_s_error_is_raised_and_a_gone_object_shows_nothing() -> None
         wait_showing(request.call, request.look, ProgressView(out, tty=False, interval=0.01),
                      "pod default/big")
     assert out.getvalue() == ""
+
+
+def test_describe_shows_the_work_under_way_on_a_volume() -> None:
+    pv: dict[str, Any] = {
+        "metadata": {"name": "r"}, "spec": {"nfs": {"server": "s", "path": "/x"}},
+        "status": {"phase": "Released", "operation": {
+            "action": "Recycling volume r", "done": 1234, "total": None,
+            "unit": "entries", "ratePerSecond": 617.0}}}
+    lines = [" ".join(line.split()) for line in describe_volume(pv).splitlines()]
+    assert "Operation: Recycling volume r: 1,234 entries (617/s)" in lines
+    del pv["status"]["operation"]
+    assert not any(line.startswith("Operation:") for line in
+                   describe_volume(pv).splitlines())

@@ -185,59 +185,92 @@ def delete_object(client: Client, target: Target, grace_seconds: int | None = No
 
     ``grace_seconds`` is how long a pod's containers get to stop (None: the pod's
     terminationGracePeriodSeconds). Before a delete that may wait that long, ``say``
-    is told so (see :func:`stop_notice`). With a ``view``, a pod's delete shows the
-    wipe of its volumes while it runs, and how each ended (its ``Deleted`` events).
+    is told so (see :func:`stop_notice`). With a ``view``, a delete that waits for long
+    work shows it while it runs, then how it ended: a pod's volumes being wiped, or the
+    reclaim of a deleted claim's volume (see :func:`watched_work`).
     """
-    pod = None
-    if target.kind == POD and (say is not None or view is not None):
+    found = None
+    if target.kind in (POD, PERSISTENT_VOLUME_CLAIM) and (say or view):
         try:
-            pod = client.get_object(POD, target.namespace, target.name)
+            found = client.get_object(target.kind, target.namespace, target.name)
         except ApiError:
-            pod = None  # the delete itself says what is wrong
-    notice = stop_notice(pod, grace_seconds) if pod is not None else None
+            found = None  # the delete itself says what is wrong
+    notice = stop_notice(found, grace_seconds) if found and target.kind == POD else None
     if say is not None and notice:
         say(notice)
-    if view is not None and pod is not None:
-        warnings = _delete_pod_showing(client, target, grace_seconds, view, pod)
+    work = watched_work(client, target, found) if view is not None and found else None
+    if view is not None and work is not None:
+        warnings = _delete_showing(client, target, grace_seconds, view, work)
     else:
         _, warnings = client.delete_object(target.kind, target.namespace, target.name,
                                            grace_seconds)
     return f"{target.quoted} deleted", warnings
 
 
-def _delete_pod_showing(client: Client, target: Target, grace_seconds: int | None,
-                        view: ProgressView, pod: Object) -> list[str]:
-    """Delete the pod, showing its ``status.operation`` meanwhile (read over a second
-    connection), then the lines its ``Deleted`` events give."""
-    subject = f"pod {target.namespace}/{target.name}"
+@dataclass(frozen=True)
+class Work:
+    """Where a delete's long work shows: the object whose ``status.operation`` counts it
+    (``subject`` names it in each line), and the reasons of the events that end it."""
+
+    target: Target
+    uid: object
+    subject: str
+    closing: tuple[str, ...]
+
+
+def watched_work(client: Client, target: Target, found: Object) -> Work | None:
+    """What deleting ``found`` waits for: a pod's own wipe, or the reclaim (recycle or
+    delete) of a claim's bound volume; None for a claim bound to nothing."""
+    if target.kind == POD:
+        uid = (found.get("metadata") or {}).get("uid")
+        return Work(target, uid, f"pod {target.namespace}/{target.name}", ("Deleted",))
+    volume_name = (found.get("spec") or {}).get("volumeName")
+    if not volume_name:
+        return None
+    try:
+        volume = client.get_object(PERSISTENT_VOLUME, None, str(volume_name))
+    except ApiError:
+        return None
+    return Work(Target(PERSISTENT_VOLUME, None, str(volume_name)),
+                (volume.get("metadata") or {}).get("uid"),
+                f"persistentvolume {volume_name}", ("VolumeRecycled", "Deleted"))
+
+
+def _delete_showing(client: Client, target: Target, grace_seconds: int | None,
+                    view: ProgressView, work: Work) -> list[str]:
+    """Delete ``target``, showing ``work`` meanwhile (read over a second connection),
+    then the lines its closing events give."""
+    watched = work.target
     with Client(client.socket_path) as looker:
         def look() -> Object | None:
             try:
-                return looker.get_object(POD, target.namespace, target.name)
+                return looker.get_object(watched.kind, watched.namespace, watched.name)
             except ClientError:
-                return None  # gone: the delete is over
+                return None  # gone: the work is over
 
         _, warnings = wait_showing(
-            lambda: client.delete_object(POD, target.namespace, target.name, grace_seconds),
-            look, view, subject)
-        for message in _wipes_ended(looker, target, (pod.get("metadata") or {}).get("uid")):
-            view.say(subject, message)
+            lambda: client.delete_object(target.kind, target.namespace, target.name,
+                                         grace_seconds),
+            look, view, work.subject)
+        for message in _closing_messages(looker, work):
+            view.say(work.subject, message)
     return warnings
 
 
-def _wipes_ended(client: Client, target: Target, uid: object) -> list[str]:
-    """The messages of the pod's ``Deleted`` events (``Deleted volume scratch: 20,020
+def _closing_messages(client: Client, work: Work) -> list[str]:
+    """The messages of the events that ended the work (``Deleted volume scratch: 20,020
     entries in 0.4s``); none when the daemon serves no events."""
+    watched = work.target
     try:
-        answer = client.list_objects(EVENT, target.namespace,
-                                     fields=f"involvedObject.name={target.name}")
+        answer = client.list_objects(EVENT, watched.namespace,
+                                     fields=f"involvedObject.name={watched.name}")
     except ClientError:
         return []
     messages = []
     for event in answer.get("items") or []:
         involved = event.get("involvedObject") or {}
-        if (event.get("reason") == "Deleted" and involved.get("kind") == "Pod"
-                and involved.get("uid") == uid):
+        if (event.get("reason") in work.closing and involved.get("kind") == watched.kind.kind
+                and involved.get("uid") == work.uid):
             messages.append(str(event.get("message") or ""))
     return messages
 

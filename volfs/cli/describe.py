@@ -78,6 +78,11 @@ def describe_volume(pv: dict[str, Any], events: Sequence[dict[str, Any]] = (),
         (0, "VolumeMode", str(spec.get("volumeMode") or "Filesystem")),
         (0, "Capacity", str((spec.get("capacity") or {}).get("storage") or "")),
         (0, "Message", str(status.get("message") or "")),
+    ]
+    operation = operation_text(status.get("operation"))
+    if operation:
+        lines.append((0, "Operation", operation))
+    lines += [
         (0, "Source", None),
     ]
     nfs = spec.get("nfs")

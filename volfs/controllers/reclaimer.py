@@ -18,6 +18,11 @@ class Reclaimer:
         self._db = db
         self._sources = sources
         self._record = events.record
+        self._under_way: dict[str, Progress] = {}  # PV name → its delete or recycle
+
+    def operation(self, pv_name: str) -> Progress | None:
+        """The delete or recycle of the PV under way now, if any."""
+        return self._under_way.get(pv_name)
 
     async def sync_volume(self, world: World, pv_obj: Object) -> None:
         """A Bound PV whose claim is gone is Released, then reclaimed by its policy."""
@@ -51,10 +56,13 @@ class Reclaimer:
         await self._record(pv_obj, "Normal", "Deleting",
                            "Deleting the volume's storage (reclaim policy Delete)")
         try:
+            self._under_way[name] = progress
             done = await deleter.delete(pv_obj, progress)
         except ReclaimFailed as exc:
             await self._fail(pv_obj, "VolumeFailedDelete", str(exc))
             return
+        finally:
+            self._under_way.pop(name, None)
         await self._db.delete(PV, "", name)
         await self._record(pv_obj, "Normal", "Deleted", f"{done}: {progress.summary()}")
 
@@ -64,14 +72,18 @@ class Reclaimer:
             await self._fail(pv_obj, "VolumeFailedRecycle",
                              "no recyclable volume plugin matched")
             return
-        progress = Progress(f"Recycling volume {pv_obj['metadata']['name']}")
+        name = pv_obj["metadata"]["name"]
+        progress = Progress(f"Recycling volume {name}")
         await self._record(pv_obj, "Normal", "Recycling",
                            "Recycling the volume: emptying it for its next claim")
         try:
+            self._under_way[name] = progress
             done = await recycler.recycle(pv_obj, progress)
         except ReclaimFailed as exc:
             await self._fail(pv_obj, "VolumeFailedRecycle", f"recycle failed: {exc}")
             return
+        finally:
+            self._under_way.pop(name, None)
         pv_obj["spec"].pop("claimRef", None)
         pv_obj["status"] = {"phase": "Available"}
         await self._db.put(pv_obj)
