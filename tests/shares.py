@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from volfs.stores.progress import Progress, remove_tree
+
 
 class LocalShares:
     """Each ``server:share`` is a directory under ``base``."""
@@ -20,13 +22,17 @@ class LocalShares:
     async def make_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
         self._dir(server, share, sub_dir).mkdir(parents=True, exist_ok=True)
 
-    async def remove_dir(self, server: str, share: str, sub_dir: str, opts: list[str]) -> None:
-        shutil.rmtree(self._dir(server, share, sub_dir))
+    async def remove_dir(self, server: str, share: str, sub_dir: str, opts: list[str],
+                         progress: Progress | None = None) -> None:
+        remove_tree(self._dir(server, share, sub_dir), progress or Progress("Removing"))
 
     async def rename_dir(self, server: str, share: str, sub_dir: str, new: str,
                          opts: list[str]) -> None:
         self._dir(server, share, sub_dir).rename(self._dir(server, share, new))
 
-    async def scrub_dir(self, server: str, path: str, opts: list[str]) -> None:
+    async def scrub_dir(self, server: str, path: str, opts: list[str],
+                        progress: Progress | None = None) -> None:
         for child in self._dir(server, path).iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if progress is not None:
+                progress.add()

@@ -162,7 +162,7 @@ def test_apply_get_describe_reapply_and_delete(kube: Kube, pod_name: str) -> Non
 
     events = kube("get", "events", "--field-selector", f"involvedObject.name={pod_name}").stdout
     reasons = [row[2] for row in table_rows(events)[1:]]
-    assert reasons == ["Created", "Killing"]
+    assert reasons == ["Created", "Killing", "Deleting", "Deleted"]
 
 
 def test_pods_made_by_the_volfs_cli_are_seen_by_kubectl_and_back(kube: Kube,

@@ -9,7 +9,6 @@ pod's claim volume by the same binder and claim plugin, which know neither kind.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from volfs.persistent.plugins import PROVISIONED_BY
 from volfs.state import AsyncStateDB, StateDB
 from volfs.stores.base import Owner
 from volfs.stores.local import LocalStore
+from volfs.stores.progress import Progress, remove_tree
 from volfs.stores.quota import Usage
 
 Object = dict[str, Any]
@@ -74,11 +74,12 @@ class LocalDirSource:
     def can_delete(self, pv: Object) -> bool:
         return pv["metadata"].get("annotations", {}).get(PROVISIONED_BY) == LOCAL_PROVISIONER
 
-    async def delete(self, pv: Object) -> None:
+    async def delete(self, pv: Object, progress: Progress) -> str:
         try:
-            shutil.rmtree(pv["spec"]["local"]["path"])
+            remove_tree(Path(pv["spec"]["local"]["path"]), progress)
         except OSError as exc:
             raise ReclaimFailed(str(exc)) from None
+        return f"{pv['spec']['local']['path']} removed"
 
 
 class Events:

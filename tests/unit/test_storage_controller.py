@@ -19,6 +19,7 @@ from volfs.api.storage import build_claim, build_storage_class, build_volume
 from volfs.controllers.storage import StorageController
 from volfs.persistent import NfsSource, PersistentSources, expand_sub_dir
 from volfs.state import AsyncStateDB, StateDB
+from volfs.stores.progress import Progress
 
 
 class Harness:
@@ -176,6 +177,49 @@ def test_recycle_scrubs_and_makes_the_volume_available(tmp_path: Path) -> None:
         assert pv["status"]["phase"] == "Available" and "claimRef" not in pv["spec"]
     run(tmp_path, scenario)
     assert list(data.iterdir()) == []
+
+
+class LookingShares(LocalShares):
+    """Local shares that, once a scrub has removed everything, look at the controller
+    before the recycle returns: what a client reading the PV then is served."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        self.look: Callable[[], Any] = lambda: None
+        self.seen: list[Any] = []
+
+    async def scrub_dir(self, server: str, path: str, opts: list[str],
+                        progress: Progress | None = None) -> None:
+        await super().scrub_dir(server, path, opts, progress)
+        self.seen.append(self.look())
+
+
+def test_a_recycle_under_way_is_the_volume_s_operation_and_its_events_count(
+        tmp_path: Path) -> None:
+    data = tmp_path / "nfs" / "127.0.0.1" / "static" / "r"
+    h = Harness(tmp_path)
+    shares = LookingShares(tmp_path / "nfs")
+    h.controller = StorageController(AsyncStateDB(h.db),
+                                     PersistentSources([NfsSource(shares)]), h)
+    shares.look = lambda: h.controller.volume_operation("r")
+
+    async def scenario() -> None:
+        data.mkdir(parents=True)
+        await h.pv("r", "1Gi", "Recycle")
+        await h.pvc("c", "1Gi")
+        for name in ("a", "b", "c"):
+            (data / name).write_text("old")
+        await h.controller.delete_claim("default", "c")
+        assert h.controller.volume_operation("r") is None  # over
+
+    trio.run(scenario)
+    (under_way,) = shares.seen
+    assert (under_way["action"], under_way["done"], under_way["total"]) == (
+        "Recycling volume r", 3, None)
+    reasons = [(reason, msg) for name, reason, msg in h.events if name == "r"]
+    assert reasons[0] == ("Recycling", "Recycling the volume: emptying it for its next claim")
+    assert reasons[1][0] == "VolumeRecycled"
+    assert reasons[1][1].startswith("Volume recycled: /static/r emptied: 3 entries in ")
 
 
 def test_deleting_a_bound_volume_loses_the_claim(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from volfs.cli.kinds import (
     resolve,
 )
 from volfs.cli.printers import dump, pods_table, server_table, table_rows
+from volfs.cli.progress import ProgressView
 from volfs.config import (
     DEFAULT_DOCKER_PLUGIN,
     DEFAULT_ROOT,
@@ -450,7 +451,7 @@ def delete(resource: str | None, name: str | None, files: tuple[str, ...], grace
     kind = _kind(resource, OBJECT_KINDS)
     target = Target(kind, namespace if kind.namespaced else None, name)
     with _client(socket_path) as client:
-        line, warnings = delete_object(client, target, grace, _say)
+        line, warnings = delete_object(client, target, grace, _say, _progress_view())
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(line)
@@ -475,18 +476,23 @@ def _say(line: str) -> None:
     click.echo(line, err=True)
 
 
+def _progress_view() -> ProgressView:
+    """Progress of long work goes to stderr too: a bar-like line on a terminal."""
+    return ProgressView(sys.stderr)
+
+
 def _delete_files(files: tuple[str, ...], namespace: str, socket_path: Path | None,
                   grace: int | None) -> None:
     manifests = [_load(name) for name in files]
     entries = in_delete_order(_entries(manifests), lambda entry: entry[1])
     if not entries:
         raise Failure("no objects passed to delete", EXIT_REFUSED)
-    worst = 0
+    worst, view = 0, _progress_view()
     with _client(socket_path) as client:
         for source, kind, obj in entries:
             target = Target.of(kind, obj, namespace)
             try:
-                line, warnings = delete_object(client, target, grace, _say)
+                line, warnings = delete_object(client, target, grace, _say, view)
             except ApiError as exc:
                 click.echo(f"error: {source}: {exc}", err=True)
                 worst = EXIT_FAILED

@@ -9,7 +9,7 @@ from typing import Any
 
 from volfs.api import format_quantity, parse_quantity
 from volfs.api.times import age, parse_timestamp
-from volfs.cli.printers import format_usage, volume_statuses
+from volfs.cli.printers import format_usage, operation_text, volume_statuses
 
 # kubectl's wording for each volume source.
 _TYPES = {
@@ -33,7 +33,8 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
     Reads ``metadata`` (name, namespace, uid, creationTimestamp, labels),
     ``spec.containers[].volumeMounts``, ``spec.volumes`` (the source of each
     volume) and ``status`` (``phase``, ``message``, ``startTime``, ``volumes[]``: path,
-    medium, sizeLimitBytes, usedBytes).
+    medium, sizeLimitBytes, usedBytes; ``operation``: the wipe under way while the pod
+    is Terminating).
     """
     metadata = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -45,9 +46,14 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
         (0, "Start Time", _time(status.get("startTime") or metadata.get("creationTimestamp"))),
     ]
     lines += _labels(metadata.get("labels"))
-    lines.append((0, "Status", str(status.get("phase") or "Unknown")))
+    terminating = metadata.get("deletionTimestamp")
+    lines.append((0, "Status", "Terminating" if terminating else
+                  str(status.get("phase") or "Unknown")))
     if status.get("message"):
         lines.append((0, "Message", str(status["message"])))
+    operation = operation_text(status.get("operation"))
+    if operation:
+        lines.append((0, "Operation", operation))
     lines += _containers(spec.get("containers") or [])
     lines += _volumes(spec.get("volumes") or [], volume_statuses(pod))
     return _with_events(lines, events, now)
@@ -72,6 +78,11 @@ def describe_volume(pv: dict[str, Any], events: Sequence[dict[str, Any]] = (),
         (0, "VolumeMode", str(spec.get("volumeMode") or "Filesystem")),
         (0, "Capacity", str((spec.get("capacity") or {}).get("storage") or "")),
         (0, "Message", str(status.get("message") or "")),
+    ]
+    operation = operation_text(status.get("operation"))
+    if operation:
+        lines.append((0, "Operation", operation))
+    lines += [
         (0, "Source", None),
     ]
     nfs = spec.get("nfs")

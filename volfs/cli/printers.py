@@ -111,6 +111,32 @@ def _status(pod: dict[str, Any]) -> str:
     return str((pod.get("status") or {}).get("phase") or "Unknown")
 
 
+def operation_text(operation: object) -> str | None:
+    """Long work under way on an object (its ``status.operation``), in one line; None
+    when there is none. With no total known, the count and the rate.
+
+    >>> operation_text({"action": "Deleting volume scratch", "done": 12000, "total": None,
+    ...                 "unit": "entries", "ratePerSecond": 4000.4})
+    'Deleting volume scratch: 12,000 entries (4,000/s)'
+    >>> operation_text({"action": "Deleting volume scratch", "done": 12000, "total": 50000,
+    ...                 "unit": "entries"})
+    'Deleting volume scratch: 12,000 of 50,000 entries (24%)'
+    """
+    if not isinstance(operation, dict) or not operation.get("action"):
+        return None
+    done, total = operation.get("done"), operation.get("total")
+    unit, rate = str(operation.get("unit") or "entries"), operation.get("ratePerSecond")
+    if not isinstance(done, int):
+        return str(operation["action"])
+    text = f"{operation['action']}: {done:,}"
+    if isinstance(total, int) and total > 0:
+        return f"{text} of {total:,} {unit} ({min(done * 100 // total, 100)}%)"
+    text += f" {unit}"
+    if isinstance(rate, int | float):
+        text += f" ({rate:,.0f}/s)"
+    return text
+
+
 def _ready(pod: dict[str, Any]) -> str:
     """kubectl's READY: ready containers of all; ``-`` for a pod volfs runs none of."""
     statuses = (pod.get("status") or {}).get("containerStatuses")

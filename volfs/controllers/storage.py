@@ -137,6 +137,11 @@ class StorageController:
     async def list_volumes(self) -> list[Object]:
         return await self._db.list(PV)
 
+    def volume_operation(self, name: str) -> Object | None:
+        """The reclaim under way on the PV (its ``status.operation``), or None."""
+        progress = self._reclaimer.operation(name)
+        return progress.as_status() if progress is not None else None
+
     # -- PersistentVolumeClaims -----------------------------------------------------
 
     async def create_claim(self, pvc: PersistentVolumeClaim) -> Object:

@@ -1,6 +1,6 @@
 """A pod's volumes, all of them at once: checked, set up (all or nothing, with an undo
-stack), torn down, and reported in the pod's status (path, usage, read-only, and
-what each container mount binds where)."""
+stack), torn down, and reported in the pod's status (path, usage, read-only, what
+each container mount binds where, and the wipe under way while a pod is deleted)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from volfs.api.errors import Cause, Invalid, SetupFailed
 from volfs.fs import Filesystem, ServedVolume
 from volfs.lifecycle.pod_status import POD, Object, parse
 from volfs.lifecycle.volumes import (
+    DataWiper,
     PluginRegistry,
     PodRef,
     VolumeNotReady,
@@ -23,6 +24,7 @@ from volfs.lifecycle.volumes import (
 from volfs.logs import fields
 from volfs.state import AsyncStateDB
 from volfs.state.events import WARNING, record_event
+from volfs.stores.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class PodVolumes:
         self._fs = fs
         self._plugins = plugins
         self._root = root
+        self._wiping: dict[str, Progress] = {}  # pod uid → the volume being wiped
 
     def causes(self, pod: Pod) -> list[Cause]:
         """What is wrong with the pod's volumes (unsupported, refused by a plugin's check),
@@ -86,15 +89,38 @@ class PodVolumes:
         return served, waiting
 
     async def tear_down(self, ref: PodRef, pod: Pod) -> None:
+        """Tear every volume down. A volume whose data dies with the pod (an EmptyDir) is
+        wiped with an event at each end (``Deleting``, ``Deleted`` with the count and the
+        time) and its progress in the pod's ``status.operation`` meanwhile."""
         for volume in pod.spec.volumes or []:
+            plugin = self._plugin(volume)
             try:
-                await self._plugin(volume).tear_down(ref, volume)
+                if isinstance(plugin, DataWiper):
+                    await self._wipe(ref, pod, plugin, volume)
+                else:
+                    await plugin.tear_down(ref, volume)
             except OSError as exc:  # restore() wipes it at the next start
                 log.error("pod %s/%s: volume %s: tear-down failed: %s", ref.namespace,
                           ref.name, volume.name, exc, extra=_fields(ref, volume))
+                await record_event(self._db, _involved(ref.uid, pod), "FailedDelete",
+                                   f"volume {volume.name}: {exc}; the rest goes at the "
+                                   "daemon's next start", WARNING)
                 continue
             log.info("pod %s/%s: volume %s torn down", ref.namespace, ref.name, volume.name,
                      extra=_fields(ref, volume))
+
+    async def _wipe(self, ref: PodRef, pod: Pod, plugin: DataWiper, volume: Any) -> None:
+        progress = Progress(f"Deleting volume {volume.name}")
+        involved = _involved(ref.uid, pod)
+        await record_event(self._db, involved, "Deleting",
+                           f"Deleting volume {volume.name}: its data goes with the pod")
+        self._wiping[ref.uid] = progress
+        try:
+            await plugin.wipe(ref, volume, progress)
+        finally:
+            del self._wiping[ref.uid]
+        await record_event(self._db, involved, "Deleted",
+                           f"Deleted volume {volume.name}: {progress.summary()}")
 
     async def close(self) -> None:
         await self._plugins.close()
@@ -118,12 +144,13 @@ class PodVolumes:
             info["readOnly"] = store.read_only if store else None
             volumes.append(info)
         status = dict(obj.get("status") or {}, volumes=volumes, mounts=_mounts(pod, volumes))
+        wiping = self._wiping.get(uid)
+        if wiping is not None:
+            status["operation"] = wiping.as_status()
         return dict(obj, status=status)
 
     async def _failed_mount(self, uid: str, pod: Pod, message: str) -> None:
-        obj = pod.to_k8s()
-        obj["metadata"]["uid"] = uid
-        await record_event(self._db, obj, "FailedMount", message, WARNING)
+        await record_event(self._db, _involved(uid, pod), "FailedMount", message, WARNING)
 
     def _plugin(self, volume: Any) -> VolumePlugin:
         plugin = self._plugins.find(volume)
@@ -135,6 +162,13 @@ class PodVolumes:
 def _fields(ref: PodRef, volume: Any) -> dict[str, Any]:
     return fields(pod=f"{ref.namespace}/{ref.name}", namespace=ref.namespace, uid=ref.uid,
                   volume=volume.name, kind=volume.source_kind())
+
+
+def _involved(uid: str, pod: Pod) -> Object:
+    """The pod as an event's involved object (the manifest's form, with its uid)."""
+    obj = pod.to_k8s()
+    obj["metadata"]["uid"] = uid
+    return obj
 
 
 def volume_names(pod: Pod) -> str:

@@ -3,11 +3,13 @@
 Create: set up every volume, publish them in the tree, run the create hooks,
 commit the pod to the state database, and only then answer. Any failure undoes
 what was done, in reverse. Delete: run the delete hooks (failures reported, not
-fatal), withdraw the volumes, forget the pod, wipe the volumes.
+fatal), store the pod as Terminating (its ``deletionTimestamp``), withdraw and wipe
+the volumes (the wipe's progress in the pod's status), then forget the pod.
 
 After a restart, :meth:`PodManager.restore` sets up every pod the database
-knows (set-up is idempotent) and wipes volume directories no pod owns (left by
-a crash between a set-up and its commit, or a delete and its wipe).
+knows (set-up is idempotent), finishes the delete of every Terminating pod, and
+wipes volume directories no pod owns (left by a crash between a set-up and its
+commit).
 
 A pod annotated ``volfs.io/run: "true"`` also has its containers run by the
 ContainerRuntime (volfs.runtime): started after its volumes and create hooks (a
@@ -32,6 +34,7 @@ import trio
 from volfs.api import ManifestError, Pod, parse_pod
 from volfs.api.errors import AlreadyExists, Conflict, Invalid, NotFound, SetupFailed
 from volfs.api.storage import claims_of
+from volfs.api.times import timestamp_now
 from volfs.fs import Filesystem
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookFailed, HookRunner
 from volfs.lifecycle.pod_containers import ContainersNotRemoved, PodContainers
@@ -143,15 +146,29 @@ class PodManager:
             async with self._lock:
                 obj = await self._db.get(POD, namespace, name) or obj  # labels may have moved
                 reported = self._volumes.with_status(obj)
-                uid = obj["metadata"]["uid"]
                 warnings += await self._hooks.run_stage_reporting(ON_DELETE, obj)
-                self._fs.withdraw_pod(uid)
-                await self._db.delete(POD, namespace, name)
-                await self._volumes.tear_down(PodRef(uid, namespace, name), parse(obj))
-                log.info("pod %s/%s deleted", namespace, name, extra=fields(**object_fields(obj)))
+                await self._finish_delete(await self._terminating(obj))
                 return DeleteResult(reported, warnings)
         finally:
             self._deleting.pop(key).set()
+
+    async def _terminating(self, obj: Object) -> Object:
+        """The pod, stored with its ``deletionTimestamp``: from here on its delete is
+        final (a restart finishes it, see :meth:`restore`), and until it is done the pod
+        is shown Terminating, with the wipe under way in its ``status.operation``."""
+        if not obj["metadata"].get("deletionTimestamp"):
+            obj = dict(obj, metadata=dict(obj["metadata"], deletionTimestamp=timestamp_now()))
+            await self._db.put(obj)
+        return obj
+
+    async def _finish_delete(self, obj: Object) -> None:
+        """Withdraw a Terminating pod's volumes, tear them down, forget the pod."""
+        uid, meta = obj["metadata"]["uid"], obj["metadata"]
+        self._fs.withdraw_pod(uid)
+        await self._volumes.tear_down(PodRef(uid, meta["namespace"], meta["name"]), parse(obj))
+        await self._db.delete(POD, meta["namespace"], meta["name"])
+        log.info("pod %s/%s deleted", meta["namespace"], meta["name"],
+                 extra=fields(**object_fields(obj)))
 
     async def _begin_delete(self, key: tuple[str, str]) -> Object:
         """The pod, noted as being deleted (after any delete of it under way)."""
@@ -211,11 +228,17 @@ class PodManager:
     # -- restart -------------------------------------------------------------------------
 
     async def restore(self, volume_dirs: list[Path]) -> None:
-        """Serve every known pod again; wipe what no known pod owns."""
+        """Serve every known pod again, finish the deletes a stop interrupted; wipe what
+        no known pod owns."""
         known = set()
         for obj in await self._db.list(POD):
             uid = obj["metadata"]["uid"]
             known.add(uid)
+            if obj["metadata"].get("deletionTimestamp"):
+                log.info("pod %s/%s: finishing its delete", obj["metadata"].get("namespace"),
+                         obj["metadata"]["name"])
+                await self._finish_delete(obj)
+                continue
             try:
                 served, waits = await self._volumes.set_up(ref(obj), parse(obj), None)
             except (Invalid, SetupFailed, OSError) as exc:  # the pod's, not the daemon's

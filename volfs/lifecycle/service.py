@@ -33,7 +33,10 @@ class PodService(Protocol):
     async def delete_pod(self, namespace: str, name: str,
                          grace_seconds: float | None = None) -> DeleteResult:
         """Stop the pod's containers (if volfs runs them), run the delete hooks, tear the
-        volumes down, forget the pod. The containers get ``grace_seconds`` between
+        volumes down, forget the pod. While the volumes are torn down the pod is still
+        served, with its ``deletionTimestamp`` and the wipe under way in
+        ``status.operation`` (``action``, ``done``, ``total`` or None, ``unit``,
+        ``startedAt``, ``ratePerSecond``). The containers get ``grace_seconds`` between
         SIGTERM and SIGKILL, by default the pod's ``terminationGracePeriodSeconds``
         (30 when unset). Raises NotFound."""
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import trio
 
@@ -23,6 +22,7 @@ from volfs.api import Volume
 from volfs.api.errors import VolumeNotReady
 from volfs.stores.base import Store
 from volfs.stores.local import LocalStore
+from volfs.stores.progress import Progress, remove_tree
 from volfs.stores.quota import Usage, scan_usage
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ EMPTY_DIR_KIND = "kubernetes.io~empty-dir"
 EMPTY_DIR_CACHE_SECONDS = 10.0
 
 
-__all__ = ["EmptyDirPlugin", "PluginRegistry", "PodRef", "VolumeNotReady", "VolumePlugin",
-           "VolumeRefused"]
+__all__ = ["DataWiper", "EmptyDirPlugin", "PluginRegistry", "PodRef", "VolumeNotReady",
+           "VolumePlugin", "VolumeRefused"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,17 @@ class VolumePlugin(Protocol):
     def describe(self, volume: Volume) -> dict[str, object]: ...
 
 
+@runtime_checkable
+class DataWiper(Protocol):
+    """A plugin whose volumes' data dies with the pod (an optional ability, as kubelet's
+    deletable or recyclable interfaces are): its tear-down is a wipe that can be long,
+    and is counted."""
+
+    async def wipe(self, pod: PodRef, volume: Volume, progress: Progress) -> None:
+        """Tear the volume down as :meth:`VolumePlugin.tear_down` does, counting each
+        entry removed in ``progress`` (idempotent)."""
+
+
 @dataclass(frozen=True)
 class EmptyDirPlugin:
     """Scratch space born empty with its pod and wiped with it.
@@ -112,8 +123,11 @@ class EmptyDirPlugin:
         return LocalStore(path, usage, cache_timeout=EMPTY_DIR_CACHE_SECONDS)
 
     async def tear_down(self, pod: PodRef, volume: Volume) -> None:
+        await self.wipe(pod, volume, Progress(f"Deleting volume {volume.name}"))
+
+    async def wipe(self, pod: PodRef, volume: Volume, progress: Progress) -> None:
         path = self.base_dir(pod.uid, volume)
-        await trio.to_thread.run_sync(_remove_tree, path)
+        await trio.to_thread.run_sync(remove_tree, path, progress)
         for parent in (path.parent, path.parent.parent):  # <uid>/<kind>, then <uid>
             _remove_if_empty(parent)
 
@@ -135,11 +149,6 @@ def _make_or_measure(path: Path) -> int:
     path.mkdir(exist_ok=True)
     os.chmod(path, 0o777)
     return 0
-
-
-def _remove_tree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
 
 
 def _remove_if_empty(path: Path) -> None:

@@ -29,6 +29,7 @@ from volfs.persistent.plugins import (
     SourceRefused,
 )
 from volfs.stores.nfs import NfsStore, ServerUnreachable, open_store
+from volfs.stores.progress import Progress
 
 NFS_KIND = "kubernetes.io~nfs"
 NFS_PROVISIONER = "volfs.io/nfs"
@@ -49,10 +50,12 @@ class ShareOps(Protocol):
     async def make_dir(self, server: str, share: str, sub_dir: str,
                        mount_options: list[str]) -> None: ...
     async def remove_dir(self, server: str, share: str, sub_dir: str,
-                         mount_options: list[str]) -> None: ...
+                         mount_options: list[str], progress: Progress | None = None
+                         ) -> None: ...
     async def rename_dir(self, server: str, share: str, sub_dir: str, new_sub_dir: str,
                          mount_options: list[str]) -> None: ...
-    async def scrub_dir(self, server: str, path: str, mount_options: list[str]) -> None: ...
+    async def scrub_dir(self, server: str, path: str, mount_options: list[str],
+                        progress: Progress | None = None) -> None: ...
 
 
 class NfsSource:
@@ -96,7 +99,7 @@ class NfsSource:
     def can_delete(self, pv: Object) -> bool:
         return pv["metadata"].get("annotations", {}).get(PROVISIONED_BY) == NFS_PROVISIONER
 
-    async def delete(self, pv: Object) -> None:
+    async def delete(self, pv: Object, progress: Progress) -> str:
         annotations = pv["metadata"].get("annotations", {})
         server = pv["spec"]["nfs"]["server"]
         share, sub_dir = annotations[SHARE_ANNOTATION], annotations[SUBDIR_ANNOTATION]
@@ -104,19 +107,22 @@ class NfsSource:
         on_delete = annotations.get(ON_DELETE_ANNOTATION, "delete")
         try:
             if on_delete == "delete":
-                await self._shares.remove_dir(server, share, sub_dir, options)
-            elif on_delete == "archive":
+                await self._shares.remove_dir(server, share, sub_dir, options, progress)
+                return f"{share}/{sub_dir} removed"
+            if on_delete == "archive":
                 parent, _, base = sub_dir.rpartition("/")
                 archived = f"{parent}/archived-{base}" if parent else f"archived-{base}"
                 await self._shares.rename_dir(server, share, sub_dir, archived, options)
+                return f"{share}/{sub_dir} archived as {share}/{archived}"
         except OSError as exc:
             raise ReclaimFailed(f"{on_delete} of {sub_dir}: {exc}") from None
+        return f"{share}/{sub_dir} retained"
 
-    async def recycle(self, pv: Object) -> str:
+    async def recycle(self, pv: Object, progress: Progress) -> str:
         nfs = pv["spec"]["nfs"]
         try:
             await self._shares.scrub_dir(nfs["server"], nfs["path"],
-                                         pv["spec"].get("mountOptions", []))
+                                         pv["spec"].get("mountOptions", []), progress)
         except OSError as exc:
             raise ReclaimFailed(str(exc)) from None
         return f"{nfs['path']} emptied"

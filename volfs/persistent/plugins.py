@@ -26,6 +26,7 @@ from volfs.api.storage import (
     volume_source_kind,
 )
 from volfs.stores.base import Store
+from volfs.stores.progress import Progress
 
 Object = dict[str, Any]
 
@@ -95,16 +96,18 @@ class Deleter(Protocol):
     def can_delete(self, pv: Object) -> bool:
         """Whether this plugin made ``pv`` (only what it provisioned is its to delete)."""
 
-    async def delete(self, pv: Object) -> None:
-        """Delete (or archive) the storage; ReclaimFailed if not."""
+    async def delete(self, pv: Object, progress: Progress) -> str:
+        """Delete (or archive) the storage, counting each entry removed in ``progress``;
+        what was done, for the event (``/x removed``); ReclaimFailed if not."""
 
 
 @runtime_checkable
 class Recycler(Protocol):
     """Empties a PV for its next claim, policy Recycle (RecyclableVolumePlugin)."""
 
-    async def recycle(self, pv: Object) -> str:
-        """Empty the storage; what was done, for the event (``/x emptied``); ReclaimFailed."""
+    async def recycle(self, pv: Object, progress: Progress) -> str:
+        """Empty the storage, counting each entry removed in ``progress``; what was done,
+        for the event (``/x emptied``); ReclaimFailed."""
 
 
 class PersistentSources:

@@ -2,7 +2,7 @@
 
 Thin adapters: parse the request body into the kind's model (a ManifestError is a
 422), call the storage controller, and add what only the running daemon knows (a
-claim's live usage, the pods that use it).
+claim's live usage, the pods that use it, a volume's reclaim under way).
 """
 
 from __future__ import annotations
@@ -39,10 +39,14 @@ class VolumeResource:
         return self._live(await self._controller.update_volume(obj))
 
     def _live(self, obj: Object) -> Object:
-        used = self._used_bytes(obj["metadata"]["name"])
-        if used is None:
+        """With its usage and the reclaim under way, if any (``status.operation``)."""
+        name = obj["metadata"]["name"]
+        live = {"usedBytes": self._used_bytes(name),
+                "operation": self._controller.volume_operation(name)}
+        live = {key: value for key, value in live.items() if value is not None}
+        if not live:
             return obj
-        return dict(obj, status=dict(obj.get("status") or {}, usedBytes=used))
+        return dict(obj, status=dict(obj.get("status") or {}, **live))
 
 
 class ClaimResource:

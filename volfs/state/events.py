@@ -6,6 +6,9 @@ API serves them at ``/api/v1/namespaces/{ns}/events``. Reasons are kubelet's:
 
     Normal   Created       the pod's volumes are set up and the pod is stored
     Normal   Killing       the pod is being deleted; its volumes are torn down
+    Normal   Deleting      a volume's data is being wiped (an EmptyDir; a PV's storage)
+    Normal   Deleted       ... and is gone: how many entries, in how long
+    Normal   Recycling     a PV is being emptied for its next claim (VolumeRecycled: done)
     Warning  FailedMount   a volume could not be set up (at create, or after a restart)
     Warning  FailedPreStopHook   a delete hook failed (the delete went on)
 

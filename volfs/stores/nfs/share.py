@@ -36,6 +36,7 @@ from volfs.stores.nfs.options import (
 )
 from volfs.stores.nfs.rpc import RpcClient, ServerUnreachable, Timeouts
 from volfs.stores.nfs.store import SILLY_PREFIX, NfsStore
+from volfs.stores.progress import Progress
 from volfs.stores.quota import Usage
 
 log = logging.getLogger(__name__)
@@ -263,9 +264,11 @@ async def mkdirs(server: str, share: str, subdir: str, mount_options: Iterable[s
 
 
 async def remove_tree(server: str, share: str, subdir: str,
-                      mount_options: Iterable[str] = ()) -> None:
+                      mount_options: Iterable[str] = (), progress: Progress | None = None
+                      ) -> None:
     """Remove ``subdir`` and everything below it; nothing to do if it is gone already.
-    The share's root itself is never removed (ValueError for an empty ``subdir``)."""
+    The share's root itself is never removed (ValueError for an empty ``subdir``). Each
+    entry below ``subdir`` is counted in ``progress`` as it goes."""
     parts = split_relative(subdir)
     if not parts:
         raise ValueError("remove_tree: refusing to remove the root of the share")
@@ -278,16 +281,18 @@ async def remove_tree(server: str, share: str, subdir: str,
         if attrs is not None and not stat.S_ISDIR(attrs.st_mode):
             await session.nfs.remove(parent, parts[-1].encode())
             return
-        await _empty(session.nfs, fh)
+        await _empty(session.nfs, fh, progress)
         await session.nfs.rmdir(parent, parts[-1].encode())
 
 
-async def scrub(server: str, share: str, subdir: str, mount_options: Iterable[str] = ()) -> None:
+async def scrub(server: str, share: str, subdir: str, mount_options: Iterable[str] = (),
+                progress: Progress | None = None) -> None:
     """Remove everything inside ``subdir`` (the share's root for ``""``), keeping the
-    directory itself: what a Recycle reclaim does."""
+    directory itself: what a Recycle reclaim does. Each entry removed is counted in
+    ``progress``."""
     parts = split_relative(subdir)
     async with _Session(_target(server, share, mount_options)) as session:
-        await _empty(session.nfs, await session.walk(parts))
+        await _empty(session.nfs, await session.walk(parts), progress)
 
 
 async def rename(server: str, share: str, old: str, new: str,
@@ -328,20 +333,23 @@ class NfsShares:
         await mkdirs(server, share, sub_dir, mount_options)
 
     async def remove_dir(self, server: str, share: str, sub_dir: str,
-                         mount_options: list[str]) -> None:
-        await remove_tree(server, share, sub_dir, mount_options)
+                         mount_options: list[str], progress: Progress | None = None) -> None:
+        await remove_tree(server, share, sub_dir, mount_options, progress)
 
     async def rename_dir(self, server: str, share: str, sub_dir: str, new_sub_dir: str,
                          mount_options: list[str]) -> None:
         await rename(server, share, sub_dir, new_sub_dir, mount_options)
 
-    async def scrub_dir(self, server: str, path: str, mount_options: list[str]) -> None:
-        await scrub(server, path, "", mount_options)
+    async def scrub_dir(self, server: str, path: str, mount_options: list[str],
+                        progress: Progress | None = None) -> None:
+        await scrub(server, path, "", mount_options, progress)
 
 
-async def _empty(nfs: Nfs3, directory: bytes) -> None:
-    """Remove everything in a directory, depth first, a few directories at a time."""
+async def _empty(nfs: Nfs3, directory: bytes, progress: Progress | None = None) -> None:
+    """Remove everything in a directory, depth first, a few directories at a time,
+    counting each entry removed in ``progress``."""
     limiter = trio.CapacityLimiter(_WALK_PARALLEL)
+    counted = progress if progress is not None else Progress("Emptying a directory")
 
     async def empty(fh: bytes) -> None:
         async with limiter:
@@ -360,6 +368,7 @@ async def _empty(nfs: Nfs3, directory: bytes) -> None:
                 await nfs.rmdir(parent, entry.name)
             else:
                 await nfs.remove(parent, entry.name)
+            counted.add()
         except FileNotFoundError:
             pass  # gone meanwhile
 
