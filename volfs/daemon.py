@@ -24,6 +24,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,7 @@ from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.nfs import NfsPlugin
 from volfs.lifecycle.pods import PodManager
+from volfs.lifecycle.recovery import ContainerRecovery, RecoveryPolicy
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.persistent import NfsSource, PersistentSources
 from volfs.runtime import RuntimeFailed, RuntimeUnavailable
@@ -143,6 +145,9 @@ async def _serve(config: DaemonConfig) -> None:
 
         nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(fs.serve, config.root)
+        mounted_at = time.time()  # containers started before hold a dead mount
+        policy = RecoveryPolicy(config.recover_containers)
+        pods.mounted(mounted_at, recovers=policy is not RecoveryPolicy.NONE)
         nursery.start_soon(_widen_read_ahead, config.root)
         registry = core_registry(pods, state, started)
         registry.register(PERSISTENT_VOLUMES, VolumeResource(storage, claims.used_bytes))
@@ -158,6 +163,10 @@ async def _serve(config: DaemonConfig) -> None:
         await nursery.start(serve_unix, control, config.socket_path)
         await _serve_docker_plugin(nursery, config, pods, engine, storage)
         nursery.start_soon(pods.sweep_containers)
+        # After the plugin serves: a plugin volume's container mounts it again as it starts.
+        recovery = ContainerRecovery(state, engine, str(config.root), policy,
+                                     plugin_driver=config.docker_plugin)
+        nursery.start_soon(recovery.run, mounted_at)
         log.info("serving %s (state in %s, control socket %s)", config.root,
                  config.state_dir, config.socket_path)
         await _until_stop_signal()

@@ -52,6 +52,7 @@ from volfs.config import (
     DEFAULT_ROOT,
     DEFAULT_STATE_DIR,
     DOCKER_PLUGIN_DIR,
+    RECOVER_CONTAINERS,
     DaemonConfig,
     default_socket,
     parse_group,
@@ -125,7 +126,8 @@ def main() -> None:
 _CONFIG_KEYS = {"root": "root", "state-dir": "state_dir", "socket": "socket_path",
                 "hook-timeout": "hook_timeout", "allow-host-path": "allow_host_path",
                 "debug": "debug", "docker-host": "docker_host", "docker-plugin": "docker_plugin",
-                "kube-api": "kube_api", "tree-group": "tree_group"}
+                "kube-api": "kube_api", "tree-group": "tree_group",
+                "recover-containers": "recover_containers"}
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
@@ -231,11 +233,21 @@ def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="Give this group (a name or a gid) r-x on the tree above the volumes (<root>, "
     "pods, pods/<uid>, ...: mode 0750). Default: root's group, so only root gets through.",
 )
+@click.option(
+    "--recover-containers",
+    type=click.Choice(RECOVER_CONTAINERS),
+    default=DaemonConfig.recover_containers,
+    show_default=True,
+    help="At start, restart the running containers that still hold the mount of a daemon "
+    "that stopped (they see 'Transport endpoint is not connected'): managed = those of "
+    "'volfs run' pods and of volume-plugin volumes; all = also any container binding a "
+    "path under --root; none = only warn.",
+)
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 def serve(
     root: Path, state_dir: Path, socket_path: Path | None, hook_timeout: float,
     allow_host_path: tuple[str, ...], docker_host: str | None, docker_plugin: str, debug: bool,
-    kube_api: tuple[str, int] | None, tree_group: int,
+    kube_api: tuple[str, int] | None, tree_group: int, recover_containers: str,
 ) -> None:
     """Run the daemon: mount the volume tree and serve the control API."""
     config = DaemonConfig(
@@ -249,6 +261,7 @@ def serve(
         docker_host=docker_host or None,
         docker_plugin=docker_plugin,
         tree_gid=tree_group,
+        recover_containers=recover_containers,
     )
     from volfs.daemon import run
 

@@ -46,6 +46,8 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
     ]
     lines += _labels(metadata.get("labels"))
     lines.append((0, "Status", str(status.get("phase") or "Unknown")))
+    if status.get("reason"):
+        lines.append((0, "Reason", str(status["reason"])))
     if status.get("message"):
         lines.append((0, "Message", str(status["message"])))
     lines += _containers(spec.get("containers") or [])
