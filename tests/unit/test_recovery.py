@@ -13,6 +13,7 @@ import trio
 from tests.unit.test_docker_runtime import RUN, SIMPLE, FakeRuntime, manager, pod
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.recovery import (
+    DOCKER_VOLUME_ANNOTATION,
     OTHER,
     PLUGIN,
     RUN_POD,
@@ -22,6 +23,7 @@ from volfs.lifecycle.recovery import (
     find_stranded,
     pod_uid_of,
     restart_groups,
+    volume_pods,
 )
 from volfs.runtime import (
     LABEL_CONTAINER,
@@ -68,7 +70,7 @@ def test_only_containers_started_before_the_mount_are_stranded_and_each_is_class
         bound("another-daemons", 10.0, volume, labels=run_labels("u1", "app", "/elsewhere")),
         bound("after", MOUNTED, volume, labels=run_labels("u1", "app")),  # on the new mount
         bound("unknown", None, volume),
-    ], ROOT, MOUNTED, plugin_driver="volfs")
+    ], ROOT, MOUNTED, plugin_driver="volfs", volume_pods={})
     assert [(s.container.name, s.kind, s.pod_uid) for s in found] == [
         ("run", RUN_POD, "u1"), ("plugin", PLUGIN, "u2"), ("other", OTHER, "u3"),
         ("another-daemons", OTHER, "u1")]
@@ -76,8 +78,19 @@ def test_only_containers_started_before_the_mount_are_stranded_and_each_is_class
 
 def test_no_plugin_served_means_no_plugin_containers() -> None:
     (found,) = find_stranded([bound("c", 1.0, f"{ROOT}/pods/u/v", driver="")], ROOT, MOUNTED,
-                             plugin_driver="")
+                             plugin_driver="", volume_pods={})
     assert found.kind == OTHER
+
+
+def test_a_plugin_volume_leads_to_its_pod_by_name() -> None:
+    """The engine knows no source for a plugin's volume: its name leads to its pod."""
+    (found,) = find_stranded([bound("c", 1.0, "", driver="volfs")], ROOT, MOUNTED,
+                             plugin_driver="volfs", volume_pods={"vol": "u7"})
+    assert (found.kind, found.pod_uid) == (PLUGIN, "u7")
+    annotations = {DOCKER_VOLUME_ANNOTATION: "vol"}
+    pods: list[dict[str, Any]] = [{"metadata": {"uid": "u7", "annotations": annotations}},
+                                  {"metadata": {"uid": "u8"}}]
+    assert volume_pods(pods) == {"vol": "u7"}
 
 
 def test_pod_uid_of_a_path() -> None:
@@ -97,7 +110,7 @@ def test_the_policy_chooses(policy: RecoveryPolicy, kinds: set[str]) -> None:
         bound("run", 1.0, f"{ROOT}/pods/u1/v", labels=run_labels("u1", "app")),
         bound("plugin", 1.0, f"{ROOT}/pods/u2/v", driver="volfs"),
         bound("other", 1.0, f"{ROOT}/pods/u3/v"),
-    ], ROOT, MOUNTED, "volfs")
+    ], ROOT, MOUNTED, "volfs", {})
     assert {s.kind for s in found if chosen_by(policy, s)} == kinds
 
 
@@ -107,7 +120,7 @@ def test_a_pods_containers_are_one_group_in_spec_order() -> None:
         bound("z-app", 1.0, f"{ROOT}/pods/u1/v", labels=run_labels("u1", "app")),
         bound("loner", 1.0, f"{ROOT}/elsewhere"),
         bound("user", 1.0, f"{ROOT}/pods/u1/v"),
-    ], ROOT, MOUNTED, "volfs")
+    ], ROOT, MOUNTED, "volfs", {})
     pods = {"u1": {"spec": {"containers": [{"name": "app"}, {"name": "side"}]}}}
     groups = restart_groups(found, pods)
     assert [[s.container.name for s in g] for g in groups] == [
@@ -123,7 +136,7 @@ class FakeEngine:
         self.restarted: list[tuple[list[str], float]] = []
         self.fail = fail
 
-    async def bound_containers(self, root: str) -> list[BoundContainer]:
+    async def bound_containers(self, root: str, driver: str) -> list[BoundContainer]:
         if isinstance(self.fail, RuntimeUnavailable):
             raise self.fail
         return self.containers

@@ -61,6 +61,10 @@ class RecoveryPolicy(enum.StrEnum):
     NONE = "none"
 
 
+DOCKER_VOLUME_ANNOTATION = "volfs.io/docker-volume"
+"""On the pod backing a Docker volume of the volume plugin (volfs.server.docker_plugin):
+the volume's name, by which a container's mount names it."""
+
 RUN_POD, PLUGIN, OTHER = "volfs run pod", "volume-plugin volume", "bind mount"
 
 
@@ -77,14 +81,17 @@ class Stranded:
 class Engine(Protocol):
     """The container engine, as recovery sees it (DockerRuntime)."""
 
-    async def bound_containers(self, root: str) -> list[BoundContainer]: ...
+    async def bound_containers(self, root: str, driver: str) -> list[BoundContainer]: ...
 
     async def restart_containers(self, ids: list[str], grace_seconds: float) -> None: ...
 
 
 def find_stranded(containers: Iterable[BoundContainer], root: str, mounted_at: float,
-                  plugin_driver: str) -> list[Stranded]:
-    """The containers that last started before the mount was up (at ``mounted_at``)."""
+                  plugin_driver: str, volume_pods: Mapping[str, str]) -> list[Stranded]:
+    """The containers that last started before the mount was up (at ``mounted_at``).
+
+    ``volume_pods``: the uid of the pod backing each of the plugin's volumes, by name.
+    """
     found = []
     for container in containers:
         if container.started is None or container.started >= mounted_at:
@@ -92,9 +99,22 @@ def find_stranded(containers: Iterable[BoundContainer], root: str, mounted_at: f
         if container.labels.get(LABEL_OWNER) == root:
             found.append(Stranded(container, RUN_POD, container.labels.get(LABEL_UID, "")))
             continue
-        uid = next(filter(None, (pod_uid_of(m.source, root) for m in container.mounts)), "")
-        plugin = plugin_driver and any(m.driver == plugin_driver for m in container.mounts)
-        found.append(Stranded(container, PLUGIN if plugin else OTHER, uid))
+        volumes = [m.volume for m in container.mounts
+                   if plugin_driver and m.driver == plugin_driver]
+        uids = [volume_pods.get(v, "") for v in volumes]
+        uids += [pod_uid_of(m.source, root) for m in container.mounts]
+        found.append(Stranded(container, PLUGIN if volumes else OTHER,
+                              next(filter(None, uids), "")))
+    return found
+
+
+def volume_pods(pods: Iterable[Object]) -> dict[str, str]:
+    """The uid of the pod backing each of the volume plugin's volumes, by volume name."""
+    found = {}
+    for obj in pods:
+        volume = (obj["metadata"].get("annotations") or {}).get(DOCKER_VOLUME_ANNOTATION)
+        if volume:
+            found[str(volume)] = obj["metadata"]["uid"]
     return found
 
 
@@ -159,15 +179,15 @@ class ContainerRecovery:
         """Restart what the policy picks; how many containers were restarted. An
         engine that does not answer is a warning: the daemon serves on."""
         try:
-            containers = await self._engine.bound_containers(self._root)
+            containers = await self._engine.bound_containers(self._root, self._plugin_driver)
         except (RuntimeUnavailable, RuntimeFailed) as exc:
             log.warning("containers holding volumes under %s were not looked for: %s",
                         self._root, exc)
             return 0
-        stranded = find_stranded(containers, self._root, mounted_at, self._plugin_driver)
-        if not stranded:
-            return 0
-        pods = {obj["metadata"]["uid"]: obj for obj in await self._db.list(POD)}
+        stored = await self._db.list(POD)
+        pods = {obj["metadata"]["uid"]: obj for obj in stored}
+        stranded = find_stranded(containers, self._root, mounted_at, self._plugin_driver,
+                                 volume_pods(stored))
         # A volfs run container whose pod is gone is the sweep's to remove, not to restart.
         stranded = [s for s in stranded if s.kind != RUN_POD or s.pod_uid in pods]
         chosen = [s for s in stranded if chosen_by(self._policy, s)]

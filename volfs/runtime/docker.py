@@ -108,10 +108,11 @@ class DockerRuntime:
         return await trio.to_thread.run_sync(self._call, self._containers_binding, root,
                                              limiter=self._limiter, abandon_on_cancel=True)
 
-    async def bound_containers(self, root: str) -> list[BoundContainer]:
+    async def bound_containers(self, root: str, driver: str) -> list[BoundContainer]:
         """The engine's running (or restarting) containers with a mount whose source
-        lies under ``root``, whoever made them. Cancelling abandons the call."""
-        return await self._run_abandoning(self._bound_containers, root)
+        lies under ``root``, or a volume of volume plugin ``driver`` ("": none), whoever
+        made them. Cancelling abandons the call."""
+        return await self._run_abandoning(self._bound_containers, root, driver)
 
     async def restart_containers(self, ids: list[str], grace_seconds: float) -> None:
         """Stop the containers together (SIGTERM, SIGKILL after ``grace_seconds``), then
@@ -209,11 +210,16 @@ class DockerRuntime:
     def _start(self, client: docker.DockerClient, container_id: str) -> None:
         client.api.start(container_id)
 
-    def _bound_containers(self, client: docker.DockerClient, root: str) -> list[BoundContainer]:
+    def _bound_containers(self, client: docker.DockerClient, root: str, driver: str
+                          ) -> list[BoundContainer]:
+        def ours(mount: dict[str, Any]) -> bool:
+            # A plugin's volume has no Source: the engine asks the plugin at each start.
+            return (_under(str(mount.get("Source") or ""), root)
+                    or bool(driver) and mount.get("Driver") == driver)
+
         found = []
         for summary in client.api.containers():  # running, paused and restarting ones
-            if not any(_under(str(m.get("Source") or ""), root)
-                       for m in summary.get("Mounts") or []):
+            if not any(ours(m) for m in summary.get("Mounts") or []):
                 continue
             try:
                 info = client.api.inspect_container(summary["Id"])
@@ -223,8 +229,7 @@ class DockerRuntime:
             mounts = tuple(BoundMount(source=str(m.get("Source") or ""),
                                       volume=str(m.get("Name") or "") if m.get("Type") == "volume"
                                       else "", driver=str(m.get("Driver") or ""))
-                           for m in info.get("Mounts") or []
-                           if _under(str(m.get("Source") or ""), root))
+                           for m in info.get("Mounts") or [] if ours(m))
             found.append(BoundContainer(
                 id=str(info.get("Id") or summary["Id"]),
                 name=str(info.get("Name") or summary["Id"]).lstrip("/"),
