@@ -4,6 +4,7 @@ what the events tell (a fake engine that records what it was asked)."""
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 import trio
 
 from tests.unit.test_docker_runtime import RUN, SIMPLE, FakeRuntime, manager, pod
+from volfs.cli.describe import describe_pod
+from volfs.cli.printers import pods_table
 from volfs.lifecycle.pods import PodManager
 from volfs.lifecycle.recovery import (
     DOCKER_VOLUME_ANNOTATION,
@@ -261,3 +264,16 @@ def test_a_pod_restarted_after_the_mount_is_ready(
     status = trio.run(main)["status"]
     assert [s["ready"] for s in status["containerStatuses"]] == [True, True]
     assert "reason" not in status and status["phase"] == "Running"
+
+
+def test_get_pods_and_describe_show_the_reason_as_kubectl_does() -> None:
+    lost = {"metadata": {"name": "web", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "app"}]},
+            "status": {"phase": "Running", "reason": "VolumeMountLost", "message": "restart",
+                       "containerStatuses": [{"name": "app", "ready": False}]}}
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    rows = pods_table([lost], now, all_namespaces=False, wide=False).splitlines()
+    assert rows[1].split()[:3] == ["web", "0/1", "VolumeMountLost"]
+    lines = [" ".join(line.split()) for line in describe_pod(lost).splitlines()]
+    assert lines[lines.index("Status: Running") + 1:][:2] == [
+        "Reason: VolumeMountLost", "Message: restart"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -192,7 +193,14 @@ class ContainerRecovery:
         stranded = [s for s in stranded if s.kind != RUN_POD or s.pod_uid in pods]
         chosen = [s for s in stranded if chosen_by(self._policy, s)]
         await self._report_left([s for s in stranded if s not in chosen], pods)
-        return await self._restart(restart_groups(chosen, pods), pods)
+        if not chosen:
+            return 0
+        began = time.monotonic()
+        restarted = await self._restart(restart_groups(chosen, pods), pods)
+        log.info("restarted %d of %d containers that held the mount of the daemon that "
+                 "stopped, %.1f s after the mount came up (%.1f s restarting)", restarted,
+                 len(chosen), time.time() - mounted_at, time.monotonic() - began)
+        return restarted
 
     async def _restart(self, groups: list[list[Stranded]], pods: Mapping[str, Object]) -> int:
         done: list[Stranded] = []
