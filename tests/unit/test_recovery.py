@@ -5,11 +5,13 @@ what the events tell (a fake engine that records what it was asked)."""
 from __future__ import annotations
 
 import datetime
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from docker.errors import APIError
 
 from tests.unit.test_docker_runtime import RUN, SIMPLE, FakeRuntime, manager, pod
 from volfs.cli.describe import describe_pod
@@ -35,9 +37,10 @@ from volfs.runtime import (
     BoundContainer,
     BoundMount,
     ContainerState,
+    RuntimeFailed,
     RuntimeUnavailable,
 )
-from volfs.runtime.docker import _epoch
+from volfs.runtime.docker import DockerRuntime, _epoch
 from volfs.state import AsyncStateDB, StateDB
 
 __all__ = ["manager"]  # the fixture, used by name
@@ -211,7 +214,6 @@ def test_an_unreachable_engine_is_a_warning(db: AsyncStateDB,
 
 
 def test_a_failed_restart_is_a_warning_event(db: AsyncStateDB) -> None:
-    from volfs.runtime import RuntimeFailed
     stored_pod(db, "u1", "web")
     engine = FakeEngine([bound("web-app", 1.0, f"{ROOT}/pods/u1/v",
                                labels=run_labels("u1", "app"))], fail=RuntimeFailed("refused"))
@@ -277,3 +279,51 @@ def test_get_pods_and_describe_show_the_reason_as_kubectl_does() -> None:
     lines = [" ".join(line.split()) for line in describe_pod(lost).splitlines()]
     assert lines[lines.index("Status: Running") + 1:][:2] == [
         "Reason: VolumeMountLost", "Message: restart"]
+
+
+class RecordingApi:
+    """The Engine API calls a restart makes; a stop of ``refuse`` fails as the engine's."""
+
+    def __init__(self, refuse: str = "") -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.refuse = refuse
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        if container_id == self.refuse:
+            raise APIError("500 Server Error", explanation="cannot stop container")
+        self.calls.append(("stop", container_id))
+
+    def start(self, container_id: str) -> None:
+        self.calls.append(("start", container_id))
+
+
+def restarted(api: RecordingApi, ids: list[str]) -> None:
+    runtime = DockerRuntime("unix:///nowhere", owner=ROOT)
+    runtime._client = types.SimpleNamespace(api=api)  # type: ignore[assignment]
+    trio.run(runtime.restart_containers, ids, 1.0)
+
+
+def test_the_engine_stops_a_pods_containers_then_starts_them_in_order() -> None:
+    api = RecordingApi()
+    restarted(api, ["a", "b", "c"])
+    assert sorted(api.calls[:3]) == [("stop", "a"), ("stop", "b"), ("stop", "c")]
+    assert api.calls[3:] == [("start", "a"), ("start", "b"), ("start", "c")]
+
+
+def test_a_refused_stop_is_one_error_and_nothing_is_started() -> None:
+    api = RecordingApi(refuse="b")
+    with pytest.raises(RuntimeFailed, match="^cannot stop container$"):
+        restarted(api, ["a", "b"])
+    assert [call for call, _ in api.calls] == ["stop"]
+
+
+def test_an_unexpected_failure_is_logged_and_the_daemon_serves_on(
+    db: AsyncStateDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(FakeEngine):
+        async def bound_containers(self, root: str, driver: str) -> list[BoundContainer]:
+            raise ValueError("odd answer")
+
+    assert trio.run(ContainerRecovery(db, Broken([]), ROOT, RecoveryPolicy.MANAGED, "v").run,
+                    MOUNTED) == 0
+    assert "not recovered: ValueError: odd answer" in caplog.text

@@ -178,7 +178,17 @@ class ContainerRecovery:
 
     async def run(self, mounted_at: float) -> int:
         """Restart what the policy picks; how many containers were restarted. An
-        engine that does not answer is a warning: the daemon serves on."""
+        engine that does not answer is a warning, and any other failure an error: the
+        daemon serves on either way."""
+        try:
+            return await self._recover(mounted_at)
+        except Exception as exc:  # recovery is a service to containers, not the daemon's job
+            log.error("containers holding volumes under %s not recovered: %s: %s",
+                      self._root, type(exc).__name__, exc)
+            log.debug("traceback of the failure above", exc_info=True)
+            return 0
+
+    async def _recover(self, mounted_at: float) -> int:
         try:
             containers = await self._engine.bound_containers(self._root, self._plugin_driver)
         except (RuntimeUnavailable, RuntimeFailed) as exc:

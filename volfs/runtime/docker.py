@@ -117,11 +117,25 @@ class DockerRuntime:
     async def restart_containers(self, ids: list[str], grace_seconds: float) -> None:
         """Stop the containers together (SIGTERM, SIGKILL after ``grace_seconds``), then
         start them one by one in the order given, as kubelet restarts a pod's containers.
-        Cancelling abandons the calls under way (each finishes on its own)."""
+        Cancelling abandons the calls under way (each finishes on its own).
+
+        Raises:
+            RuntimeUnavailable, RuntimeFailed: the first stop or start that failed (no
+                container is started when a stop failed).
+        """
+        failures: list[Exception] = []
+
+        async def stop(container_id: str) -> None:
+            try:
+                await self._run_abandoning(self._stop, container_id, grace_seconds)
+            except (RuntimeFailed, RuntimeUnavailable) as exc:
+                failures.append(exc)
+
         async with trio.open_nursery() as nursery:
             for container_id in ids:
-                nursery.start_soon(self._run_abandoning, self._stop, container_id,
-                                   grace_seconds)
+                nursery.start_soon(stop, container_id)
+        if failures:
+            raise failures[0]
         for container_id in ids:
             await self._run_abandoning(self._start, container_id)
 
