@@ -5,6 +5,7 @@ what the events tell (a fake engine that records what it was asked)."""
 from __future__ import annotations
 
 import datetime
+import logging
 import types
 from pathlib import Path
 from typing import Any
@@ -204,12 +205,22 @@ def test_with_policy_none_nothing_is_restarted_and_the_pod_is_told(db: AsyncStat
     assert [r for _, r, _ in events(db)] == ["VolumeMountLost"]
 
 
-def test_an_unreachable_engine_is_a_warning(db: AsyncStateDB,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unreachable_engine_is_a_warning_where_containers_may_be_stranded(
+    db: AsyncStateDB, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = FakeEngine([], fail=RuntimeUnavailable("no Docker engine answers at x"))
-    assert trio.run(ContainerRecovery(db, engine, ROOT, RecoveryPolicy.MANAGED, "v").run,
-                    MOUNTED) == 0
-    assert "were not looked for: no Docker engine answers at x" in caplog.text
+    recovery = ContainerRecovery(db, engine, ROOT, RecoveryPolicy.MANAGED, "v")
+    caplog.set_level(logging.DEBUG)
+    assert trio.run(recovery.run, MOUNTED) == 0  # no pod volfs runs: nothing expected
+    assert [r.levelname for r in caplog.records if "not looked for" in r.message] == ["DEBUG"]
+    trio.run(db.put, {"apiVersion": "v1", "kind": "Pod", "spec": {}, "metadata": {
+        "name": "web", "namespace": "default", "uid": "u1",
+        "annotations": {"volfs.io/run": "true"}}})
+    caplog.clear()
+    assert trio.run(recovery.run, MOUNTED) == 0
+    (record,) = [r for r in caplog.records if "not looked for" in r.message]
+    assert record.levelname == "WARNING"
+    assert record.message.endswith("were not looked for: no Docker engine answers at x")
     assert events(db) == []
 
 

@@ -42,6 +42,7 @@ from volfs.runtime import (
     BoundContainer,
     RuntimeFailed,
     RuntimeUnavailable,
+    runs_containers,
 )
 from volfs.state import AsyncStateDB
 from volfs.state.events import NORMAL, WARNING, EventRecorder
@@ -65,6 +66,9 @@ class RecoveryPolicy(enum.StrEnum):
 DOCKER_VOLUME_ANNOTATION = "volfs.io/docker-volume"
 """On the pod backing a Docker volume of the volume plugin (volfs.server.docker_plugin):
 the volume's name, by which a container's mount names it."""
+
+DOCKER_VOLUMES = "docker-volumes"
+"""The namespace of the pods backing the volume plugin's volumes."""
 
 RUN_POD, PLUGIN, OTHER = "volfs run pod", "volume-plugin volume", "bind mount"
 
@@ -189,13 +193,16 @@ class ContainerRecovery:
             return 0
 
     async def _recover(self, mounted_at: float) -> int:
+        stored = await self._db.list(POD)
         try:
             containers = await self._engine.bound_containers(self._root, self._plugin_driver)
         except (RuntimeUnavailable, RuntimeFailed) as exc:
-            log.warning("containers holding volumes under %s were not looked for: %s",
-                        self._root, exc)
+            # A warning where containers may be stranded; a daemon used without Docker
+            # (no run pod, no plugin volume) is not warned at every start.
+            level = logging.WARNING if self._expects_containers(stored) else logging.DEBUG
+            log.log(level, "containers holding volumes under %s were not looked for: %s",
+                    self._root, exc)
             return 0
-        stored = await self._db.list(POD)
         pods = {obj["metadata"]["uid"]: obj for obj in stored}
         stranded = find_stranded(containers, self._root, mounted_at, self._plugin_driver,
                                  volume_pods(stored))
@@ -211,6 +218,13 @@ class ContainerRecovery:
                  "stopped, %.1f s after the mount came up (%.1f s restarting)", restarted,
                  len(chosen), time.time() - mounted_at, time.monotonic() - began)
         return restarted
+
+    def _expects_containers(self, stored: list[Object]) -> bool:
+        """Whether containers may use the volumes: pods volfs runs, plugin volumes, or
+        with policy ``all``, anyone's."""
+        return self._policy is RecoveryPolicy.ALL or any(
+            runs_containers(obj) or obj["metadata"].get("namespace") == DOCKER_VOLUMES
+            for obj in stored)
 
     async def _restart(self, groups: list[list[Stranded]], pods: Mapping[str, Object]) -> int:
         done: list[Stranded] = []
