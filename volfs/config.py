@@ -16,6 +16,9 @@ SOCKET_NAME = "volfs.sock"
 DOCKER_PLUGIN_DIR = Path("/run/docker/plugins")  # where Docker looks for plugin sockets
 DEFAULT_DOCKER_PLUGIN = "volfs"
 LOG_FORMATS = ("text", "json")  # the first is the default
+RECOVER_CONTAINERS = ("managed", "all", "none")
+"""``--recover-containers``: which containers holding a dead mount the daemon restarts
+when it starts (see volfs.lifecycle.recovery); the first is the default."""
 
 
 def default_socket(state_dir: Path = DEFAULT_STATE_DIR) -> Path:
@@ -136,6 +139,7 @@ class DaemonConfig:
     docker_plugin: str = DEFAULT_DOCKER_PLUGIN  # "": serve no Docker volume plugin
     docker_plugin_dir: Path = DOCKER_PLUGIN_DIR
     tree_gid: int = 0  # the group with r-x on the synthetic tree (mode 0750); 0: root only
+    recover_containers: str = RECOVER_CONTAINERS[0]  # one of RECOVER_CONTAINERS
 
     @property
     def socket_path(self) -> Path:

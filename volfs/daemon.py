@@ -23,6 +23,7 @@ import os
 import resource
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,7 @@ from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
 from volfs.lifecycle.nfs import NfsPlugin
 from volfs.lifecycle.pods import PodManager
+from volfs.lifecycle.recovery import ContainerRecovery, RecoveryPolicy
 from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
 from volfs.notify import notify
 from volfs.persistent import NfsSource, PersistentSources
@@ -160,6 +162,9 @@ async def _serve(config: DaemonConfig) -> None:
 
         nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(fs.serve, config.root)
+        mounted_at = time.time()  # containers started before hold a dead mount
+        policy = RecoveryPolicy(config.recover_containers)
+        pods.mounted(mounted_at, recovers=policy is not RecoveryPolicy.NONE)
         nursery.start_soon(_widen_read_ahead, config.root)
         registry = core_registry(pods, state, started)
         registry.register(PERSISTENT_VOLUMES, VolumeResource(storage, claims.used_bytes))
@@ -180,6 +185,10 @@ async def _serve(config: DaemonConfig) -> None:
             stack.enter_context(_address_file(config.metrics_address_path, address))
             log.info("metrics on http://%s/metrics", address)
         nursery.start_soon(pods.sweep_containers)
+        # After the plugin serves: a plugin volume's container mounts it again as it starts.
+        recovery = ContainerRecovery(state, engine, str(config.root), policy,
+                                     plugin_driver=config.docker_plugin)
+        nursery.start_soon(recovery.run, mounted_at)
         log.info("serving %s (state in %s, control socket %s)", config.root,
                  config.state_dir, config.socket_path)
         # What a client needs is up (the mount, the control socket, the plugin socket):

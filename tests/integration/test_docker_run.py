@@ -485,7 +485,9 @@ def test_pods_not_run_by_volfs_show_no_container_states(
 def test_after_a_daemon_restart_a_restarted_container_binds_the_new_mount(
     tmp_path: Path, docker_engine: Engine, pod_name: str
 ) -> None:
-    daemon = volfs_for(docker_engine, tmp_path / "volfs").start()
+    """By hand: the daemon restarts none itself (test_recovery.py has it do so)."""
+    daemon = volfs_for(docker_engine, tmp_path / "volfs", "--recover-containers",
+                       "none").start()
     try:
         run(daemon, pod_yaml(pod_name, """\
     - name: app

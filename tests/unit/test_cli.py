@@ -405,6 +405,24 @@ def test_serve_tree_group_takes_a_gid_or_a_group_name_from_flags_or_the_config(
     assert fake_daemon[0].tree_gid == 0  # root's only, by default
 
 
+def test_serve_recover_containers_from_flags_or_the_config_and_refusals(
+    runner: CliRunner, fake_daemon: list[DaemonConfig], tmp_path: Path
+) -> None:
+    config = write(tmp_path, "volfs.yaml", "recover-containers: all\n")
+    for args, policy in (([], "managed"), (["--recover-containers", "none"], "none"),
+                         (["--config", config], "all"),
+                         (["--config", config, "--recover-containers", "none"], "none")):
+        fake_daemon.clear()
+        result = runner.invoke(main, ["serve", *args])
+        assert result.exit_code == 3, result.output
+        assert [c.recover_containers for c in fake_daemon] == [policy], args
+    fake_daemon.clear()
+    result = runner.invoke(main, ["serve", "--recover-containers", "some"])
+    assert result.exit_code == 2
+    assert "'some' is not one of 'managed', 'all', 'none'" in result.stderr
+    assert fake_daemon == []
+
+
 def test_serve_refuses_an_unknown_tree_group_in_one_line(
     runner: CliRunner, fake_daemon: list[DaemonConfig]
 ) -> None:

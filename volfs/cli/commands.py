@@ -54,6 +54,7 @@ from volfs.config import (
     DEFAULT_STATE_DIR,
     DOCKER_PLUGIN_DIR,
     LOG_FORMATS,
+    RECOVER_CONTAINERS,
     DaemonConfig,
     default_socket,
 )
@@ -238,6 +239,16 @@ def main() -> None:
     show_default=True,
     help="text: one line per event for people; json: one JSON object per line (time, "
     "level, logger, message, and fields such as pod, volume, claim).",
+)
+@click.option(
+    "--recover-containers",
+    type=click.Choice(RECOVER_CONTAINERS),
+    default=DaemonConfig.recover_containers,
+    show_default=True,
+    help="At start, restart the running containers that still hold the mount of a daemon "
+    "that stopped (they see 'Transport endpoint is not connected'): managed = those of "
+    "'volfs run' pods and of volume-plugin volumes; all = also any container binding a "
+    "path under --root; none = only warn.",
 )
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 @click.pass_context

@@ -49,6 +49,8 @@ def describe_pod(pod: dict[str, Any], events: Sequence[dict[str, Any]] = (),
     terminating = metadata.get("deletionTimestamp")
     lines.append((0, "Status", "Terminating" if terminating else
                   str(status.get("phase") or "Unknown")))
+    if status.get("reason"):
+        lines.append((0, "Reason", str(status["reason"])))
     if status.get("message"):
         lines.append((0, "Message", str(status["message"])))
     operation = operation_text(status.get("operation"))

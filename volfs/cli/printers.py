@@ -104,11 +104,13 @@ def pods_table(
 
 
 def _status(pod: dict[str, Any]) -> str:
-    """STATUS: the phase, or ``Terminating`` for a pod being deleted (as a watch tells
-    of a deleted pod), as kubectl prints it."""
+    """STATUS: the phase, overridden by the pod's reason (``VolumeMountLost``), or
+    ``Terminating`` for a pod being deleted (as a watch tells of a deleted pod), as
+    kubectl prints it."""
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return "Terminating"
-    return str((pod.get("status") or {}).get("phase") or "Unknown")
+    status = pod.get("status") or {}
+    return str(status.get("reason") or status.get("phase") or "Unknown")
 
 
 def operation_text(operation: object) -> str | None:

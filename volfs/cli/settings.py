@@ -85,6 +85,7 @@ SETTINGS: dict[str, Setting] = {
     "docker-host": Setting("docker_host", lambda value: value or None),
     "docker-plugin": Setting("docker_plugin", _plugin_name),
     "docker-plugin-dir": Setting("docker_plugin_dir"),
+    "recover-containers": Setting("recover_containers"),
     "log-format": Setting("log_format"),
     "debug": Setting("debug"),
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import trio
 
@@ -21,6 +22,7 @@ from volfs.runtime import (
     RunRefused,
     RuntimeFailed,
     RuntimeUnavailable,
+    engine_name,
     plan_pod,
     pod_phase,
     prepare_binds,
@@ -36,6 +38,11 @@ shows it, and its READY column (``-``, from the absent ``containerStatuses``) sa
 there is nothing to be ready, rather than ``0/1``, which reads as a broken container."""
 
 
+LOST_REASON = "VolumeMountLost"
+"""``status.reason`` of a pod with a container that holds the mount of a daemon that
+stopped (see volfs.lifecycle.recovery)."""
+
+
 class ContainersNotRemoved(RequestError):
     """The engine refused to remove a pod's containers: the pod and its volumes stay."""
 
@@ -48,6 +55,15 @@ class PodContainers:
         # The engine restarts containers itself; a restart is logged when a status shows
         # a count above the last one seen: (pod uid, container) -> restart count.
         self._restarts: dict[tuple[str, str], int] = {}
+        self._mounted_at: float | None = None
+        self._recovers = False
+
+    def mounted(self, at: float, recovers: bool) -> None:
+        """The mount is up since ``at`` (seconds since the epoch): a container started
+        before holds a dead mount. ``recovers``: the daemon restarts such containers
+        itself (--recover-containers), which the pod's status then says."""
+        self._mounted_at = at
+        self._recovers = recovers
 
     async def start(self, obj: Object, pod: Pod, mounts: list[Object],
                     undo: AsyncExitStack) -> None:
@@ -127,7 +143,8 @@ class PodContainers:
             except (RuntimeUnavailable, RuntimeFailed) as exc:
                 unknown = str(exc)
             self._log_restarts(run, states)
-        return [_container_status(obj, states, unknown) if runs_containers(obj)
+        lost = Lost(self._mounted_at, self._recovers)
+        return [_container_status(obj, states, unknown, lost) if runs_containers(obj)
                 else _not_run(obj) for obj in objs]
 
     def _log_restarts(self, objs: list[Object], states: dict[str, list[ContainerState]]
@@ -163,8 +180,30 @@ def grace_period(obj: Object) -> float:
     return DEFAULT_GRACE_SECONDS if grace is None else float(grace)
 
 
+@dataclass(frozen=True)
+class Lost:
+    """How to tell a container that holds a dead mount: it last started before the
+    mount came up (``mounted_at``; None: not mounted yet, none can be told)."""
+
+    mounted_at: float | None
+    recovers: bool
+
+    def stranded(self, state: ContainerState) -> bool:
+        return (self.mounted_at is not None and state.state == "running"
+                and state.started is not None and state.started < self.mounted_at)
+
+    def message(self, obj: Object, names: list[str]) -> str:
+        meta = obj["metadata"]
+        engine = " ".join(engine_name(meta["name"], n, meta["uid"]) for n in names)
+        then = ("volfs is restarting them (--recover-containers)" if self.recovers else
+                f"restart them: docker restart {engine} (volfs serve "
+                "--recover-containers=managed does this when it starts)")
+        return (f"containers {', '.join(names)} hold the volume mount of a volfs daemon that "
+                f"stopped and see 'Transport endpoint is not connected' there; {then}")
+
+
 def _container_status(obj: Object, states: dict[str, list[ContainerState]],
-                      unknown: str) -> Object:
+                      unknown: str, lost: Lost) -> Object:
     """``obj`` with its containers' states, in spec order, and the phase they imply."""
     spec_names = [c.get("name") for c in (obj.get("spec") or {}).get("containers") or []]
     found = {s.name: s for s in states.get(obj["metadata"]["uid"], [])}
@@ -178,4 +217,19 @@ def _container_status(obj: Object, states: dict[str, list[ContainerState]],
         statuses.append(state)
     status = dict(obj.get("status") or {}, containerStatuses=[s.to_k8s() for s in statuses],
                   phase="Unknown" if unknown else pod_phase(statuses, len(spec_names)))
+    stranded = [s.name for s in statuses if lost.stranded(s)]
+    if stranded:
+        _mark_lost(status, lost.message(obj, stranded), set(stranded))
     return dict(obj, status=status)
+
+
+def _mark_lost(status: Object, message: str, names: set[str]) -> None:
+    """Not ready, saying why: ``reason`` is what ``get pods`` shows as STATUS (as kubectl
+    shows a pod's NodeLost), ``message`` what to do; the containers run, unready."""
+    for entry in status["containerStatuses"]:
+        if entry["name"] in names:
+            entry["ready"] = False
+    condition = {"type": "Ready", "status": "False", "reason": LOST_REASON,
+                 "message": message}
+    status.update(reason=LOST_REASON, message=message,
+                  conditions=[*(status.get("conditions") or []), condition])

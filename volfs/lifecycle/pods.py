@@ -262,6 +262,11 @@ class PodManager:
                              extra=fields(uid=leftover.name))
                     await trio.to_thread.run_sync(_remove_any, leftover)
 
+    def mounted(self, at: float, recovers: bool) -> None:
+        """The mount is up since ``at``: containers started before it hold a dead mount,
+        and their pods say so (``recovers``: the daemon restarts them itself)."""
+        self._containers.mounted(at, recovers)
+
     async def close(self) -> None:
         """The daemon stops: close every volume plugin's stores (their data stays)."""
         await self._volumes.close()

@@ -115,6 +115,7 @@ class ContainerState:
     container_id: str = ""
     image: str = ""
     image_id: str = ""
+    started: float | None = None  # when it last started, in seconds since the epoch
 
     def to_k8s(self) -> dict[str, Any]:
         """One entry of ``status.containerStatuses``."""
@@ -139,6 +140,28 @@ class ContainerState:
         if self.container_id:
             status["containerID"] = f"docker://{self.container_id}"
         return status
+
+
+@dataclass(frozen=True)
+class BoundMount:
+    """One mount of an engine's container: its source on the host, and for a named
+    volume its name and driver (both "" for a plain bind)."""
+
+    source: str
+    volume: str = ""
+    driver: str = ""
+
+
+@dataclass(frozen=True)
+class BoundContainer:
+    """A container of the engine, running or being restarted by the engine, with
+    mounts whose sources lie under a root (``mounts`` holds those only)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    started: float | None  # when it last started, in seconds since the epoch
+    mounts: tuple[BoundMount, ...]
 
 
 class ContainerRuntime(Protocol):
@@ -233,7 +256,12 @@ def plan_pod(pod: Pod, uid: str, mounts: Iterable[Mapping[str, Any]]) -> PodPlan
 
 def container_name(plan: PodPlan, container: str) -> str:
     """The engine's name for a container: ``volfs_<pod>_<container>_<uid8>``."""
-    return f"volfs_{plan.name}_{container}_{plan.uid.replace('-', '')[:8]}"
+    return engine_name(plan.name, container, plan.uid)
+
+
+def engine_name(pod: str, container: str, uid: str) -> str:
+    """The engine's name for container ``container`` of pod ``pod`` (uid ``uid``)."""
+    return f"volfs_{pod}_{container}_{uid.replace('-', '')[:8]}"
 
 
 def pod_phase(states: list[ContainerState], expected: int) -> str:

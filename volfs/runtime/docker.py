@@ -9,6 +9,7 @@ engine speaks; a daemon without a reachable engine starts and serves as usual.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import os
 import re
@@ -27,6 +28,8 @@ from volfs.runtime.base import (
     LABEL_CONTAINER,
     LABEL_OWNER,
     LABEL_UID,
+    BoundContainer,
+    BoundMount,
     ContainerPlan,
     ContainerState,
     PodPlan,
@@ -104,6 +107,37 @@ class DockerRuntime:
         """
         return await trio.to_thread.run_sync(self._call, self._containers_binding, root,
                                              limiter=self._limiter, abandon_on_cancel=True)
+
+    async def bound_containers(self, root: str, driver: str) -> list[BoundContainer]:
+        """The engine's running (or restarting) containers with a mount whose source
+        lies under ``root``, or a volume of volume plugin ``driver`` ("": none), whoever
+        made them. Cancelling abandons the call."""
+        return await self._run_abandoning(self._bound_containers, root, driver)
+
+    async def restart_containers(self, ids: list[str], grace_seconds: float) -> None:
+        """Stop the containers together (SIGTERM, SIGKILL after ``grace_seconds``), then
+        start them one by one in the order given, as kubelet restarts a pod's containers.
+        Cancelling abandons the calls under way (each finishes on its own).
+
+        Raises:
+            RuntimeUnavailable, RuntimeFailed: the first stop or start that failed (no
+                container is started when a stop failed).
+        """
+        failures: list[Exception] = []
+
+        async def stop(container_id: str) -> None:
+            try:
+                await self._run_abandoning(self._stop, container_id, grace_seconds)
+            except (RuntimeFailed, RuntimeUnavailable) as exc:
+                failures.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for container_id in ids:
+                nursery.start_soon(stop, container_id)
+        if failures:
+            raise failures[0]
+        for container_id in ids:
+            await self._run_abandoning(self._start, container_id)
 
     # -- in worker threads -----------------------------------------------------------------
 
@@ -183,16 +217,49 @@ class DockerRuntime:
         except NotFound:
             pass  # already gone
 
+    def _stop(self, client: docker.DockerClient, container_id: str,
+              grace_seconds: float) -> None:
+        client.api.stop(container_id, timeout=max(0, math.ceil(grace_seconds)))
+
+    def _start(self, client: docker.DockerClient, container_id: str) -> None:
+        client.api.start(container_id)
+
+    def _bound_containers(self, client: docker.DockerClient, root: str, driver: str
+                          ) -> list[BoundContainer]:
+        def ours(mount: dict[str, Any]) -> bool:
+            # A plugin's volume has no Source: the engine asks the plugin at each start.
+            return (_under(str(mount.get("Source") or ""), root)
+                    or bool(driver) and mount.get("Driver") == driver)
+
+        found = []
+        for summary in client.api.containers():  # running, paused and restarting ones
+            if not any(ours(m) for m in summary.get("Mounts") or []):
+                continue
+            try:
+                info = client.api.inspect_container(summary["Id"])
+            except NotFound:
+                continue  # removed meanwhile
+            state = info.get("State") or {}
+            mounts = tuple(BoundMount(source=str(m.get("Source") or ""),
+                                      volume=str(m.get("Name") or "") if m.get("Type") == "volume"
+                                      else "", driver=str(m.get("Driver") or ""))
+                           for m in info.get("Mounts") or [] if ours(m))
+            found.append(BoundContainer(
+                id=str(info.get("Id") or summary["Id"]),
+                name=str(info.get("Name") or summary["Id"]).lstrip("/"),
+                labels=dict((info.get("Config") or {}).get("Labels") or {}),
+                started=_epoch(state.get("StartedAt")), mounts=mounts))
+        return found
+
     def _volume_users(self, client: docker.DockerClient, volume: str) -> list[str]:
         found = client.api.containers(all=True, filters={"volume": volume})
         return sorted(str(name).lstrip("/") for c in found for name in c.get("Names", [])[:1])
 
     def _containers_binding(self, client: docker.DockerClient, root: str) -> list[str]:
-        inside = root.rstrip("/") + "/"
         names: set[str] = set()
         for summary in client.api.containers():  # running (and paused) ones only
             sources = [str(m.get("Source") or "") for m in summary.get("Mounts") or []]
-            if any(s == root or s.startswith(inside) for s in sources):
+            if any(_under(s, root) for s in sources):
                 names.update(str(n).lstrip("/") for n in summary.get("Names", [])[:1])
         return sorted(names)
 
@@ -218,6 +285,10 @@ class DockerRuntime:
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(self._call, call, *args, limiter=self._limiter)
+
+    async def _run_abandoning(self, call: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(self._call, call, *args, limiter=self._limiter,
+                                             abandon_on_cancel=True)
 
     def _call(self, call: Callable[..., T], *args: Any) -> T:
         """``call(client, *args)`` with the SDK's exceptions as this layer's."""
@@ -283,6 +354,24 @@ def _time(value: object) -> str | None:
     return value[:19] + "Z"
 
 
+def _under(source: str, root: str) -> bool:
+    return source == root or source.startswith(root.rstrip("/") + "/")
+
+
+def _epoch(value: object) -> float | None:
+    """The engine's RFC 3339 time (nanoseconds, ``Z``) in seconds since the epoch, to
+    the microsecond; None for the engine's zero time or anything unreadable."""
+    if not isinstance(value, str) or not value or value.startswith("0001-"):
+        return None
+    whole, _, rest = value.rstrip("Z").partition(".")
+    fraction = "".join(c for c in rest if c.isdigit())[:6]
+    try:
+        when = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+    return when.timestamp() + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
+
+
 def _state(name: str, info: dict[str, Any]) -> ContainerState:
     """One inspected container in Kubernetes' terms."""
     state = info.get("State") or {}
@@ -290,7 +379,7 @@ def _state(name: str, info: dict[str, Any]) -> ContainerState:
     common: dict[str, Any] = {
         "name": name, "restart_count": int(info.get("RestartCount") or 0),
         "container_id": info.get("Id", ""), "image": (info.get("Config") or {}).get("Image", ""),
-        "image_id": info.get("Image", ""),
+        "image_id": info.get("Image", ""), "started": _epoch(state.get("StartedAt")),
     }
     if status in ("running", "paused"):
         return ContainerState(state="running", started_at=_time(state.get("StartedAt")), **common)

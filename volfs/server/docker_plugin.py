@@ -45,14 +45,14 @@ from starlette.types import ASGIApp
 from volfs.api import ManifestError, Pod, parse_pod
 from volfs.api.errors import Invalid, NotFound, RequestError
 from volfs.api.manifests import TooDeep, decode_json
+from volfs.lifecycle.recovery import DOCKER_VOLUME_ANNOTATION as VOLUME_ANNOTATION
+from volfs.lifecycle.recovery import DOCKER_VOLUMES as NAMESPACE
 from volfs.lifecycle.service import DeleteResult
 from volfs.logs import unexpected
 from volfs.runtime.base import RuntimeFailed, RuntimeUnavailable
 
 log = logging.getLogger("volfs.server.docker")
 
-NAMESPACE = "docker-volumes"
-VOLUME_ANNOTATION = "volfs.io/docker-volume"
 OPTIONS_ANNOTATION = "volfs.io/docker-volume-options"
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 REFS_FILE = "docker-volume-mounts.json"
