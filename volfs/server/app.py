@@ -170,7 +170,12 @@ def _discovery_routes(registry: ResourceRegistry) -> list[Route]:
     @_answers_with_status
     async def group(request: Request) -> Response:
         _plain(request)
-        return answer(discovery.api_group(registry, request.path_params["group"]))
+        name = request.path_params["group"]
+        if name != "v1" and name in registry.group_versions().get("", []):
+            # client-go reads a core version other than v1 (the seed's v1beta1) at
+            # /apis/{version}: there, it is that version's resource list.
+            return answer(discovery.resource_list(registry, "", name))
+        return answer(discovery.api_group(registry, name))
 
     @_answers_with_status
     async def group_version(request: Request) -> Response:

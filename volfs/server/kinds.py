@@ -34,7 +34,7 @@ from volfs.server.tables import (
     STATEFUL_SET_COLUMNS,
     STORAGE_CLASS_COLUMNS,
 )
-from volfs.server.workloads import WorkloadResource
+from volfs.server.workloads import LegacyControllerResource, WorkloadResource
 from volfs.state import AsyncStateDB
 from volfs.state.events import EVENT
 from volfs.workloads import Workloads
@@ -110,6 +110,12 @@ REPLICATION_CONTROLLERS = Resource(
     categories=("all",), columns=REPLICATION_CONTROLLER_COLUMNS, scalable=True,
     field_selectors={"status.replicas": path_getter("status.replicas")},
 )
+LEGACY_REPLICATION_CONTROLLERS = Resource(
+    name="replicationcontrollers", singular_name="replicationcontroller",
+    kind="ReplicationController", version="v1beta1", namespaced=True,
+    verbs=("create", "delete", "get", "list", "patch", "update"), short_names=("rc",),
+    columns=REPLICATION_CONTROLLER_COLUMNS,
+)
 STATEFUL_SETS = Resource(
     name="statefulsets", singular_name="statefulset", kind="StatefulSet", group="apps",
     namespaced=True, verbs=ALL_VERBS, short_names=("sts",), categories=("all",),
@@ -118,10 +124,12 @@ STATEFUL_SETS = Resource(
 
 
 def register_workloads(registry: ResourceRegistry, workloads: Workloads) -> None:
-    """Serve ``replicationcontrollers`` (rc) and ``apps/v1`` ``statefulsets`` (sts)."""
+    """Serve ``replicationcontrollers`` (rc) and ``apps/v1`` ``statefulsets`` (sts), and
+    the seed's ``v1beta1`` controllers (created as v1 ones)."""
     registry.register(REPLICATION_CONTROLLERS,
                       WorkloadResource(workloads, workloads.controllers))
     registry.register(STATEFUL_SETS, WorkloadResource(workloads, workloads.stateful_sets))
+    registry.register(LEGACY_REPLICATION_CONTROLLERS, LegacyControllerResource(workloads))
 
 
 def core_registry(pods: PodService, db: AsyncStateDB | None = None,

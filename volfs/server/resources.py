@@ -236,7 +236,7 @@ class ResourceRegistry:
     """The kinds the API serves, found by (group, version, plural) and by kind.
 
     Registration refuses a plural, short name or kind that is already taken in the
-    group, and a service lacking a method one of the descriptor's verbs needs.
+    group version, and a service lacking a method one of the descriptor's verbs needs.
     """
 
     def __init__(self) -> None:
@@ -250,8 +250,9 @@ class ResourceRegistry:
             ValueError: a name clash in the group, or a verb the service cannot serve.
         """
         for other in self:
-            if other.resource.group != resource.group:
-                continue
+            if (other.resource.group, other.resource.version) != (resource.group,
+                                                                   resource.version):
+                continue  # another version of a group may serve the same kind
             taken = {other.resource.name, other.resource.singular_name,
                      *other.resource.short_names}
             names = {resource.name, resource.singular_name, *resource.short_names}
