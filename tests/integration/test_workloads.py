@@ -97,6 +97,8 @@ def test_the_seed_controller_scales_replaces_and_cascades(daemon: Daemon,
     ref = first[name]["metadata"]["ownerReferences"][0]
     assert (ref["kind"], ref["uid"]) == ("ReplicationController", stored["metadata"]["uid"])
     # Two containers of each replica share its EmptyDir, as in the seed's pod.
+    mounts = [m["name"] for c in first[name]["spec"]["containers"] for m in c["volumeMounts"]]
+    assert mounts == ["data", "data"]
     (daemon.volume_path(name, "data") / "from-1").write_text("hello 2")
     assert (daemon.volume_path(name, "data") / "from-1").read_text() == "hello 2"
 
@@ -247,8 +249,8 @@ def test_a_statefulset_keeps_each_replicas_claim_and_data(daemon: Daemon,
     wait_pods(daemon, "db", 2)
     assert (daemon.volume_path("db-0", "data") / "who").read_text() == "db-0"
 
-    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "db"},
-             "spec": {"replicas": 1}}
+    scale: dict[str, Any] = {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                             "metadata": {"name": "db"}, "spec": {"replicas": 1}}
     assert daemon.api("PUT", f"{STSS}/db/scale", scale).status_code == 200
     assert sorted(wait_pods(daemon, "db", 1)) == ["db-0"]
     assert claims(daemon) == {"data-db-0": "Bound", "data-db-1": "Bound"}  # kept

@@ -59,6 +59,11 @@ class Workload:
         return str(self.doc["metadata"]["name"])
 
     @property
+    def metadata(self) -> ObjectMeta:
+        """Its ``metadata``, typed as every kind's is."""
+        return ObjectMeta.model_validate(self.doc["metadata"], by_alias=True, by_name=False)
+
+    @property
     def namespace(self) -> str:
         return str(self.doc["metadata"].get("namespace") or "default")
 
@@ -75,6 +80,8 @@ def build_replication_controller(doc: Object, source: str | None) -> Workload:
     """
     causes: list[Cause] = []
     out = _common(doc, REPLICATION_CONTROLLER, _RC_SPEC, causes)
+    _raise_if(source, causes)
+    _check_template(out, [], source)  # first: its labels must be valid to be matched
     spec = out["spec"]
     labels = _template_labels(spec)
     selector = spec.get("selector")
@@ -91,7 +98,6 @@ def build_replication_controller(doc: Object, source: str | None) -> Workload:
                        "`selector` does not match template `labels`"))
     spec["selector"] = selector
     _raise_if(source, causes)
-    _check_template(out, [], source)
     return Workload(out)
 
 
