@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import VOLFS, Daemon
 from tests.integration.nfs import NfsShare
 from tests.waiting import wait_until
 
@@ -170,6 +171,20 @@ def test_pods_of_a_controller_that_is_gone_are_collected(daemon: Daemon) -> None
         "uid": "00000000-0000-0000-0000-000000000000", "controller": True}])
     assert daemon.api("POST", PODS, pod).status_code == 201
     wait_until(lambda: all_pods(daemon) == [], WAIT, "an orphaned owned pod is collected")
+
+
+def test_concurrent_applies_make_one_controller_and_its_replicas(daemon: Daemon) -> None:
+    manifest = yaml.safe_dump(controller("busy", 3))
+    applies = [subprocess.Popen([VOLFS, "apply", "-f", "-"], env=daemon.env, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for _ in range(4)]
+    outs = [proc.communicate(manifest, timeout=60) for proc in applies]
+    assert all(proc.returncode == 0 for proc in applies), outs
+    lines = sorted(out.strip() for out, _ in outs)
+    assert lines.count("replicationcontroller/busy created") == 1, lines
+    assert lines.count("replicationcontroller/busy unchanged") == 3, lines
+    settled(daemon, f"{RCS}/busy", 3)
+    assert len(all_pods(daemon)) == 3
 
 
 @pytest.mark.timeout(180)
