@@ -55,6 +55,7 @@ from volfs.server.kinds import (
     PERSISTENT_VOLUMES,
     STORAGE_CLASSES,
     core_registry,
+    register_workloads,
 )
 from volfs.server.kubeapi import (
     Credentials,
@@ -76,6 +77,7 @@ from volfs.state import AsyncStateDB, StateDB
 from volfs.state.events import EventRecorder
 from volfs.stores.nfs import NfsShares
 from volfs.stores.nfs.rpc import background_tasks as nfs_background_tasks
+from volfs.workloads import Workloads
 
 log = logging.getLogger("volfs.daemon")
 
@@ -172,6 +174,8 @@ async def _serve(config: DaemonConfig) -> None:
                           ClaimResource(storage, claims.used_bytes, pods.claim_users))
         registry.register(STORAGE_CLASSES, ClassResource(storage))
         await nursery.start(storage.run)
+        register_workloads(registry, workloads := Workloads(state, pods, storage))
+        await nursery.start(workloads.run)  # replicas of RCs and StatefulSets, and GC
         watches = OpenWatches()
         kubeconfig = await _serve_kube_api(nursery, create_app(
             registry, changes=state.next_change, watches=watches), kube_api)

@@ -89,8 +89,11 @@ def test_legacy_rc_two_containers_share_an_emptydir(
 ) -> None:
     out = volfs.cli("run", "-f", str(examples_dir / "legacy-rc-emptydir.yaml"),
                     "--image", IMAGE).stdout
-    assert "(2/2 containers running)" in out, out
-    name = out.split()[0].removeprefix("pod/")
+    assert out.strip() == "replicationcontroller/share-apache2-controller created", out
+    # The controller makes its replica with the run annotation: its containers run.
+    wait_until(lambda: len(_running_replicas(volfs)) == 1, 60,
+               f"the controller's replica runs its containers:\n{volfs.log()}")
+    [name] = _running_replicas(volfs)
     pod = volfs.pod(name)
     volume = volfs.volume_path(name, "data")
     first = container(docker_engine, pod, "share-apache2-1")
@@ -108,10 +111,20 @@ def test_legacy_rc_two_containers_share_an_emptydir(
     assert sh(docker_engine, second, "cat /data/greeting").stdout == "written by one\n"
     assert (volume / "greeting").read_text() == "written by one\n"  # the host sees it too
 
-    volfs.cli("delete", "pod", name)
+    foreground = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
+    assert volfs.api("DELETE", "/api/v1/namespaces/default/replicationcontrollers/"
+                     "share-apache2-controller", foreground).status_code == 200
     assert pod_containers(docker_engine, pod) == []
     assert not volume.exists()
     assert not any(Path(volfs.state_dir, "pods").iterdir())
+
+
+def _running_replicas(volfs: Daemon) -> list[str]:
+    """The pods whose containers all run (the controller's replicas, in this test)."""
+    items = volfs.api("GET", "/api/v1/namespaces/default/pods").json()["items"]
+    return [p["metadata"]["name"] for p in items
+            if (statuses := p["status"].get("containerStatuses"))
+            and all("running" in s["state"] for s in statuses)]
 
 
 def test_the_readmes_example_runs_as_printed(

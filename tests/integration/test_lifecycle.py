@@ -230,18 +230,3 @@ def test_restart_wipes_volumes_no_pod_owns(daemon: Daemon) -> None:
     daemon.start()
     assert not stray.exists()
     assert (daemon.state_dir / "pods" / uid).exists()
-
-
-def test_legacy_replication_controller_shares_one_emptydir(
-        shared_daemon: Daemon, examples_dir: Path) -> None:
-    text = (examples_dir / "legacy-rc-emptydir.yaml").read_text()
-    out = shared_daemon.apply(text).stdout
-    assert "share-apache2-controller-0" in out
-    pod = shared_daemon.pod("share-apache2-controller-0")
-    mounts = [m["name"] for c in pod["spec"]["containers"] for m in c["volumeMounts"]]
-    assert mounts == ["data", "data"]
-    path = shared_daemon.volume_path("share-apache2-controller-0", "data")
-    (path / "from-1").write_text("hello 2")
-    assert subprocess.run(["cat", str(path / "from-1")], capture_output=True, text=True,
-                          check=True).stdout == "hello 2"
-    shared_daemon.cli("delete", "pod", "share-apache2-controller-0")

@@ -22,6 +22,8 @@ from volfs.api import (
     parse_object,
 )
 from volfs.api.manifests import MAX_DEPTH, TooDeep, check_depth, decode_json, decode_yaml
+from volfs.api.validation import build_pod
+from volfs.api.workloads import Workload, template_pod
 
 MINIMAL = """\
 apiVersion: v1
@@ -59,6 +61,14 @@ def only_pod(objects: Sequence[object]) -> Pod:
     return pod
 
 
+def legacy_pod(objects: Sequence[object]) -> Pod:
+    """The first replica of the one controller a legacy manifest gave (the v1 controller
+    it is translated into)."""
+    [controller] = objects
+    assert isinstance(controller, Workload) and controller.kind == "ReplicationController"
+    return build_pod(template_pod(controller.to_k8s(), f"{controller.name}-0"), None)
+
+
 def error_of(doc: Any, source: str | None = "pod.yaml") -> ManifestError:
     with pytest.raises(ManifestError) as info:
         parse_object(doc, source)
@@ -89,7 +99,14 @@ def test_pod_with_a_claim_parses(examples_dir: Path) -> None:
 
 def test_legacy_controller_gives_one_pod_sharing_an_empty_dir(examples_dir: Path) -> None:
     text = (examples_dir / "legacy-rc-emptydir.yaml").read_text()
-    pod = only_pod(load_manifests(text, "legacy-rc-emptydir.yaml"))
+    [controller] = load_manifests(text, "legacy-rc-emptydir.yaml")
+    assert isinstance(controller, Workload)
+    doc = controller.to_k8s()
+    assert (doc["apiVersion"], doc["kind"], doc["metadata"]["name"]) == (
+        "v1", "ReplicationController", "share-apache2-controller")
+    assert doc["spec"]["replicas"] == 1
+    assert doc["spec"]["selector"] == {"name": "share-apache2"}
+    pod = legacy_pod([controller])
     assert pod.metadata.name == "share-apache2-controller-0"
     assert pod.metadata.labels == {"name": "share-apache2"}
     assert [c.name for c in pod.spec.containers] == ["share-apache2-1", "share-apache2-2"]
@@ -134,8 +151,8 @@ def test_a_volume_has_exactly_one_source() -> None:
 
 @pytest.mark.parametrize("name", ["pod-web-pvc.yaml", "legacy-rc-emptydir.yaml"])
 def test_example_pods_round_trip(examples_dir: Path, name: str) -> None:
-    pod = only_pod(load_manifests((examples_dir / name).read_text(), name))
-    assert parse_object(pod.to_k8s()) == [pod]
+    [obj] = load_manifests((examples_dir / name).read_text(), name)
+    assert parse_object(obj.to_k8s()) == [obj]
 
 
 # -- what a Pod keeps ------------------------------------------------------------------
@@ -736,22 +753,25 @@ def _manifest(doc: dict[str, Any]) -> dict[str, Any]:
     return doc["desiredState"]["podTemplate"]["desiredState"]["manifest"]  # type: ignore[no-any-return]
 
 
-def test_legacy_replicas_become_numbered_pods(legacy: dict[str, Any]) -> None:
+def test_legacy_replicas_become_the_controllers_replicas(legacy: dict[str, Any]) -> None:
     legacy["desiredState"]["replicas"] = 3
-    names = [p.metadata.name for p in parse_object(legacy)]
-    assert names == [f"share-apache2-controller-{i}" for i in range(3)]
+    [controller] = parse_object(legacy)
+    assert isinstance(controller, Workload)
+    assert controller.to_k8s()["spec"]["replicas"] == 3
 
 
 def test_legacy_zero_replicas_still_checks_the_template(legacy: dict[str, Any]) -> None:
     legacy["desiredState"]["replicas"] = 0
-    assert parse_object(legacy) == []
+    [controller] = parse_object(legacy)
+    assert isinstance(controller, Workload)
+    assert controller.to_k8s()["spec"]["replicas"] == 0
     _manifest(legacy)["containers"] = []
     assert str(error_of(legacy)) == f"pod.yaml: {MANIFEST}.containers: Required value"
 
 
 def test_legacy_host_dir_becomes_host_path(legacy: dict[str, Any]) -> None:
     _manifest(legacy)["volumes"][0]["source"] = {"hostDir": {"path": "/srv/data"}}
-    pod = only_pod(parse_object(legacy))
+    pod = legacy_pod(parse_object(legacy))
     assert pod.spec.volumes[0].source == HostPathVolumeSource(path="/srv/data")
 
 
@@ -765,7 +785,7 @@ def test_legacy_container_fields_are_translated(legacy: dict[str, Any]) -> None:
         cpu=100,
     )
     container["volumeMounts"][0] = {"name": "data", "path": "/data", "readOnly": True}
-    pod = only_pod(parse_object(legacy))
+    pod = legacy_pod(parse_object(legacy))
     first = pod.spec.containers[0]
     assert (first.command, first.env, first.working_dir) == (
         ["httpd"],
@@ -807,7 +827,7 @@ def test_legacy_container_fields_are_translated(legacy: dict[str, Any]) -> None:
         (lambda d: d.pop("id"), "id: Required value"),
         (
             lambda d: d.update(id="Share"),
-            'id: Invalid value: "Share-0": a lowercase RFC 1123 subdomain must consist of '
+            'id: Invalid value: "Share": a lowercase RFC 1123 subdomain must consist of '
             "lower case alphanumeric characters, '-' or '.', and must start and end with an "
             "alphanumeric character",
         ),

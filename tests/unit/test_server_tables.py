@@ -11,6 +11,8 @@ from volfs.server.tables import (
     PERSISTENT_VOLUME_CLAIM_COLUMNS,
     PERSISTENT_VOLUME_COLUMNS,
     POD_COLUMNS,
+    REPLICATION_CONTROLLER_COLUMNS,
+    STATEFUL_SET_COLUMNS,
     table,
 )
 
@@ -65,7 +67,23 @@ def test_pod_rows_count_ready_containers_and_restarts() -> None:
     going["metadata"]["deletionTimestamp"] = ago(seconds=1)
     assert cells(POD_COLUMNS, going)[2] == "Terminating"
     assert cells(POD_COLUMNS, pod(podIP="10.0.0.2"), wide=True)[5:] == [
-        "10.0.0.2", "<none>", "<none>", "<none>"]
+        "10.0.0.2", "<none>", "<none>", "<none>", "<none>"]
+    owned = pod()
+    owned["metadata"]["ownerReferences"] = [
+        {"kind": "StatefulSet", "name": "db", "uid": "u", "controller": True}]
+    assert cells(POD_COLUMNS, owned, wide=True)[-1] == "StatefulSet/db"
+
+
+def test_workload_rows() -> None:
+    rc: dict[str, Any] = {"metadata": {"name": "web", "creationTimestamp": ago(minutes=5)},
+          "spec": {"replicas": 3, "selector": {"app": "web"}, "template": {"spec": {
+              "containers": [{"name": "a", "image": "busybox"}]}}},
+          "status": {"replicas": 2, "readyReplicas": 1}}
+    assert cells(REPLICATION_CONTROLLER_COLUMNS, rc) == ["web", 3, 2, 1, "5m"]
+    assert cells(REPLICATION_CONTROLLER_COLUMNS, rc, wide=True)[5:] == ["a", "busybox",
+                                                                        "app=web"]
+    sts = dict(rc, spec=dict(rc["spec"], selector={"matchLabels": {"app": "web"}}))
+    assert cells(STATEFUL_SET_COLUMNS, sts) == ["web", "1/3", "5m"]
 
 
 def test_event_rows() -> None:

@@ -1,25 +1,25 @@
-"""The 2015 v1beta1 ReplicationController, translated into the v1 Pods it describes.
+"""The 2015 v1beta1 ReplicationController, translated into the v1 ReplicationController
+it describes (stored and run as any v1 one: see ``volfs.workloads``).
 
 A v1beta1 controller keeps its pod in ``desiredState.podTemplate.desiredState.manifest``
 (``containers``, ``volumes[].source.emptyDir`` / ``source.hostDir``) and its pod labels
-in ``desiredState.podTemplate.labels``. It becomes ``desiredState.replicas`` Pods named
-``<id>-<index>``, each validated like any Pod; errors name the legacy field path.
+in ``desiredState.podTemplate.labels``. It becomes a v1 controller named ``id`` with
+``spec.replicas`` = ``desiredState.replicas``, ``spec.selector`` =
+``desiredState.replicaSelector`` and that pod as ``spec.template``, validated like any
+v1 controller; errors name the legacy field path.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable
 from typing import Any
 
 from volfs.api.errors import Cause, ManifestError, quote
-from volfs.api.models import Pod
-from volfs.api.validation import build_pod
+from volfs.api.workloads import MAX_REPLICAS, Workload, build_replication_controller
 
 __all__ = ["MAX_REPLICAS", "parse_replication_controller"]
-
-MAX_REPLICAS = 1000
-"""More replicas than this is refused: each one is a pod with its own volumes."""
 
 _TEMPLATE = "desiredState.podTemplate"
 _MANIFEST = f"{_TEMPLATE}.desiredState.manifest"
@@ -68,15 +68,13 @@ class _Paths:
         return field
 
 
-def parse_replication_controller(doc: dict[str, Any], source: str | None) -> list[Pod]:
-    """Translate a v1beta1 ReplicationController into its Pods, validated.
-
-    Returns:
-        ``desiredState.replicas`` Pods (1 if unset) named ``<id>-0``, ``<id>-1``, ...
+def parse_replication_controller(doc: dict[str, Any], source: str | None) -> Workload:
+    """Translate a v1beta1 ReplicationController into a v1 one, validated.
 
     Raises:
         ManifestError: a legacy section that is missing, unknown or of the wrong type,
-            or a translated Pod that fails validation (fields named in v1beta1 terms).
+            or a translated controller that fails validation (fields named in v1beta1
+            terms).
     """
     causes = list(_check_sections(doc))
     replicas = _replicas(doc, causes)
@@ -85,15 +83,39 @@ def parse_replication_controller(doc: dict[str, Any], source: str | None) -> lis
     template, paths = _translate(doc, causes)
     if causes:
         raise ManifestError(source, causes)
-    pods = []
-    for index in range(max(replicas, 1)):  # with 0 replicas, the template is still checked
-        pod_doc = copy.deepcopy(template)
-        pod_doc["metadata"]["name"] = f"{doc['id']}-{index}"
-        try:
-            pods.append(build_pod(pod_doc, source))
-        except ManifestError as err:
-            raise err.map_fields(paths.legacy) from None
-    return pods[:replicas]
+    pod_meta = template["metadata"]
+    selector = doc["desiredState"].get("replicaSelector")
+    controller = {
+        "apiVersion": "v1",
+        "kind": "ReplicationController",
+        "metadata": {key: value for key, value in (
+            ("name", doc["id"]), ("namespace", pod_meta.get("namespace")),
+            ("labels", doc.get("labels")), ("annotations", doc.get("annotations")))
+            if value is not None},
+        "spec": {
+            "replicas": replicas,
+            "selector": selector,
+            "template": {
+                "metadata": {k: v for k, v in pod_meta.items()
+                             if k in ("labels", "annotations") and v is not None},
+                "spec": {k: v for k, v in template["spec"].items() if v is not None},
+            },
+        },
+    }
+    try:
+        return build_replication_controller(copy.deepcopy(controller), source)
+    except ManifestError as err:
+        raise err.map_fields(functools.partial(_legacy_path, paths)) from None
+
+
+def _legacy_path(paths: _Paths, field: str) -> str:
+    """A v1 controller's field path, in the v1beta1 terms the user wrote."""
+    if field.startswith("spec.template."):
+        return paths.legacy(field.removeprefix("spec.template."))
+    return {"spec.replicas": "desiredState.replicas",
+            "spec.selector": "desiredState.replicaSelector",
+            "metadata.name": "id", "metadata.labels": "labels",
+            "metadata.annotations": "annotations"}.get(field, paths.legacy(field))
 
 
 def _check_sections(doc: dict[str, Any]) -> Iterable[Cause]:

@@ -25,12 +25,13 @@ from volfs.api.storage import (
     build_volume,
 )
 from volfs.api.validation import build_pod
+from volfs.api.workloads import Workload, build_replication_controller, build_stateful_set
 
 __all__ = ["MAX_DEPTH", "NOT_SUPPORTED_YET", "PARSERS", "ApiObject", "Parser", "TooDeep",
            "check_depth", "decode_json", "decode_yaml", "load_manifests", "parse_object",
            "parse_pod"]
 
-ApiObject = Pod | PersistentVolume | PersistentVolumeClaim | StorageClass
+ApiObject = Pod | PersistentVolume | PersistentVolumeClaim | StorageClass | Workload
 """Every kind volfs serves."""
 
 Parser = Callable[[dict[str, Any], str | None], list[ApiObject]]
@@ -163,7 +164,7 @@ def parse_object(doc: Any, source: str | None = None) -> list[ApiObject]:
     """Parse one decoded document (from YAML or a JSON body) into validated Pods.
 
     A Pod gives one; a ``v1 List`` gives those of its items; a legacy v1beta1
-    ReplicationController gives its replicas.
+    ReplicationController gives the v1 controller it describes.
 
     Raises:
         ManifestError: a document that is not a mapping, lacks ``apiVersion`` or
@@ -199,7 +200,15 @@ def _parse_class(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
 
 
 def _parse_legacy(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
-    return [*parse_replication_controller(doc, source)]
+    return [parse_replication_controller(doc, source)]
+
+
+def _parse_controller(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
+    return [build_replication_controller(doc, source)]
+
+
+def _parse_stateful_set(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
+    return [build_stateful_set(doc, source)]
 
 
 def _parse_list(doc: dict[str, Any], source: str | None) -> list[ApiObject]:
@@ -233,6 +242,8 @@ PARSERS: dict[tuple[str, str], Parser] = {
     ("storage.k8s.io/v1", "StorageClass"): _parse_class,
     ("v1", "List"): _parse_list,
     ("v1beta1", "ReplicationController"): _parse_legacy,
+    ("v1", "ReplicationController"): _parse_controller,
+    ("apps/v1", "StatefulSet"): _parse_stateful_set,
 }
 """``(apiVersion, kind)`` -> parser. Register a new kind here."""
 

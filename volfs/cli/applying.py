@@ -25,6 +25,8 @@ from volfs.cli.kinds import (
     PERSISTENT_VOLUME,
     PERSISTENT_VOLUME_CLAIM,
     POD,
+    REPLICATION_CONTROLLER,
+    STATEFUL_SET,
     STORAGE_CLASS,
     Kind,
 )
@@ -38,7 +40,8 @@ UPDATE_ATTEMPTS = 3  # a PUT that loses a race with another writer is tried agai
 POLL_INTERVAL = 0.2  # the longest sleep between two looks at the daemon in --wait
 
 # Created in this order, deleted in the reverse: what an object refers to exists first.
-_APPLY_ORDER = (STORAGE_CLASS, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, POD)
+_APPLY_ORDER = (STORAGE_CLASS, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, POD,
+                REPLICATION_CONTROLLER, STATEFUL_SET)
 _IGNORED = ("apiVersion", "kind", "metadata", "status")
 
 Object = dict[str, Any]
@@ -79,13 +82,15 @@ class Target:
 
 
 def in_apply_order(items: Iterable[Any], kind_of: Callable[[Any], Kind]) -> list[Any]:
-    """``items`` sorted for creation: classes, volumes, claims, then pods (stable)."""
+    """``items`` sorted for creation: classes, volumes, claims, pods, then workloads
+    (stable)."""
     rank = {kind: i for i, kind in enumerate(_APPLY_ORDER)}
     return sorted(items, key=lambda item: rank.get(kind_of(item), len(rank)))
 
 
 def in_delete_order(items: Iterable[Any], kind_of: Callable[[Any], Kind]) -> list[Any]:
-    """``items`` sorted for deletion: pods, claims, volumes, then classes (stable)."""
+    """``items`` sorted for deletion: workloads, pods, claims, volumes, then classes
+    (stable)."""
     rank = {kind: -i for i, kind in enumerate(_APPLY_ORDER)}
     return sorted(items, key=lambda item: rank.get(kind_of(item), 1))
 

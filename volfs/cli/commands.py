@@ -20,6 +20,7 @@ import yaml
 
 import volfs
 from volfs.api import ApiObject, ManifestError, Pod, load_manifests
+from volfs.api.workloads import Workload
 from volfs.cli import settings
 from volfs.cli.applying import (
     EXIT_FAILED,
@@ -33,7 +34,13 @@ from volfs.cli.applying import (
     wait_ready,
 )
 from volfs.cli.client import ApiError, Client, ClientError
-from volfs.cli.describe import describe_claim, describe_class, describe_pod, describe_volume
+from volfs.cli.describe import (
+    describe_claim,
+    describe_class,
+    describe_pod,
+    describe_volume,
+    describe_workload,
+)
 from volfs.cli.kinds import (
     EVENT,
     KINDS,
@@ -41,6 +48,7 @@ from volfs.cli.kinds import (
     PERSISTENT_VOLUME_CLAIM,
     POD,
     STORAGE_CLASS,
+    WORKLOADS,
     Kind,
     UnknownResource,
     by_kind,
@@ -62,7 +70,7 @@ from volfs.runtime import RUN_ANNOTATION
 
 DEFAULT_NAMESPACE = "default"
 # The kinds that can be described and deleted by name (events are only listed).
-OBJECT_KINDS = (POD, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS)
+OBJECT_KINDS = (POD, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS, *WORKLOADS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -291,6 +299,10 @@ class _Manifest:
     def pods(self) -> list[Pod]:
         return [obj for obj in self.objects if isinstance(obj, Pod)]
 
+    @property
+    def workloads(self) -> list[Workload]:
+        return [obj for obj in self.objects if isinstance(obj, Workload)]
+
 
 def _entries(manifests: list[_Manifest]) -> list[tuple[str, Kind, dict[str, Any]]]:
     """Every object of ``manifests``: (its file, its kind, its Kubernetes form)."""
@@ -373,21 +385,39 @@ def run(files: tuple[str, ...], image: str | None, socket_path: Path | None) -> 
     Docker engine (see 'volfs serve --docker-host') with the pod's volumeMounts as
     bind mounts; a container that fails to start rolls the pod back. 'volfs delete
     pod' stops and removes them first. The pods are annotated volfs.io/run=true.
+    A ReplicationController or StatefulSet is created with that annotation in its pod
+    template, so the containers of every replica it makes are run.
     """
     manifests = [_load(name) for name in files]
-    if not any(m.pods for m in manifests):
+    if not any(m.pods or m.workloads for m in manifests):
         raise Failure("no objects passed to run", EXIT_REFUSED)
     worst = 0
     with _client(socket_path) as client:
         for manifest in manifests:
-            for pod in manifest.pods:
+            runs: list[tuple[Kind, dict[str, Any], bool]] = [
+                (POD, _to_run(pod, image).to_k8s(), True) for pod in manifest.pods]
+            runs += [(by_kind(w.kind) or POD, _workload_to_run(w.to_k8s(), image), False)
+                     for w in manifest.workloads]
+            for kind, obj, is_pod in runs:
                 try:
-                    click.echo(apply_object(client, POD, _to_run(pod, image).to_k8s(), run=True))
+                    click.echo(apply_object(client, kind, obj, run=is_pod))
                 except Failure as exc:
                     click.echo(f"error: {manifest.source}: {exc}", err=True)
                     worst = max(worst, exc.code)
     if worst:
         sys.exit(worst)
+
+
+def _workload_to_run(obj: dict[str, Any], image: str | None) -> dict[str, Any]:
+    """A controller or StatefulSet whose pods' containers volfs runs: its template
+    annotated (every replica is), with every image ``image`` if given."""
+    template = obj["spec"].setdefault("template", {})
+    meta = template.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), RUN_ANNOTATION: "true"}
+    if image:
+        for container in (template.get("spec") or {}).get("containers") or []:
+            container["image"] = image
+    return obj
 
 
 def _to_run(pod: Pod, image: str | None) -> Pod:
@@ -418,7 +448,7 @@ def _load(name: str) -> _Manifest:
         raise Failure(str(exc), EXIT_REFUSED) from exc
 
 
-_OBJECT_WORDS = "pod, pv, pvc or sc"
+_OBJECT_WORDS = "pod, pv, pvc, sc, rc or sts"
 
 
 @main.command()
@@ -438,7 +468,7 @@ _OBJECT_WORDS = "pod, pv, pvc or sc"
 @_reports_errors
 def delete(resource: str | None, name: str | None, files: tuple[str, ...], grace_period: int,
            now: bool, force: bool, namespace: str, socket_path: Path | None) -> None:
-    """Delete an object (pod, pv, pvc, sc), or every object of manifest files.
+    """Delete an object (pod, pv, pvc, sc, rc, sts), or every object of manifest files.
 
     \b
       volfs delete pod web             its volumes are torn down, EmptyDir data is gone
@@ -541,7 +571,7 @@ def get(
 
     \b
     RESOURCE: pods (po), persistentvolumes (pv), persistentvolumeclaims (pvc),
-    storageclasses (sc), events (ev).
+    storageclasses (sc), events (ev), replicationcontrollers (rc), statefulsets (sts).
     """
     kind = _kind(resource)
     if name is not None and all_namespaces:
@@ -650,7 +680,7 @@ def _pods_table(pods: list[dict[str, Any]], *, all_namespaces: bool, wide: bool)
 @_socket_option
 @_reports_errors
 def describe(resource: str, name: str, namespace: str, socket_path: Path | None) -> None:
-    """Show a pod, pv, pvc or sc in detail, with its events.
+    """Show a pod, pv, pvc, sc, rc or sts in detail, with its events.
 
     A pod: its containers' mounts, and per volume its source, host path and usage.
     A claim: its volume, capacity and the pods that use it.
@@ -667,6 +697,9 @@ def describe(resource: str, name: str, namespace: str, socket_path: Path | None)
             text = describe_volume(obj, events, now)
         elif kind is STORAGE_CLASS:
             text = describe_class(obj, events, now)
+        elif kind in WORKLOADS:
+            pods = client.list_objects(POD, namespace).get("items") or []
+            text = describe_workload(obj, pods, events, now)
         else:
             pods = client.list_objects(POD, namespace).get("items") or []
             text = describe_claim(obj, pods, events, now)

@@ -1,5 +1,6 @@
-"""``volfs describe``: pods, PersistentVolumes, claims and StorageClasses as kubectl
-describes them, each with its Events at the end."""
+"""``volfs describe``: pods, PersistentVolumes, claims, StorageClasses,
+ReplicationControllers and StatefulSets as kubectl describes them, each with its
+Events at the end."""
 
 from __future__ import annotations
 
@@ -156,6 +157,58 @@ def describe_class(sc: dict[str, Any], events: Sequence[dict[str, Any]] = (),
         (0, "ReclaimPolicy", str(sc.get("reclaimPolicy") or "Delete")),
         (0, "VolumeBindingMode", str(sc.get("volumeBindingMode") or "Immediate")),
     ]
+    return _with_events(lines, events, now)
+
+
+def describe_workload(obj: dict[str, Any], pods: Sequence[dict[str, Any]] = (),
+                      events: Sequence[dict[str, Any]] = (), now: datetime | None = None) -> str:
+    """The text of ``volfs describe rc`` and ``describe sts``: the selector, replicas
+    desired and current, the pods' phases (of ``pods``, those it controls), the pod
+    template, the claim templates."""
+    metadata, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    status = obj.get("status") or {}
+    uid = metadata.get("uid")
+    mine = [p for p in pods if any(
+        isinstance(r, dict) and r.get("uid") == uid and r.get("controller")
+        for r in (p.get("metadata") or {}).get("ownerReferences") or [])]
+    phases = [str((p.get("status") or {}).get("phase") or "Unknown") for p in mine]
+    selector = spec.get("selector") or {}
+    if isinstance(selector.get("matchLabels"), dict):
+        selector = selector["matchLabels"]
+    lines: Lines = [
+        (0, "Name", str(metadata.get("name", ""))),
+        (0, "Namespace", str(metadata.get("namespace", ""))),
+        (0, "CreationTimestamp", _time(metadata.get("creationTimestamp"))),
+        (0, "Selector", _pairs(selector)),
+    ]
+    lines += _labels(metadata.get("labels"))
+    lines += _annotations(metadata.get("annotations"))
+    lines += [
+        (0, "Replicas", f"{status.get('replicas', 0)} current / {spec.get('replicas', 0)} "
+                        "desired"),
+        (0, "Pods Status", " / ".join(f"{phases.count(phase)} {phase}" for phase in (
+            "Running", "Pending", "Succeeded", "Failed"))),
+    ]
+    if spec.get("podManagementPolicy"):
+        lines.append((0, "Update Strategy", "(template changes apply to new pods)"))
+    template = spec.get("template") or {}
+    lines.append((0, "Pod Template", None))
+    lines += [(1, key, value) for _, key, value in _labels(
+        (template.get("metadata") or {}).get("labels"))]
+    lines += [(indent + 1, key, value) for indent, key, value in _containers(
+        (template.get("spec") or {}).get("containers") or [])]
+    claims = spec.get("volumeClaimTemplates")
+    if isinstance(claims, list):
+        lines.append((0, "Volume Claims", None if claims else "<none>"))
+        for claim in claims:
+            claim_spec = claim.get("spec") or {}
+            lines += [
+                (1, "Name", str((claim.get("metadata") or {}).get("name", ""))),
+                (1, "StorageClass", str(claim_spec.get("storageClassName") or "")),
+                (1, "Capacity", str(((claim_spec.get("resources") or {}).get("requests")
+                                     or {}).get("storage") or "")),
+                (1, "Access Modes", _access_modes(claim_spec.get("accessModes"))),
+            ]
     return _with_events(lines, events, now)
 
 

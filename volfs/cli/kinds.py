@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 __all__ = ["EVENT", "KINDS", "PERSISTENT_VOLUME", "PERSISTENT_VOLUME_CLAIM", "POD",
-           "STORAGE_CLASS", "Kind", "UnknownResource", "by_kind", "resolve"]
+           "REPLICATION_CONTROLLER", "STATEFUL_SET", "STORAGE_CLASS", "WORKLOADS", "Kind",
+           "UnknownResource", "by_kind", "resolve"]
 
 
 class UnknownResource(ValueError):
@@ -84,8 +85,14 @@ PERSISTENT_VOLUME_CLAIM = Kind("PersistentVolumeClaim", "persistentvolumeclaims"
 STORAGE_CLASS = Kind("StorageClass", "storageclasses", "storageclass", ("sc",),
                      namespaced=False, group="storage.k8s.io")
 EVENT = Kind("Event", "events", "event", ("ev",), namespaced=True)
+REPLICATION_CONTROLLER = Kind("ReplicationController", "replicationcontrollers",
+                              "replicationcontroller", ("rc",), namespaced=True)
+STATEFUL_SET = Kind("StatefulSet", "statefulsets", "statefulset", ("sts",), namespaced=True,
+                    group="apps")
 
-KINDS = (POD, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS, EVENT)
+KINDS = (POD, PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS, EVENT,
+         REPLICATION_CONTROLLER, STATEFUL_SET)
+WORKLOADS = (REPLICATION_CONTROLLER, STATEFUL_SET)
 
 
 def resolve(word: str, allowed: tuple[Kind, ...] = KINDS) -> Kind:

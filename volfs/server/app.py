@@ -21,7 +21,10 @@ handlers, at the API server's paths::
 for one (as ``kubectl get`` does). Every refusal is a Kubernetes ``Status`` (see
 ``status.py``); an unexpected exception in a handler is logged in one line and
 answered with a 500 Status, never allowed to reach the HTTP server. ``?watch=1`` on a
-list streams its changes (``watch.py``). Not served: deletecollection, subresources,
+list streams its changes (``watch.py``). A kind with replicas also serves its ``scale``
+subresource (``.../{name}/scale``, an ``autoscaling/v1`` Scale: ``kubectl scale``), and a
+delete honours ``propagationPolicy`` where the kind owns others. Not served:
+deletecollection, other subresources,
 dry runs, server-side apply (415), OpenAPI v3 and schemas (``/openapi/v2`` describes no
 kind; see ``discovery.py``).
 """
@@ -62,7 +65,13 @@ from volfs.server import status as st
 from volfs.server.kinds import core_registry
 from volfs.server.media import Media, negotiate
 from volfs.server.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from volfs.server.resources import GracefulService, Registered, Resource, ResourceRegistry
+from volfs.server.resources import (
+    GracefulService,
+    PropagatingService,
+    Registered,
+    Resource,
+    ResourceRegistry,
+)
 from volfs.server.selectors import (
     SelectorError,
     field_matcher,
@@ -161,7 +170,12 @@ def _discovery_routes(registry: ResourceRegistry) -> list[Route]:
     @_answers_with_status
     async def group(request: Request) -> Response:
         _plain(request)
-        return answer(discovery.api_group(registry, request.path_params["group"]))
+        name = request.path_params["group"]
+        if name != "v1" and name in registry.group_versions().get("", []):
+            # client-go reads a core version other than v1 (the seed's v1beta1) at
+            # /apis/{version}: there, it is that version's resource list.
+            return answer(discovery.resource_list(registry, "", name))
+        return answer(discovery.api_group(registry, name))
 
     @_answers_with_status
     async def group_version(request: Request) -> Response:
@@ -232,11 +246,19 @@ async def _serve(registry: ResourceRegistry, request: Request, group: str, versi
         raise st.StatusError(_no_such_path())
     entry = registry.lookup(group, version, segments[0])
     name = segments[1] if len(segments) > 1 else None
-    if (entry is None or len(segments) > 2 or (namespace is not None
+    subresource = segments[2] if len(segments) == 3 else None
+    if (entry is None or len(segments) > 3 or (namespace is not None
                                                 and not entry.resource.namespaced)
-            or (name is not None and namespace is None and entry.resource.namespaced)):
+            or (name is not None and namespace is None and entry.resource.namespaced)
+            or (subresource is not None and (subresource != "scale"
+                                             or not entry.resource.scalable))):
         raise st.StatusError(_no_such_path())
     method = request.method
+    if subresource is not None and name is not None:
+        try:
+            return await _scale(request, entry, namespace, name)
+        except (RequestError, ManifestError) as exc:
+            raise st.StatusError(_refusal(exc, entry.resource, registry, name)) from exc
     if name is None:
         verb = {"GET": "list", "POST": "create"}.get(method)
         if method == "POST" and entry.resource.namespaced and namespace is None:
@@ -381,7 +403,11 @@ async def _delete(request: Request, entry: Registered, namespace: str | None,
                                f'"{name}": Precondition failed: {label} in precondition: '
                                f"{wanted}, {label} in object meta: {meta.get(key)}")
     grace = _grace_period(request, options)
-    if grace is not None and isinstance(entry.service, GracefulService):
+    result: Object | DeleteResult
+    if isinstance(entry.service, PropagatingService):
+        result = await entry.service.delete_propagating(namespace, name,
+                                                        _propagation(request, options))
+    elif grace is not None and isinstance(entry.service, GracefulService):
         result = await entry.service.delete_with_grace(namespace, name, grace)
     else:  # a kind whose objects go at once ignores it, as in Kubernetes
         result = await entry.service.delete(namespace, name)
@@ -413,6 +439,71 @@ def _grace_period(request: Request, options: Object | None) -> int | None:
         raise st.StatusError(st.bad_request(
             f"gracePeriodSeconds: invalid value {value!r}: must be an integer"))
     return max(value, 1) if value < 0 else value
+
+
+def _propagation(request: Request, options: Object | None) -> str | None:
+    """DeleteOptions' ``propagationPolicy`` (body, else query), or the older
+    ``orphanDependents``; None when neither is given."""
+    options = options or {}
+    policy = options.get("propagationPolicy") or request.query_params.get("propagationPolicy")
+    if policy is not None:
+        return str(policy)
+    orphan = options.get("orphanDependents", request.query_params.get("orphanDependents"))
+    if orphan is None:
+        return None
+    return "Orphan" if orphan in (True, "true", "1") else "Background"
+
+
+async def _scale(request: Request, entry: Registered, namespace: str | None,
+                 name: str) -> Response:
+    """The ``scale`` subresource: an ``autoscaling/v1`` Scale of the object's replicas."""
+    resource, service = entry.resource, entry.service
+    negotiate(request.headers.get("accept"), tables=False)
+    current = _scale_of(await service.get(namespace, name))
+    if request.method == "GET":
+        return _json(current)
+    if request.method not in ("PUT", "PATCH"):
+        raise st.StatusError(st.method_not_allowed(request.method, request.url.path))
+    _refuse_dry_run(request)
+    if request.method == "PUT":
+        wanted = await _body(request)
+    else:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        patch = _decode_json(await _read_body(request))
+        try:
+            if _PATCH_TYPES.get(content_type) == "json":
+                wanted = json_patch(current, patch)
+            elif isinstance(patch, dict) and content_type in _PATCH_TYPES:
+                wanted = merge_patch(current, patch)
+            else:
+                raise PatchError("the patch must be a JSON object of a known patch type")
+        except PatchError as exc:
+            raise st.StatusError(st.status("Invalid", f"the patch cannot be applied: {exc}",
+                                           name=name, kind="Scale")) from exc
+    replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise Invalid(resource.kind, name, [("spec.replicas", f"Invalid value: {replicas!r}: "
+                                             "must be greater than or equal to 0")])
+    version = (wanted.get("metadata") or {}).get("resourceVersion")
+    if request.method == "PATCH" and version == current["metadata"].get("resourceVersion"):
+        version = None  # carried over from the object, not a precondition of the client's
+    scaled = await service.scale(namespace, name, replicas, version or None)
+    return _json(_scale_of(scaled))
+
+
+def _scale_of(obj: Object) -> Object:
+    meta = obj.get("metadata") or {}
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    labels = selector.get("matchLabels", selector) if isinstance(selector, dict) else {}
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                          "creationTimestamp") if k in meta},
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                   "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())
+                                        if isinstance(v, str))},
+    }
 
 
 async def _update(request: Request, entry: Registered, namespace: str | None,

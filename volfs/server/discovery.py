@@ -123,5 +123,5 @@ def resource_list(registry: ResourceRegistry, group: str, version: str
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": f"{group}/{version}" if group else version,
-        "resources": [r.discovery() for r in resources],
+        "resources": [entry for r in resources for entry in (r.discovery(), *r.subresources())],
     }

@@ -4,6 +4,9 @@ Served from the start: ``pods`` (the lifecycle's PodService), ``namespaces`` (de
 ``default`` plus every namespace that holds an object) and ``events`` (what the
 lifecycle recorded, see ``volfs.state.events``).
 
+``replicationcontrollers`` (rc) and ``apps/v1`` ``statefulsets`` (sts) are registered by
+:func:`register_workloads`, over the workload controller (``volfs.workloads``).
+
 Described here for the NFS work to register with its own services (one line each in
 the daemon, see ``volfs.server.resources``): ``persistentvolumes`` (pv),
 ``persistentvolumeclaims`` (pvc) and ``storage.k8s.io/v1`` ``storageclasses`` (sc).
@@ -27,10 +30,14 @@ from volfs.server.tables import (
     PERSISTENT_VOLUME_CLAIM_COLUMNS,
     PERSISTENT_VOLUME_COLUMNS,
     POD_COLUMNS,
+    REPLICATION_CONTROLLER_COLUMNS,
+    STATEFUL_SET_COLUMNS,
     STORAGE_CLASS_COLUMNS,
 )
+from volfs.server.workloads import LegacyControllerResource, WorkloadResource
 from volfs.state import AsyncStateDB
 from volfs.state.events import EVENT
+from volfs.workloads import Workloads
 
 __all__ = [
     "EVENTS",
@@ -38,11 +45,14 @@ __all__ = [
     "PERSISTENT_VOLUMES",
     "PERSISTENT_VOLUME_CLAIMS",
     "PODS",
+    "REPLICATION_CONTROLLERS",
+    "STATEFUL_SETS",
     "STORAGE_CLASSES",
     "EventResource",
     "NamespaceResource",
     "PodResource",
     "core_registry",
+    "register_workloads",
 ]
 
 Object = dict[str, Any]
@@ -93,6 +103,33 @@ STORAGE_CLASSES = Resource(
     group="storage.k8s.io", namespaced=False, verbs=ALL_VERBS, short_names=("sc",),
     columns=STORAGE_CLASS_COLUMNS,
 )
+
+REPLICATION_CONTROLLERS = Resource(
+    name="replicationcontrollers", singular_name="replicationcontroller",
+    kind="ReplicationController", namespaced=True, verbs=ALL_VERBS, short_names=("rc",),
+    categories=("all",), columns=REPLICATION_CONTROLLER_COLUMNS, scalable=True,
+    field_selectors={"status.replicas": path_getter("status.replicas")},
+)
+LEGACY_REPLICATION_CONTROLLERS = Resource(
+    name="replicationcontrollers", singular_name="replicationcontroller",
+    kind="ReplicationController", version="v1beta1", namespaced=True,
+    verbs=("create", "delete", "get", "list", "patch", "update"), short_names=("rc",),
+    columns=REPLICATION_CONTROLLER_COLUMNS,
+)
+STATEFUL_SETS = Resource(
+    name="statefulsets", singular_name="statefulset", kind="StatefulSet", group="apps",
+    namespaced=True, verbs=ALL_VERBS, short_names=("sts",), categories=("all",),
+    columns=STATEFUL_SET_COLUMNS, scalable=True,
+)
+
+
+def register_workloads(registry: ResourceRegistry, workloads: Workloads) -> None:
+    """Serve ``replicationcontrollers`` (rc) and ``apps/v1`` ``statefulsets`` (sts), and
+    the seed's ``v1beta1`` controllers (created as v1 ones)."""
+    registry.register(REPLICATION_CONTROLLERS,
+                      WorkloadResource(workloads, workloads.controllers))
+    registry.register(STATEFUL_SETS, WorkloadResource(workloads, workloads.stateful_sets))
+    registry.register(LEGACY_REPLICATION_CONTROLLERS, LegacyControllerResource(workloads))
 
 
 def core_registry(pods: PodService, db: AsyncStateDB | None = None,

@@ -31,8 +31,8 @@ from volfs.server.patch import OBJECT_SCHEMA, Struct
 from volfs.server.selectors import FieldGetter, path_getter
 from volfs.server.tables import DEFAULT_COLUMNS, Column
 
-__all__ = ["GracefulService", "ReadOnlyService", "Registered", "Resource", "ResourceRegistry",
-           "ResourceService"]
+__all__ = ["GracefulService", "PropagatingService", "ReadOnlyService", "Registered", "Resource",
+           "ResourceRegistry", "ResourceService", "ScalableService"]
 
 Object = dict[str, Any]
 
@@ -120,6 +120,30 @@ class GracefulService(Protocol):
 
 
 @runtime_checkable
+class PropagatingService(Protocol):
+    """A kind whose objects own others (workloads own pods): a delete says what happens
+    to them, DeleteOptions' ``propagationPolicy`` (``Background``, ``Foreground``,
+    ``Orphan``; None when the request gives none)."""
+
+    async def delete_propagating(self, namespace: str | None, name: str,
+                                 policy: str | None) -> Object:
+        """``delete``, its dependents as ``policy`` says. Raises NotFound, Invalid."""
+        ...
+
+
+@runtime_checkable
+class ScalableService(Protocol):
+    """A kind with ``spec.replicas``, served as the ``scale`` subresource."""
+
+    async def get(self, namespace: str | None, name: str) -> Object: ...
+
+    async def scale(self, namespace: str | None, name: str, replicas: int,
+                    resource_version: str | None) -> Object:
+        """Set ``spec.replicas``; return the object. Raises NotFound, Conflict, Invalid."""
+        ...
+
+
+@runtime_checkable
 class ReadOnlyService(Protocol):
     """A kind served with only the ``get`` and ``list`` verbs (namespaces, events)."""
 
@@ -158,6 +182,9 @@ class Resource:
     """Field labels beyond ``metadata.name`` and ``metadata.namespace`` (always offered)."""
     patch_schema: Struct = OBJECT_SCHEMA
     """How a strategic merge patch merges this kind's lists."""
+    scalable: bool = False
+    """Serves the ``scale`` subresource (``kubectl scale``): its service is a
+    :class:`ScalableService`."""
 
     def __post_init__(self) -> None:
         unknown = set(self.verbs) - set(VERB_METHODS)
@@ -184,6 +211,14 @@ class Resource:
             entry["categories"] = list(self.categories)
         return entry
 
+    def subresources(self) -> list[dict[str, Any]]:
+        """The APIResource entries of its subresources (``replicationcontrollers/scale``)."""
+        if not self.scalable:
+            return []
+        return [{"name": f"{self.name}/scale", "singularName": "", "namespaced": self.namespaced,
+                 "group": "autoscaling", "version": "v1", "kind": "Scale",
+                 "verbs": ["get", "patch", "update"]}]
+
     def selectable_fields(self) -> dict[str, FieldGetter]:
         fields: dict[str, FieldGetter] = {"metadata.name": path_getter("metadata.name")}
         if self.namespaced:
@@ -201,7 +236,7 @@ class ResourceRegistry:
     """The kinds the API serves, found by (group, version, plural) and by kind.
 
     Registration refuses a plural, short name or kind that is already taken in the
-    group, and a service lacking a method one of the descriptor's verbs needs.
+    group version, and a service lacking a method one of the descriptor's verbs needs.
     """
 
     def __init__(self) -> None:
@@ -215,8 +250,9 @@ class ResourceRegistry:
             ValueError: a name clash in the group, or a verb the service cannot serve.
         """
         for other in self:
-            if other.resource.group != resource.group:
-                continue
+            if (other.resource.group, other.resource.version) != (resource.group,
+                                                                   resource.version):
+                continue  # another version of a group may serve the same kind
             taken = {other.resource.name, other.resource.singular_name,
                      *other.resource.short_names}
             names = {resource.name, resource.singular_name, *resource.short_names}

@@ -26,6 +26,8 @@ __all__ = [
     "PERSISTENT_VOLUME_CLAIM_COLUMNS",
     "PERSISTENT_VOLUME_COLUMNS",
     "POD_COLUMNS",
+    "REPLICATION_CONTROLLER_COLUMNS",
+    "STATEFUL_SET_COLUMNS",
     "STORAGE_CLASS_COLUMNS",
     "Column",
     "table",
@@ -201,6 +203,8 @@ POD_COLUMNS = (
            description="Name of the node nominated to run the pod."),
     Column("Readiness Gates", _pod_readiness_gates, priority=1,
            description="Readiness gates of the pod."),
+    Column("Controlled By", lambda pod, now: _controlled_by(pod, now), priority=1,
+           description="The workload that keeps this pod (its controller reference)."),
 )
 
 
@@ -365,3 +369,67 @@ STORAGE_CLASS_COLUMNS = (
         description="Whether volumes of this class may grow."),
     AGE,
 )
+
+
+# -- workloads ------------------------------------------------------------------------------
+
+
+def _count(obj: Object, *path: str) -> int:
+    value = _get(obj, *path)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _selector_text(obj: Object, now: datetime) -> str:
+    selector = _get(obj, "spec", "selector")
+    if isinstance(selector, dict) and isinstance(selector.get("matchLabels"), dict):
+        selector = selector["matchLabels"]
+    if not isinstance(selector, dict) or not selector:
+        return "<none>"
+    return ",".join(f"{k}={v}" for k, v in selector.items())
+
+
+def _template_containers(obj: Object) -> list[Object]:
+    containers = _get(obj, "spec", "template", "spec", "containers")
+    return [c for c in containers if isinstance(c, dict)] if isinstance(containers, list) else []
+
+
+_CONTAINERS = Column("Containers", lambda o, now: ",".join(
+    str(c.get("name") or "") for c in _template_containers(o)), priority=1,
+    description="Names of each container in the template.")
+_IMAGES = Column("Images", lambda o, now: ",".join(
+    str(c.get("image") or "") for c in _template_containers(o)), priority=1,
+    description="Images referenced by each container in the template.")
+
+REPLICATION_CONTROLLER_COLUMNS = (
+    NAME,
+    Column("Desired", lambda o, now: _count(o, "spec", "replicas"), type="integer",
+           description="Number of desired pods."),
+    Column("Current", lambda o, now: _count(o, "status", "replicas"), type="integer",
+           description="Number of actually running pods."),
+    Column("Ready", lambda o, now: _count(o, "status", "readyReplicas"), type="integer",
+           description="Number of pods ready."),
+    AGE,
+    _CONTAINERS,
+    _IMAGES,
+    Column("Selector", _selector_text, priority=1,
+           description="Label selector of the pods this controller keeps."),
+)
+
+STATEFUL_SET_COLUMNS = (
+    NAME,
+    Column("Ready", lambda o, now: f"{_count(o, 'status', 'readyReplicas')}/"
+           f"{_count(o, 'spec', 'replicas')}", description="Ready pods of those desired."),
+    AGE,
+    _CONTAINERS,
+    _IMAGES,
+)
+
+
+def _controlled_by(pod: Object, now: datetime) -> str:
+    """``ReplicationController/web``: the pod's controller, if it has one."""
+    for ref in _get(pod, "metadata", "ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller") is True:
+            return f"{ref.get('kind')}/{ref.get('name')}"
+    return "<none>"
+
+
