@@ -71,7 +71,7 @@ def test_replies_cut_midway_lose_no_byte(shared_daemon: Daemon, nfs_share: NfsSh
     try:
         volume = daemon.volume_path(pod_name, "data")
         content = os.urandom(8 << 20)
-        proxy.cut_every = 20  # from now on: every 20th reply is cut off midway
+        proxy.cut_every = 4  # from now on: every 4th reply is cut off midway
         _write_in_pieces(volume / "cut.bin", content, 64 << 10, fsync_every=16)
         read_back = (volume / "cut.bin").read_bytes()  # reads are cut too
         proxy.cut_every = 0

@@ -466,6 +466,7 @@ def test_a_stopped_server_gives_eio_within_the_soft_timeout_then_recovers(
         f = await store.lookup(root, b"f")
         fh = await store.open(f.handle, os.O_RDWR)
         assert await store.write(fh, 0, b"BEFORE") == 6
+        await store.flush(fh)  # on the server: the outage must not take it
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_ticker(gaps))
             await trio.to_thread.run_sync(own_ganesha.stop)

@@ -85,7 +85,10 @@ class FakeWrites:
 
 
 def _behind(server: FakeWrites, **options: int) -> tuple[WriteBehind, list[bytes]]:
+    """Write-behind over ``server``; gathering off (every send one WRITE) unless the test
+    sets ``gather``."""
     failed: list[bytes] = []
+    options.setdefault("gather", 1)
     return WriteBehind(server, on_failed=failed.append, name="test", **options), failed
 
 
@@ -408,15 +411,93 @@ def test_writers_that_waited_together_still_do_not_overlap() -> None:
     assert not server.overlapping
 
 
+def test_small_contiguous_writes_go_out_as_one_write() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, gather=K)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        for n in range(10):  # 10 writes of 1 KiB: a WRITE of 4 KiB, another, and 2 KiB
+            await behind.send(writes, n * 1024, b"%d" % n * 1024)
+        assert _starts(server) == [0, K]  # the full ones went at once
+        assert behind.flying(FH)  # the last 2 KiB wait, gathered, but count as on their way
+        await behind.sync(writes)
+
+    trio.run(main)
+    assert [e for e in server.log if e[0] == "start"] == [
+        ("start", 0, K), ("start", K, K), ("start", 2 * K, 2048)]
+    assert bytes(server.files[FH]) == b"".join(b"%d" % n * 1024 for n in range(10))
+
+
+def test_a_write_that_does_not_continue_sends_the_gathered_one_first() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, gather=4 * K)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * 1024)
+        await behind.send(writes, 8 * K, b"b" * 1024)
+        assert _starts(server) == [0]
+        await behind.settle(FH)  # a read: what is gathered goes, and lands
+        assert _starts(server) == [0, 8 * K] and not behind.flying(FH)
+
+    trio.run(main)
+
+
+def test_a_gathered_write_never_passes_an_earlier_write_of_its_own_range() -> None:
+    """A large WRITE of 8..16 KiB is out (its reply held back); small writes from 0 on
+    are gathered; the one that reaches 8 KiB must wait for the large one, not join the
+    gathered WRITE that would then be out with it."""
+    server = FakeWrites()
+    gate = server.gates[8 * K] = trio.Event()
+    behind, _ = _behind(server, gather=16 * K)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 8 * K, b"L" * 16 * K)
+        async with trio.open_nursery() as nursery:
+            async def small() -> None:
+                for n in range(4):
+                    await behind.send(writes, n * 4 * K, b"%d" % n * 4 * K)
+            nursery.start_soon(small)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+        await behind.sync(writes)
+
+    trio.run(main)
+    assert not server.overlapping
+    content = bytes(server.files[FH])
+    assert content[8 * K: 12 * K] == b"2" * 4 * K and content[12 * K: 16 * K] == b"3" * 4 * K
+    assert content[16 * K: 24 * K] == b"L" * 8 * K
+
+
+def test_another_files_write_waits_for_the_gathered_write_it_overlaps() -> None:
+    server = FakeWrites()
+    behind, _ = _behind(server, gather=16 * K)
+
+    async def main() -> None:
+        first, second = behind.open(FH), behind.open(FH)
+        await behind.send(first, 0, b"a" * K)
+        await behind.send(first, K, b"a" * K)
+        await behind.send(second, K, b"b" * 512)  # later: it must win
+        await behind.sync(first)
+        await behind.sync(second)
+
+    trio.run(main)
+    assert not server.overlapping
+    assert bytes(server.files[FH]) == b"a" * K + b"b" * 512 + b"a" * (K - 512)
+
+
+@pytest.mark.parametrize("gather", [1, 2 * K, 5 * K])
 @pytest.mark.parametrize("seed", range(20))
-def test_many_writers_and_readers_of_one_object_never_overlap(seed: int) -> None:
+def test_many_writers_and_readers_of_one_object_never_overlap(seed: int, gather: int) -> None:
     """Writers on three open files of one object send overlapping writes at random while
     readers settle: no two overlapping WRITEs are ever out, a settle returns only once
     the WRITEs out when it began have landed, and the server ends up with the bytes of
     the WRITEs in the order they were sent."""
     rng = random.Random(seed)
     server = FakeWrites(rng)
-    behind, _ = _behind(server, window=6 * K)
+    behind, _ = _behind(server, window=6 * K, gather=gather)
     model = bytearray()
     passed: list[str] = []
 

@@ -99,7 +99,7 @@ class NfsStore:
         self._by_fh: dict[bytes, set[FileHandle]] = {}  # the open files of each object
         self._unsure: set[bytes] = set()  # objects whose size a failed WRITE left unknown
         self._writes = WriteBehind(nfs, on_failed=self._unsure.add, name=name,
-                                   coalesce=min(COALESCE, self._wsize))
+                                   coalesce=min(COALESCE, self._wsize), gather=self._wsize)
         self._sizes: dict[bytes, int] = {}  # size of each open file, as the server last said
         self._silly: dict[bytes, tuple[bytes, bytes]] = {}  # open fh -> (dir, hidden name)
         self._dir_modes: dict[bytes, int] = {}

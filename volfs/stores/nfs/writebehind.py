@@ -2,8 +2,13 @@
 
 A FUSE write returns once its WRITE is sent (up to ``WRITE_BEHIND`` bytes and
 ``WRITES_IN_FLIGHT`` WRITEs per open file on their way): a stream of writes costs
-bandwidth, not a round trip each. Never two overlapping WRITEs of one object are on
-their way at once, since the server may apply them in either order. A WRITE that
+bandwidth, not a round trip each. Small writes that continue one another are gathered
+into one WRITE of up to wsize (as a kernel client's page cache would send them): a
+stream of 4 KiB writes costs one call per MiB, not 256. What is gathered counts as on
+its way to every rule below, and goes at once when full, when a write does not
+continue it, or when anything settles or syncs the file: at most wsize per open file
+waits in the daemon, and close and fsync send it. Never two overlapping WRITEs of one
+object are on their way at once, since the server may apply them in either order. A WRITE that
 fails makes the file's next write, or its flush at close, fail with that error, as
 NFS reports write errors at close.
 
@@ -46,6 +51,7 @@ WRITE_BEHIND = 8 * 1024 * 1024  # bytes of WRITEs a file may have on their way
 WRITES_IN_FLIGHT = 64  # WRITEs a file may have on their way (far more than loopback needs)
 UNSTABLE_WRITES = 4096  # kept pieces per file before an early COMMIT
 COALESCE = 32 * 1024  # small contiguous writes are kept as one piece up to this size
+GATHER = 1024 * 1024  # small contiguous writes go out as one WRITE of up to this size
 
 
 class Writes(Protocol):
@@ -61,11 +67,16 @@ class Writes(Protocol):
 
 @dataclass
 class Flight:
-    """A WRITE on its way."""
+    """A WRITE on its way, or (``started`` None) small writes gathered into one WRITE
+    that is not sent yet: to the rules (overlaps, window, settling) it is on its way."""
 
     offset: int
-    data: bytes
-    started: Reply[Written]
+    data: bytes | bytearray
+    started: Reply[Written] | None
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
 
     def overlaps(self, offset: int, length: int) -> bool:
         return self.offset < offset + length and offset < self.offset + len(self.data)
@@ -99,7 +110,7 @@ class Uncommitted:
         self.unstable: list[tuple[int, bytes | bytearray]] = []
         self.unstable_bytes = 0
 
-    async def note(self, offset: int, data: bytes, reply: Written) -> None:
+    async def note(self, offset: int, data: bytes | bytearray, reply: Written) -> None:
         """A WRITE of ``data`` at ``offset`` was answered with ``reply``."""
         if reply.committed == L.FILE_SYNC:
             return
@@ -112,7 +123,7 @@ class Uncommitted:
         if self.unstable_bytes > self.limit or len(self.unstable) > self.pieces:
             await self.commit()
 
-    def _keep(self, offset: int, data: bytes) -> None:
+    def _keep(self, offset: int, data: bytes | bytearray) -> None:
         """Keep ``data`` for a rewrite: a small write that continues the last piece
         joins it (a stream of small appends is one piece, not one per write); large
         writes are kept as they are, never copied."""
@@ -185,7 +196,8 @@ class WriteBehind:
     def __init__(self, nfs: Writes, *, on_failed: Callable[[bytes], None], name: str = "",
                  window: int = WRITE_BEHIND, calls: int = WRITES_IN_FLIGHT,
                  unstable_limit: int = UNSTABLE_LIMIT,
-                 unstable_pieces: int = UNSTABLE_WRITES, coalesce: int = COALESCE) -> None:
+                 unstable_pieces: int = UNSTABLE_WRITES, coalesce: int = COALESCE,
+                 gather: int = GATHER) -> None:
         self.nfs = nfs
         self.on_failed = on_failed
         self.name = name
@@ -194,6 +206,7 @@ class WriteBehind:
         self.unstable_limit = unstable_limit
         self.unstable_pieces = unstable_pieces
         self.coalesce = coalesce
+        self.gather = gather  # at most wsize: a gathered WRITE is one call
         self._open: dict[bytes, list[FileWrites]] = {}  # the open files of each object
         self._flying: dict[bytes, int] = {}  # WRITEs on their way, by object
 
@@ -233,12 +246,52 @@ class WriteBehind:
             raise error
 
     async def send(self, writes: FileWrites, offset: int, data: bytes) -> None:
-        """Send one WRITE of ``data`` (at most wsize bytes), UNSTABLE, once it may go."""
+        """Send one WRITE of ``data`` (at most wsize bytes), UNSTABLE, once it may go.
+
+        Small writes that continue one another are gathered into one WRITE of up to
+        ``gather`` bytes (a stream of 4 KiB or 128 KiB writes costs a few RPCs, not
+        one each); the gathered WRITE goes when it is full, when a write does not
+        continue it, and when anything settles or syncs the file.
+        """
+        if self._gathered_into(writes, offset, data):
+            return
+        self._start_gathered(writes)
         await self._make_room(writes, offset, len(data))
-        writes.flights.append(Flight(offset, data,
-                                     self.nfs.start_write(writes.fh, offset, data, L.UNSTABLE)))
+        if len(data) < self.gather:
+            flight = Flight(offset, bytearray(data), None)
+        else:
+            flight = Flight(offset, data, self.nfs.start_write(writes.fh, offset, data,
+                                                               L.UNSTABLE))
+        writes.flights.append(flight)
         writes.flight_bytes += len(data)
         self._flying[writes.fh] = self._flying.get(writes.fh, 0) + 1
+
+    def _gathered_into(self, writes: FileWrites, offset: int, data: bytes) -> bool:
+        """Add ``data`` to the file's gathered WRITE if it continues it, fits, and no
+        other WRITE of the object, of this file or another, is in its way (no await:
+        all or none)."""
+        last = writes.flights[-1] if writes.flights else None
+        if (last is None or last.started is not None or last.end != offset
+                or len(last.data) + len(data) > self.gather
+                or writes.flight_bytes + len(data) > self.window
+                or any(f is not last and f.overlaps(offset, len(data))
+                       for o in self._open.get(writes.fh, ()) for f in o.flights)):
+            return False
+        assert isinstance(last.data, bytearray)
+        last.data += data
+        writes.flight_bytes += len(data)
+        if len(last.data) >= self.gather:
+            self._start(writes, last)
+        return True
+
+    def _start_gathered(self, writes: FileWrites) -> None:
+        """Send the file's gathered WRITE, if it has one not sent yet."""
+        if writes.flights and writes.flights[-1].started is None:
+            self._start(writes, writes.flights[-1])
+
+    def _start(self, writes: FileWrites, flight: Flight) -> None:
+        flight.started = self.nfs.start_write(writes.fh, flight.offset, bytes(flight.data),
+                                              L.UNSTABLE)
 
     async def settle(self, fh: bytes) -> None:
         """Land every WRITE on its way to ``fh`` (before reading it or its attributes);
@@ -287,12 +340,15 @@ class WriteBehind:
 
     async def _land_first(self, writes: FileWrites) -> None:
         flight = writes.flights[0]
+        if flight.started is None:
+            self._start(writes, flight)  # gathered: it goes now, nothing joins it any more
+        assert flight.started is not None
         try:
             reply = await flight.started.result()
             done = reply.written
             while done < len(flight.data):  # the server took less: the rest, now
                 reply = await self.nfs.write(writes.fh, flight.offset + done,
-                                             flight.data[done:], L.UNSTABLE)
+                                             bytes(flight.data[done:]), L.UNSTABLE)
                 if reply.written == 0:
                     raise OSError(errno.EIO, "the server wrote nothing")
                 done += reply.written
