@@ -9,13 +9,16 @@ reports ready, answers the kernel until cancelled and unmounts on the way out.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 
 import pyfuse3
 import trio
 
+from volfs.fs import keeper, takeover
 from volfs.fs.inodes import InodeTable
-from volfs.fs.mount import MOUNT_OPTIONS, prepare_mount_point
+from volfs.fs.mount import MOUNT_OPTIONS, prepare_mount_point, unmount_lazily
 from volfs.fs.operations import VolfsOperations
 from volfs.fs.tree import PODS, ServedVolume, Tree
 
@@ -31,25 +34,67 @@ class Filesystem:
         self.table = InodeTable()
         self.operations = VolfsOperations(self.tree, self.table, statfs_path, tree_gid)
         self.mounted = False
+        self.mounted_at = 0.0  # when the mount served appeared (time.time())
 
-    async def serve(self, root: Path, *,
+    async def serve(self, root: Path, *, keep_in: Path | None = None,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Mount at ``root`` and answer the kernel until cancelled, then unmount.
 
         Ready (``task_status.started()``) once the mount is in place. A stale mount
         at ``root`` (its daemon died) is replaced; a live one is refused
         (MountPointBusy). pyfuse3 serves one mount per process.
+
+        ``keep_in`` (a state dir; ``--keep-connection``): the connection outlives this
+        process (a keeper holds it, :mod:`volfs.fs.keeper`), and a connection kept
+        there by a dead daemon is served again instead of mounting anew
+        (:mod:`volfs.fs.takeover`).
         """
-        prepare_mount_point(root)
-        pyfuse3.init(self.operations, str(root), MOUNT_OPTIONS)
+        taken_over = keep_in is not None and await self._take_over(keep_in)
+        if not taken_over:
+            prepare_mount_point(root)
+            pyfuse3.init(self.operations, str(root), MOUNT_OPTIONS)
+            self.mounted_at = time.time()
+            if keep_in is not None:
+                await self._keep(keep_in)
         self.mounted = True
         try:
             task_status.started()
             await pyfuse3.main()
         finally:
             self.mounted = False
+            if keep_in is not None:
+                keeper.drop(keeper.socket_path(keep_in))  # a clean stop ends the connection
             pyfuse3.close(unmount=True)
+            if taken_over:  # libfuse did not mount it, so it does not unmount it
+                unmount_lazily(root)
             log.info("%s unmounted", root)
+
+    async def _keep(self, state_dir: Path) -> None:
+        """Record the fresh connection's INIT, let libfuse answer it, hand it to the keeper."""
+        fd = takeover.session_fd()
+        init = takeover.read_init(fd)
+        reply = await takeover.feed_init(fd, init)
+        os.write(fd, reply)
+        takeover.Connection(init, reply, self.mounted_at).save(state_dir)
+        keeper.put(keeper.socket_path(state_dir), fd)
+
+    async def _take_over(self, state_dir: Path) -> bool:
+        """Serve the connection the keeper holds, if it holds one; False if not."""
+        connection = takeover.Connection.load(state_dir)
+        fd = keeper.get(keeper.socket_path(state_dir))
+        if fd is None:
+            return False
+        if connection is None:
+            os.close(fd)
+            raise takeover.TakeoverError(f"the keeper holds a connection but "
+                                         f"{state_dir / takeover.CONNECTION_FILE} is missing")
+        pyfuse3.init(self.operations, f"/dev/fd/{fd}", MOUNT_OPTIONS)
+        takeover.check_reply(await takeover.feed_init(fd, connection.init), connection.reply)
+        takeover.resend_lost_requests(fd)
+        self.mounted_at = connection.mounted_at
+        log.info("serving the kept FUSE connection (mounted %s)",
+                 time.strftime("%H:%M:%S", time.localtime(connection.mounted_at)))
+        return True
 
     def publish_pod(self, pod_uid: str, volumes: list[ServedVolume]) -> None:
         """Make ``pods/<uid>/volumes/...`` appear (at once: nothing negative is cached)."""
