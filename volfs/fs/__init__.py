@@ -16,8 +16,8 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from volfs.fs import keeper, takeover
-from volfs.fs.inodes import InodeTable
+from volfs.fs import journal, keeper, takeover
+from volfs.fs.inodes import BackedNode, InodeTable
 from volfs.fs.mount import MOUNT_OPTIONS, prepare_mount_point, unmount_lazily
 from volfs.fs.operations import VolfsOperations
 from volfs.fs.tree import PODS, ServedVolume, Tree
@@ -25,6 +25,9 @@ from volfs.fs.tree import PODS, ServedVolume, Tree
 log = logging.getLogger(__name__)
 
 __all__ = ["Filesystem", "ServedVolume"]
+
+# An open file reopened for the kernel must not be made, or emptied, again.
+_REOPEN_STRIP = os.O_CREAT | os.O_EXCL | os.O_TRUNC
 
 
 class Filesystem:
@@ -56,6 +59,8 @@ class Filesystem:
             self.mounted_at = time.time()
             if keep_in is not None:
                 await self._keep(keep_in)
+        if keep_in is not None:
+            self._write_down(journal.NodeJournal(keep_in, fresh=not taken_over))
         self.mounted = True
         try:
             task_status.started()
@@ -65,6 +70,8 @@ class Filesystem:
             if keep_in is not None:
                 keeper.drop(keeper.socket_path(keep_in))  # a clean stop ends the connection
             pyfuse3.close(unmount=True)
+            if self.table.journal is not None:
+                self.table.journal.close()
             if taken_over:  # libfuse did not mount it, so it does not unmount it
                 unmount_lazily(root)
             log.info("%s unmounted", root)
@@ -90,11 +97,49 @@ class Filesystem:
                                          f"{state_dir / takeover.CONNECTION_FILE} is missing")
         pyfuse3.init(self.operations, f"/dev/fd/{fd}", MOUNT_OPTIONS)
         takeover.check_reply(await takeover.feed_init(fd, connection.init), connection.reply)
+        await self._revive(journal.read(state_dir))
         takeover.resend_lost_requests(fd)
         self.mounted_at = connection.mounted_at
         log.info("serving the kept FUSE connection (mounted %s)",
                  time.strftime("%H:%M:%S", time.localtime(connection.mounted_at)))
         return True
+
+    def _write_down(self, node_journal: journal.NodeJournal) -> None:
+        self.table.attach(node_journal)
+        self.operations.journal = node_journal
+
+    async def _revive(self, records: journal.Records) -> None:
+        """Answer for the numbers the dead daemon gave the kernel: the same synthetic
+        directories, the same objects (reopened by file handle), the same open files.
+        What cannot be found again (gone, or an NFS volume's) is left out: the kernel
+        then gets ENOENT or EBADF for it."""
+        for ino, path in records.synthetic.items():
+            self.table.restore_synthetic(ino, path)
+        lost = 0
+        for ino, (volume_path, file_handle) in records.backed.items():
+            volume = self.tree.volume(volume_path)
+            reopen = getattr(volume.store, "reopen", None) if volume is not None else None
+            try:
+                if volume is None or reopen is None:
+                    raise OSError("no volume, or no way to reopen")
+                self.table.restore_backed(ino, volume, reopen(file_handle))
+            except OSError:
+                lost += 1
+        for fh, (ino, flags) in records.files.items():
+            node = self.table.get(ino)
+            if not isinstance(node, BackedNode):
+                lost += 1
+                continue
+            try:
+                store_fh = await node.volume.store.open(node.handle, flags & ~_REOPEN_STRIP)
+            except OSError:
+                lost += 1
+                continue
+            self.operations.restore_file(fh, node, store_fh)
+        self.table.skip_to(records.last_ino + 1)
+        self.operations.skip_handles(records.last_file, records.last_dir)
+        log.info("revived %d inodes and %d open files of the previous daemon (%d lost)",
+                 len(records.synthetic) + len(records.backed), len(records.files), lost)
 
     def publish_pod(self, pod_uid: str, volumes: list[ServedVolume]) -> None:
         """Make ``pods/<uid>/volumes/...`` appear (at once: nothing negative is cached)."""
