@@ -52,15 +52,11 @@ class Filesystem:
         there by a dead daemon is served again instead of mounting anew
         (:mod:`volfs.fs.takeover`).
         """
-        taken_over = keep_in is not None and await self._take_over(keep_in)
-        if not taken_over:
-            prepare_mount_point(root)
-            pyfuse3.init(self.operations, str(root), MOUNT_OPTIONS)
-            self.mounted_at = time.time()
-            if keep_in is not None:
-                await self._keep(keep_in)
-        if keep_in is not None:
+        taken_over = await self._connect(root, keep_in)
+        lease = None
+        if keep_in is not None:  # from now on, the numbers the kernel gets are written down
             self._write_down(journal.NodeJournal(keep_in, fresh=not taken_over))
+            lease = keeper.hold(keeper.socket_path(keep_in))
         self.mounted = True
         try:
             task_status.started()
@@ -69,12 +65,25 @@ class Filesystem:
             self.mounted = False
             if keep_in is not None:
                 keeper.drop(keeper.socket_path(keep_in))  # a clean stop ends the connection
+            if lease is not None:
+                lease.close()
             pyfuse3.close(unmount=True)
             if self.table.journal is not None:
                 self.table.journal.close()
             if taken_over:  # libfuse did not mount it, so it does not unmount it
                 unmount_lazily(root)
             log.info("%s unmounted", root)
+
+    async def _connect(self, root: Path, keep_in: Path | None) -> bool:
+        """Mount anew, or serve a kept connection (True)."""
+        if keep_in is not None and await self._take_over(keep_in):
+            return True
+        prepare_mount_point(root)
+        pyfuse3.init(self.operations, str(root), MOUNT_OPTIONS)
+        self.mounted_at = time.time()
+        if keep_in is not None:
+            await self._keep(keep_in)
+        return False
 
     async def _keep(self, state_dir: Path) -> None:
         """Record the fresh connection's INIT, let libfuse answer it, hand it to the keeper."""
@@ -91,6 +100,7 @@ class Filesystem:
         fd = keeper.get(keeper.socket_path(state_dir))
         if fd is None:
             return False
+        os.set_inheritable(fd, False)  # received descriptors are; no child may hold it
         if connection is None:
             os.close(fd)
             raise takeover.TakeoverError(f"the keeper holds a connection but "

@@ -13,6 +13,11 @@ line, descriptors passed with SCM_RIGHTS:
 - ``PUT`` (with one descriptor): keep this connection (a previous one is let go).
 - ``GET``: answered ``FD`` with a duplicate of the kept descriptor, or ``NONE``.
 - ``DROP``: let go of the connection and exit (the daemon is stopping cleanly).
+- ``HOLD``: the serving daemon's lease, a connection it keeps open while it lives. When
+  it closes (the daemon died), the keeper waits :data:`GRACE_SECONDS` for a new daemon
+  to ``HOLD``; then it lets go, and callers get ENOTCONN as without a keeper (a pause
+  is bounded: a daemon that does not come back is an outage again, and the container
+  recovery of ``--recover-containers`` takes over).
 
 The keeper lets go by itself when the connection ends (unmounted, aborted through
 /sys/fs/fuse/connections): it polls the descriptor for POLLERR only, and never reads it.
@@ -36,6 +41,7 @@ from pathlib import Path
 SOCKET_NAME = "keeper.sock"
 _REPLY_MAX = 64
 _START_WAIT_SECONDS = 5.0
+GRACE_SECONDS = 10.0  # how long callers may wait for a new daemon; a start takes ~3 s
 
 
 class KeeperError(Exception):
@@ -66,6 +72,18 @@ def put(path: Path, fuse_fd: int) -> None:
     reply, _ = _ask(path, b"PUT", fuse_fd)
     if reply != b"OK":
         raise KeeperError(f"keeper at {path} answered {reply!r} to PUT")
+
+
+def hold(path: Path) -> socket.socket:
+    """The lease: keep the returned socket open while this daemon serves the connection."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+        sock.sendall(b"HOLD")
+    except OSError as exc:
+        sock.close()
+        raise KeeperError(f"keeper at {path}: {exc.strerror or exc}") from None
+    return sock
 
 
 def drop(path: Path) -> None:
@@ -114,63 +132,90 @@ def _ask(path: Path, request: bytes, fd: int | None) -> tuple[bytes, list[int]]:
 
 
 def serve(path: Path) -> None:
-    """The keeper's loop: answer requests until DROP, or until the connection ends."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    os.chmod(path, 0o600)
-    listener.listen(8)
-    kept: int | None = None
-    poller = select.poll()
-    poller.register(listener, select.POLLIN)
-    while True:
-        for fd, _ in poller.poll():
-            if fd == kept:  # POLLERR/POLLHUP: the connection ended
-                poller.unregister(kept)
-                os.close(kept)
-                kept = None
-                _quit(listener, path)
-            elif fd == listener.fileno():
-                kept = _answer(listener, kept, poller, path)
+    """The keeper's loop: answer requests until DROP, until the connection ends, or until
+    no daemon has held it for GRACE_SECONDS."""
+    _Keeper(path).run()
 
 
-def _answer(listener: socket.socket, kept: int | None, poller: select.poll,
-            path: Path) -> int | None:
-    conn, _ = listener.accept()
-    with conn:
+class _Keeper:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        os.chmod(path, 0o600)
+        self.listener.listen(8)
+        self.kept: int | None = None
+        self.lease: socket.socket | None = None
+        self.deadline: float | None = None  # no lease: let go at this time.monotonic()
+        self.poller = select.poll()
+        self.poller.register(self.listener, select.POLLIN)
+
+    def run(self) -> None:
+        while True:
+            timeout = None
+            if self.deadline is not None:
+                timeout = max(0, int((self.deadline - time.monotonic()) * 1000))
+            for fd, _ in self.poller.poll(timeout):
+                if fd == self.kept:  # POLLERR/POLLHUP: the connection ended
+                    self._quit()
+                elif self.lease is not None and fd == self.lease.fileno():
+                    self._lease_ended()
+                elif fd == self.listener.fileno():
+                    self._answer()
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self._quit()  # no daemon came back: callers get ENOTCONN now
+
+    def _lease_ended(self) -> None:
+        assert self.lease is not None
+        self.poller.unregister(self.lease)
+        self.lease.close()
+        self.lease = None
+        self.deadline = time.monotonic() + GRACE_SECONDS
+
+    def _answer(self) -> None:
+        conn, _ = self.listener.accept()
         conn.settimeout(_START_WAIT_SECONDS)
         try:
             request, fds, _, _ = socket.recv_fds(conn, _REPLY_MAX, 1)
         except OSError:
-            return kept
+            conn.close()
+            return
         request = request.strip()
-        if request == b"PUT" and len(fds) == 1:
-            if kept is not None:
-                poller.unregister(kept)
-                os.close(kept)
-            kept = fds[0]
-            poller.register(kept, 0)  # errors only: never wake for pending requests
-            conn.sendall(b"OK")
-        elif request == b"GET":
-            if kept is None:
-                conn.sendall(b"NONE")
+        if request == b"HOLD":
+            if self.lease is not None:
+                self.poller.unregister(self.lease)
+                self.lease.close()
+            self.lease = conn
+            self.deadline = None
+            self.poller.register(conn, select.POLLIN)  # readable: EOF, the daemon died
+            return
+        with conn:
+            if request == b"PUT" and len(fds) == 1:
+                if self.kept is not None:
+                    self.poller.unregister(self.kept)
+                    os.close(self.kept)
+                self.kept = fds[0]
+                self.poller.register(self.kept, 0)  # errors only, never pending requests
+                conn.sendall(b"OK")
+            elif request == b"GET":
+                if self.kept is None:
+                    conn.sendall(b"NONE")
+                else:
+                    socket.send_fds(conn, [b"FD"], [self.kept])
+            elif request == b"PING":
+                conn.sendall(b"OK")
+            elif request == b"DROP":
+                conn.sendall(b"OK")
+                self._quit()
             else:
-                socket.send_fds(conn, [b"FD"], [kept])
-        elif request == b"PING":
-            conn.sendall(b"OK")
-        elif request == b"DROP":
-            conn.sendall(b"OK")
-            _quit(listener, path)
-        else:
-            for fd in fds:
-                os.close(fd)
-            conn.sendall(b"ERR")
-    return kept
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(b"ERR")
 
-
-def _quit(listener: socket.socket, path: Path) -> None:
-    listener.close()
-    path.unlink(missing_ok=True)
-    sys.exit(0)
+    def _quit(self) -> None:
+        self.listener.close()
+        self.path.unlink(missing_ok=True)
+        sys.exit(0)
 
 
 if __name__ == "__main__":
