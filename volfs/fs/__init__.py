@@ -96,6 +96,7 @@ class Filesystem:
 
     async def _take_over(self, state_dir: Path) -> bool:
         """Serve the connection the keeper holds, if it holds one; False if not."""
+        began = time.monotonic()
         connection = takeover.Connection.load(state_dir)
         fd = keeper.get(keeper.socket_path(state_dir))
         if fd is None:
@@ -110,8 +111,9 @@ class Filesystem:
         await self._revive(journal.read(state_dir))
         takeover.resend_lost_requests(fd)
         self.mounted_at = connection.mounted_at
-        log.info("serving the kept FUSE connection (mounted %s)",
-                 time.strftime("%H:%M:%S", time.localtime(connection.mounted_at)))
+        log.info("serving the kept FUSE connection (mounted %s), taken over in %.0f ms",
+                 time.strftime("%H:%M:%S", time.localtime(connection.mounted_at)),
+                 (time.monotonic() - began) * 1000)
         return True
 
     def _write_down(self, node_journal: journal.NodeJournal) -> None:

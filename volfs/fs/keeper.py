@@ -87,7 +87,8 @@ def hold(path: Path) -> socket.socket:
 
 
 def drop(path: Path) -> None:
-    """Tell the keeper to let go and exit (best effort: a missing keeper is fine)."""
+    """Tell the keeper to let go and exit (best effort: a missing keeper is fine). Once
+    it answers, the connection has ended (unless this process holds it too)."""
     with contextlib.suppress(KeeperError):
         _ask(path, b"DROP", None)
 
@@ -205,6 +206,9 @@ class _Keeper:
             elif request == b"PING":
                 conn.sendall(b"OK")
             elif request == b"DROP":
+                if self.kept is not None:  # gone before the answer: the mount is dead now
+                    os.close(self.kept)
+                    self.kept = None
                 conn.sendall(b"OK")
                 self._quit()
             else:
