@@ -100,3 +100,40 @@ def test_without_the_flag_a_kept_connection_is_let_go_and_mounted_anew(
         assert "serving the kept FUSE connection" not in plain.log()
     finally:
         plain.stop()
+
+
+# Appends each line it is given to a file it holds open, fsyncs, and answers "ok".
+APPENDER = textwrap.dedent("""\
+    import os, sys
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    for line in sys.stdin:
+        os.write(fd, line.encode()); os.fsync(fd)
+        print("ok", flush=True)
+    """)
+
+
+@pytest.mark.timeout(90)
+def test_one_connection_outlives_several_daemons(kept: Daemon) -> None:
+    kept.apply(POD)
+    directory = kept.volume_path("writer", "scratch")
+    (directory / "sub").mkdir()
+    (directory / "sub" / "g").write_text("g")
+    appender = subprocess.Popen([sys.executable, "-c", APPENDER, str(directory / "log")],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert appender.stdin is not None and appender.stdout is not None
+        for round in range(3):
+            appender.stdin.write(f"r{round}\n")
+            appender.stdin.flush()
+            assert appender.stdout.readline() == "ok\n"
+            kept.kill9()
+            kept.start()
+        (directory / "sub" / "g").rename(directory / "h")  # nodes known before the kills
+        appender.stdin.write("last\n")
+        appender.stdin.flush()
+        assert appender.stdout.readline() == "ok\n"
+    finally:
+        appender.kill()
+    assert (directory / "log").read_text().split() == ["r0", "r1", "r2", "last"]
+    assert sorted(os.listdir(directory)) == ["h", "log", "sub"]
+    assert kept.log().count("serving the kept FUSE connection") == 3

@@ -101,7 +101,6 @@ class Filesystem:
         fd = keeper.get(keeper.socket_path(state_dir))
         if fd is None:
             return False
-        os.set_inheritable(fd, False)  # received descriptors are; no child may hold it
         if connection is None:
             os.close(fd)
             raise takeover.TakeoverError(f"the keeper holds a connection but "

@@ -40,7 +40,7 @@ from pathlib import Path
 
 SOCKET_NAME = "keeper.sock"
 _REPLY_MAX = 64
-_START_WAIT_SECONDS = 5.0
+_START_WAIT_SECONDS = 10.0
 GRACE_SECONDS = 10.0  # how long callers may wait for a new daemon; a start takes ~3 s
 
 
@@ -53,11 +53,17 @@ def socket_path(state_dir: Path) -> Path:
 
 
 def get(path: Path) -> int | None:
-    """A duplicate of the kept /dev/fuse descriptor, or None (no keeper, or it holds none)."""
+    """A duplicate of the kept /dev/fuse descriptor, or None (no keeper, or it holds none).
+
+    Whoever holds it must not wait on the mount itself (a stat, a close of a file there:
+    FUSE's flush waits uninterruptibly) until it serves it: nobody else can answer.
+    """
     try:
         reply, fds = _ask(path, b"GET", None)
     except KeeperError:
         return None
+    for fd in fds:  # received descriptors are inheritable: no child may hold this one
+        os.set_inheritable(fd, False)
     if reply == b"FD" and len(fds) == 1:
         return fds[0]
     for fd in fds:
@@ -104,9 +110,12 @@ def _answers(path: Path) -> bool:
 def _start(path: Path) -> None:
     """Start a keeper in its own session (a signal to the daemon's group spares it)."""
     path.unlink(missing_ok=True)
-    subprocess.Popen([sys.executable, "-m", "volfs.fs.keeper", str(path)],
-                     start_new_session=True, close_fds=True, stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(path.with_suffix(".log"), "ab") as log:  # where a keeper's own failure shows
+        # Run as a file, isolated (-I): the standard library is all it imports, so it
+        # starts fast, and holds nothing of the daemon's.
+        subprocess.Popen([sys.executable, "-I", __file__, str(path)],
+                         start_new_session=True, close_fds=True, stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=log)
     deadline = time.monotonic() + _START_WAIT_SECONDS
     while time.monotonic() < deadline:
         if _answers(path):
