@@ -18,12 +18,12 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import functools
 import logging
 import os
 import resource
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +35,10 @@ from starlette.types import ASGIApp
 from volfs import logs
 from volfs.config import DaemonConfig
 from volfs.controllers.storage import StorageController
-from volfs.fs import Filesystem
+from volfs.fs import Filesystem, keeper
+from volfs.fs.keeper import KeeperError
 from volfs.fs.mount import MountPointBusy
+from volfs.fs.takeover import TakeoverError
 from volfs.lifecycle.claims import ClaimPlugin
 from volfs.lifecycle.hooks import ON_CREATE, ON_DELETE, HookRunner
 from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
@@ -86,6 +88,9 @@ class StartupError(Exception):
     """The daemon cannot start; ``str()`` says why in one line."""
 
 
+_EXPECTED = (StartupError, MountPointBusy, TakeoverError, KeeperError)
+
+
 def run(config: DaemonConfig) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit status.
 
@@ -100,11 +105,11 @@ def run(config: DaemonConfig) -> int:
         return 1
     try:
         trio.run(_serve, config)
-    except (StartupError, MountPointBusy) as exc:
+    except _EXPECTED as exc:
         log.error("%s", exc)
         return 1
     except BaseExceptionGroup as group:  # raised inside the serving nursery
-        expected, rest = group.split((StartupError, MountPointBusy))
+        expected, rest = group.split(_EXPECTED)
         if expected is None or rest is not None:
             log.critical("stopped by an unexpected error", exc_info=group)
             return 1
@@ -121,7 +126,7 @@ def run(config: DaemonConfig) -> int:
 
 async def _serve(config: DaemonConfig) -> None:
     # A symlinked --root must be judged (is something mounted there?) where it leads.
-    config = dataclasses.replace(config, root=config.root.resolve())
+    config = dataclasses.replace(config, root=_resolved(config.root, config.keep_connection))
     try:
         allow = allowed_prefixes(config.allow_host_paths)
     except ValueError as exc:
@@ -163,8 +168,14 @@ async def _serve(config: DaemonConfig) -> None:
         await pods.restore([config.disk_volumes_dir, config.memory_path])
 
         nursery = await stack.enter_async_context(trio.open_nursery())
-        await nursery.start(fs.serve, config.root)
-        mounted_at = time.time()  # containers started before hold a dead mount
+        if not config.keep_connection:
+            # A keeper left by a --keep-connection daemon would keep its mount alive but
+            # unserved: let it go, so that the mount is stale and is replaced.
+            keeper.drop(keeper.socket_path(config.state_dir))
+        await nursery.start(functools.partial(
+            fs.serve, config.root,
+            keep_in=config.state_dir if config.keep_connection else None))
+        mounted_at = fs.mounted_at  # containers started before hold a dead mount
         policy = RecoveryPolicy(config.recover_containers)
         pods.mounted(mounted_at, recovers=policy is not RecoveryPolicy.NONE)
         nursery.start_soon(_widen_read_ahead, config.root)
@@ -285,6 +296,19 @@ async def _widen_read_ahead(root: Path) -> None:
         Path(f"/sys/class/bdi/{devices[-1]}/read_ahead_kb").write_text(f"{READ_AHEAD_KB}\n")
     except OSError as exc:
         log.info("read-ahead of %s left at the kernel's default: %s", root, exc)
+
+
+def _resolved(root: Path, kept: bool) -> Path:
+    """``root`` with symlinks resolved. With a kept connection, ``root`` may be a mount
+    no daemon serves yet: its last name is read as a link (readlink does not reach the
+    filesystem, where stat would wait for an answer only this daemon can give)."""
+    if not kept:
+        return root.resolve()
+    parent = root.absolute().parent.resolve()
+    try:
+        return (parent / os.readlink(parent / root.name)).resolve()
+    except OSError:  # EINVAL: not a link; ENOENT: not there yet
+        return parent / root.name
 
 
 def _raise_fd_limit() -> None:

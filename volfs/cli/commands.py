@@ -77,6 +77,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 __all__ = ["EXIT_FAILED", "EXIT_REFUSED", "Failure", "main"]
 
 
+class _RootPath(click.Path):
+    """--root's type. With --keep-connection the root may be a mount whose daemon died
+    and that only the daemon being started can answer: a stat there would wait for ever,
+    so its checks are left to the daemon."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if ctx is not None and (ctx.params.get("keep_connection")
+                                or (ctx.default_map or {}).get("keep_connection")):
+            return Path(value)
+        return super().convert(value, param, ctx)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -151,7 +164,7 @@ def main() -> None:
 )
 @click.option(
     "--root",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=_RootPath(path_type=Path, file_okay=False),
     default=DEFAULT_ROOT,
     show_default=True,
     help="Where the volume tree is mounted (pods/<uid>/volumes/...).",
@@ -257,6 +270,14 @@ def main() -> None:
     "that stopped (they see 'Transport endpoint is not connected'): managed = those of "
     "'volfs run' pods and of volume-plugin volumes; all = also any container binding a "
     "path under --root; none = only warn.",
+)
+@click.option(
+    "--keep-connection",
+    is_flag=True,
+    is_eager=True,  # before --root, whose check depends on it
+    help="Prototype: a keeper process holds the FUSE connection, so a daemon that dies "
+    "(kill -9) leaves callers waiting, and the next daemon serves the same mount "
+    "instead of mounting anew. Off by default.",
 )
 @click.option("--debug", is_flag=True, help="Log debug detail.")
 @click.pass_context

@@ -86,6 +86,7 @@ SETTINGS: dict[str, Setting] = {
     "docker-plugin": Setting("docker_plugin", _plugin_name),
     "docker-plugin-dir": Setting("docker_plugin_dir"),
     "recover-containers": Setting("recover_containers"),
+    "keep-connection": Setting("keep_connection"),
     "log-format": Setting("log_format"),
     "debug": Setting("debug"),
 }

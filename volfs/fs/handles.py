@@ -55,6 +55,15 @@ class HandleTable(Generic[T]):
         self._open[number] = value
         return number
 
+    def restore(self, number: int, value: T) -> None:
+        """Give ``value`` the number a previous daemon gave it (see skip_to)."""
+        self._open[number] = value
+
+    def skip_to(self, next_number: int) -> None:
+        """Never give out a number below ``next_number`` (a previous daemon gave those)."""
+        current = next(self._numbers)
+        self._numbers = itertools.count(max(current, next_number))
+
     def get(self, number: int) -> T:
         """What ``number`` stands for; FUSEError(EBADF) if it stands for nothing."""
         value = self._open.get(number)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyfuse3
 
+from volfs.fs.journal import NodeJournal
 from volfs.fs.tree import Path, ServedVolume
 from volfs.stores.base import Entry
 
@@ -55,6 +56,30 @@ class InodeTable:
         self._synthetic: dict[Path, SyntheticNode] = {(): root}
         self._backed: dict[tuple[ServedVolume, Hashable], BackedNode] = {}
         self._next_ino = pyfuse3.ROOT_INODE + 1
+        self.journal: NodeJournal | None = None  # --keep-connection: numbers written down
+
+    def attach(self, journal: NodeJournal) -> None:
+        """Write every number given out from now on (and those given so far) in ``journal``."""
+        self.journal = journal
+        for node in self._nodes.values():
+            self._write_down(node)
+
+    def restore_synthetic(self, ino: int, path: Path) -> None:
+        """Give ``path`` the number a previous daemon gave it (before any is allocated)."""
+        node = SyntheticNode(ino, path)
+        self._synthetic[path] = node
+        self._nodes[ino] = node
+
+    def restore_backed(self, ino: int, volume: ServedVolume, entry: Entry) -> None:
+        """Give a reopened object the number a previous daemon gave it. Its lookup count
+        is not known: it is kept (never let go) until unmount."""
+        node = BackedNode(ino, volume, entry.handle, entry.key, nlookup=1 << 62)
+        self._backed[(volume, entry.key)] = node
+        self._nodes[ino] = node
+
+    def skip_to(self, next_ino: int) -> None:
+        """Never give out a number below ``next_ino`` (a previous daemon gave those)."""
+        self._next_ino = max(self._next_ino, next_ino)
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -69,12 +94,16 @@ class InodeTable:
             node = SyntheticNode(self._allocate(), path)
             self._synthetic[path] = node
             self._nodes[node.ino] = node
+            self._write_down(node)
         return node
 
     def drop_synthetic(self, prefix: Path) -> None:
         """Forget the synthetic directories at and below ``prefix`` (a pod went away)."""
         for path in [p for p in self._synthetic if p[: len(prefix)] == prefix and p]:
-            del self._nodes[self._synthetic.pop(path).ino]
+            ino = self._synthetic.pop(path).ino
+            del self._nodes[ino]
+            if self.journal is not None:
+                self.journal.dropped(ino)
 
     def adopt(self, volume: ServedVolume, entry: Entry) -> BackedNode:
         """The node for an object a store just found or made (lookup count unchanged).
@@ -90,6 +119,7 @@ class InodeTable:
         node = BackedNode(self._allocate(), volume, entry.handle, entry.key)
         self._backed[table_key] = node
         self._nodes[node.ino] = node
+        self._write_down(node)
         return node
 
     def forget(self, ino: int, count: int) -> None:
@@ -105,9 +135,20 @@ class InodeTable:
         del self._nodes[node.ino]
         del self._backed[(node.volume, node.key)]
         node.volume.store.forget(node.handle)
+        if self.journal is not None:
+            self.journal.dropped(node.ino)
 
     def backed_count(self) -> int:
         return len(self._backed)
+
+    def _write_down(self, node: Node) -> None:
+        if self.journal is None:
+            return
+        if isinstance(node, SyntheticNode):
+            self.journal.synthetic(node.ino, node.path)
+        else:  # a local store's handle says how to reopen it (a kernel file handle)
+            self.journal.backed(node.ino, node.volume.path,
+                                getattr(node.handle, "file_handle", None))
 
     def _allocate(self) -> int:
         ino = self._next_ino

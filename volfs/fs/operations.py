@@ -29,6 +29,7 @@ from pyfuse3 import FUSEError
 from volfs.fs.attrs import entry_attributes, synthetic_attributes
 from volfs.fs.handles import HandleTable, OpenFile
 from volfs.fs.inodes import BackedNode, InodeTable, Node, SyntheticNode
+from volfs.fs.journal import NodeJournal
 from volfs.fs.tree import Tree
 from volfs.logs import unexpected
 from volfs.metrics import FUSE_ERRORS, FUSE_REQUESTS
@@ -96,6 +97,16 @@ class VolfsOperations(pyfuse3.Operations):
         self._dirs: HandleTable[_DirHandle] = HandleTable("directory")
         self._files: HandleTable[OpenFile] = HandleTable("file")
         self._started_ns = time.time_ns()
+        self.journal: NodeJournal | None = None  # --keep-connection: open files written down
+
+    def restore_file(self, fh: int, node: BackedNode, store_fh: int) -> None:
+        """A file a previous daemon opened as ``fh``, reopened (--keep-connection)."""
+        self._files.restore(fh, OpenFile(node, store_fh))
+
+    def skip_handles(self, last_file: int, last_dir: int) -> None:
+        """Never give out the handle numbers a previous daemon gave (--keep-connection)."""
+        self._files.skip_to(last_file + 1)
+        self._dirs.skip_to(last_dir + 1)
 
     # -- lookups and attributes ---------------------------------------------------
 
@@ -227,6 +238,8 @@ class VolfsOperations(pyfuse3.Operations):
         node = self._writable(inode) if flags & _WRITE_FLAGS else self._backed(inode)
         store_fh = await node.volume.store.open(node.handle, flags)
         fh = self._files.add(OpenFile(node, store_fh))
+        if self.journal is not None:
+            self.journal.opened(fh, node.ino, flags)
         return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT))
 
     @_fuse_handler
@@ -240,6 +253,8 @@ class VolfsOperations(pyfuse3.Operations):
         node = self.table.get(attrs.st_ino)
         assert isinstance(node, BackedNode)
         fh = self._files.add(OpenFile(node, store_fh))
+        if self.journal is not None:
+            self.journal.opened(fh, node.ino, flags)
         return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT)), attrs
 
     @_fuse_handler
@@ -265,6 +280,8 @@ class VolfsOperations(pyfuse3.Operations):
     @_fuse_handler
     async def release(self, fh: int) -> None:
         file = self._files.pop(fh)
+        if self.journal is not None:
+            self.journal.released(fh)
         await file.node.volume.store.release(file.store_fh)
 
     # -- directories -----------------------------------------------------------------
@@ -276,7 +293,10 @@ class VolfsOperations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         # Listed at the first readdir, not here: a directory opened early (a dir_fd
         # that names are then made in) must show what is in it when it is read.
-        return self._dirs.add(_DirHandle(node))
+        fh = self._dirs.add(_DirHandle(node))
+        if self.journal is not None:
+            self.journal.dir_opened(fh)
+        return fh
 
     async def _list(self, node: Node) -> list[bytes]:
         if isinstance(node, SyntheticNode):

@@ -27,6 +27,7 @@ may wait for the disk) goes to a thread.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import stat
@@ -206,6 +207,19 @@ class LocalStore:
 
     def forget(self, handle: Inode) -> None:
         self._cache.forget(handle)
+
+    def reopen(self, file_handle: bytes) -> Entry:
+        """The object a previous daemon knew by ``file_handle`` (its Inode's), found
+        again; OSError (ESTALE) if it is gone. For serving a kept FUSE connection."""
+        root = self._entry(os.open(self.base, _PATH_FLAGS))  # registers the base's mount
+        try:
+            mount = root.handle.mount
+            if mount is None:
+                raise OSError(errno.EOPNOTSUPP, "no file handles here")
+            fd = syscalls.open_by_handle(mount.fd, file_handle, _PATH_FLAGS)
+        finally:
+            self.forget(root.handle)
+        return self._entry(fd)
 
     async def getattr(self, handle: Inode) -> os.stat_result:
         return os.fstat(self._fd(handle))
