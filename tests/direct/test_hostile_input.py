@@ -31,16 +31,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.shares import LocalShares
+from tests.direct.assembly import assembled
 from volfs.api import ManifestError, load_manifests, parse_object
-from volfs.controllers.storage import StorageController
-from volfs.fs import Filesystem
-from volfs.lifecycle.claims import ClaimPlugin
-from volfs.lifecycle.hooks import HookRunner
-from volfs.lifecycle.hostpath import HostPathPlugin, allowed_prefixes
-from volfs.lifecycle.pods import PodManager
-from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
-from volfs.persistent import NfsSource, PersistentSources
 from volfs.runtime.base import ContainerState, PodPlan
 from volfs.server.app import MAX_BODY_BYTES, create_app
 from volfs.server.kinds import (
@@ -50,8 +42,6 @@ from volfs.server.kinds import (
     core_registry,
 )
 from volfs.server.storage import ClaimResource, ClassResource, VolumeResource
-from volfs.state import AsyncStateDB, StateDB
-from volfs.state.events import EventRecorder
 
 T = TypeVar("T")
 
@@ -104,33 +94,19 @@ class Api:
 
 @contextlib.contextmanager
 def served_api(base: Path) -> Iterator[Api]:
-    for sub in ("disk", "memory", "host", "hooks/on-create.d", "hooks/on-delete.d", "nfs"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
     ready: queue.Queue[tuple[trio.lowlevel.TrioToken, httpx.AsyncClient] | BaseException] = (
         queue.Queue())
     stop: list[trio.Event] = []
 
     async def main() -> None:
-        db = StateDB(base / "state.db")
-        try:
-            state = AsyncStateDB(db)
-            sources = PersistentSources([NfsSource(LocalShares(base / "nfs"))])
-            storage = StorageController(state, sources, EventRecorder(state))
-            claims = ClaimPlugin(storage, sources)
-            pods = PodManager(
-                state, Filesystem(statfs_path=str(base)),
-                PluginRegistry([EmptyDirPlugin(base / "disk", base / "memory"),
-                                HostPathPlugin(allowed_prefixes([str(base / "host")])),
-                                claims]),
-                HookRunner(base / "hooks", base / "root", timeout=30.0), base / "root",
-                QuietEngine(), binder=storage)
-            storage.tell_when_bound(pods)
-            registry = core_registry(pods, state, datetime.datetime.now(datetime.UTC))
+        async with assembled(base, engine=QuietEngine()) as parts:
+            storage, claims, pods = parts.storage, parts.claims, parts.pods
+            registry = core_registry(pods, parts.state, datetime.datetime.now(datetime.UTC))
             registry.register(PERSISTENT_VOLUMES, VolumeResource(storage, claims.used_bytes))
             registry.register(PERSISTENT_VOLUME_CLAIMS,
                               ClaimResource(storage, claims.used_bytes, pods.claim_users))
             registry.register(STORAGE_CLASSES, ClassResource(storage))
-            app = create_app(registry, changes=state.next_change)
+            app = create_app(registry, changes=parts.state.next_change)
             async with trio.open_nursery() as nursery:
                 await nursery.start(storage.run)
                 transport = httpx.ASGITransport(app=app)
@@ -141,8 +117,6 @@ def served_api(base: Path) -> Iterator[Api]:
                     await stop[0].wait()
                 nursery.cancel_scope.cancel()
             await pods.close()
-        finally:
-            db.close()
 
     def thread() -> None:
         try:

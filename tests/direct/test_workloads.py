@@ -13,41 +13,20 @@ from typing import Any
 
 import trio
 
-from tests.shares import LocalShares
+from tests.direct.assembly import assembled
 from volfs.api import parse_pod
-from volfs.controllers.storage import StorageController
-from volfs.fs import Filesystem
-from volfs.lifecycle.claims import ClaimPlugin
-from volfs.lifecycle.hooks import HookRunner
 from volfs.lifecycle.pods import PodManager
-from volfs.lifecycle.volumes import EmptyDirPlugin, PluginRegistry
-from volfs.persistent import NfsSource, PersistentSources
-from volfs.state import AsyncStateDB, StateDB
-from volfs.state.events import EVENT, EventRecorder
+from volfs.state import AsyncStateDB
+from volfs.state.events import EVENT
 from volfs.workloads import Workloads
 
 
 def _run(base: Path, test: Callable[[AsyncStateDB, PodManager, Workloads],
                                      Awaitable[None]]) -> None:
-    for sub in ("disk", "memory", "hooks/on-create.d", "hooks/on-delete.d", "nfs"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-
     async def main() -> None:
-        db = StateDB(base / "state.db")
-        try:
-            state = AsyncStateDB(db)
-            sources = PersistentSources([NfsSource(LocalShares(base / "nfs"))])
-            storage = StorageController(state, sources, EventRecorder(state))
-            pods = PodManager(
-                state, Filesystem(statfs_path=str(base)),
-                PluginRegistry([EmptyDirPlugin(base / "disk", base / "memory"),
-                                ClaimPlugin(storage, sources)]),
-                HookRunner(base / "hooks", base / "root", timeout=30.0), base / "root",
-                binder=storage)
-            storage.tell_when_bound(pods)
-            await test(state, pods, Workloads(state, pods, storage))
-        finally:
-            db.close()
+        async with assembled(base) as parts:
+            await test(parts.state, parts.pods, Workloads(parts.state, parts.pods,
+                                                          parts.storage))
 
     trio.run(main)
 
