@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.daemon import Daemon
+from tests.notify_socket import bound_notify_socket
 from tests.waiting import wait_until
 
 
@@ -46,14 +47,7 @@ class Manager:
 @pytest.fixture(params=["path", "abstract"])
 def manager(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Manager, Daemon]]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    if request.param == "path":
-        value = str(tmp_path / "notify")
-        sock.bind(value)
-    else:
-        value = f"@volfs-test-notify-{os.getpid()}-{id(sock)}"
-        sock.bind("\0" + value[1:])
-    sock.settimeout(30)
+    sock, value = bound_notify_socket(request.param, tmp_path, timeout=30)
     monkeypatch.setenv("NOTIFY_SOCKET", value)  # inherited by the daemon
     daemon = Daemon(tmp_path / "volfs")
     heard = Manager(sock, daemon.root, daemon.socket)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.notify_socket import bound_notify_socket
 from volfs.notify import ENV, notify, socket_address
 
 
@@ -16,14 +16,7 @@ from volfs.notify import ENV, notify, socket_address
 def listener(request: pytest.FixtureRequest, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
     """A datagram socket named in $NOTIFY_SOCKET, as systemd makes one: a path, or @name."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    if request.param == "path":
-        value = str(tmp_path / "notify")
-        sock.bind(value)
-    else:
-        value = f"@volfs-test-notify-{os.getpid()}-{id(sock)}"
-        sock.bind("\0" + value[1:])
-    sock.settimeout(5)
+    sock, value = bound_notify_socket(request.param, tmp_path, timeout=5)
     monkeypatch.setenv(ENV, value)
     yield sock
     sock.close()
