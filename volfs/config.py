@@ -75,6 +75,32 @@ def parse_loopback(text: str, example: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+CSI_EXAMPLE = "unix:///run/volfs/csi.sock"
+
+
+def parse_csi_endpoint(text: str) -> Path:
+    """``--csi-endpoint unix:///PATH`` (or ``unix:/PATH``) as the socket's path.
+
+    A CSI endpoint is a local socket the CO's sidecars reach on this machine: any
+    other scheme (``tcp://``, ``dns:``) is refused.
+
+    >>> parse_csi_endpoint("unix:///run/volfs/csi.sock")
+    PosixPath('/run/volfs/csi.sock')
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    scheme, sep, rest = text.partition(":")
+    if not sep or scheme != "unix":
+        raise ValueError(f"{text!r}: volfs serves CSI on a unix socket only, e.g. "
+                         f"{CSI_EXAMPLE}")
+    path = rest[2:] if rest.startswith("//") else rest
+    if not path.startswith("/") or path.endswith("/") or "\0" in path:
+        raise ValueError(f"{text!r}: expected unix:// and an absolute socket path, e.g. "
+                         f"{CSI_EXAMPLE}")
+    return Path(path)
+
+
 def parse_group(text: str) -> int:
     """``--tree-group GROUP``: a group name or a numeric gid, as a gid.
 
@@ -141,6 +167,8 @@ class DaemonConfig:
     tree_gid: int = 0  # the group with r-x on the synthetic tree (mode 0750); 0: root only
     recover_containers: str = RECOVER_CONTAINERS[0]  # one of RECOVER_CONTAINERS
     keep_connection: bool = False  # a keeper holds the FUSE connection (a prototype)
+    csi_endpoint: Path | None = None  # the CSI v1 gRPC socket; None: CSI not served
+    csi_node_id: str = ""  # NodeGetInfo's node id; "": this host's name
 
     @property
     def socket_path(self) -> Path:

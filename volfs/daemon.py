@@ -6,9 +6,9 @@ tree; the control socket (and Docker's volume-plugin socket) answer only once
 the mount is up.
 
 The mount and the control socket are the daemon's job: if either fails, it stops
-with one line saying why. The Docker volume plugin and the ``--kube-api`` listener
-are optional: if one cannot be served, a warning says why and how to fix it, and
-everything else is served.
+with one line saying why. The Docker volume plugin, the ``--kube-api`` and
+``--metrics`` listeners and the ``--csi-endpoint`` are optional: if one cannot be
+served, a warning says why and how to fix it, and everything else is served.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ from starlette.types import ASGIApp
 from volfs import logs
 from volfs.config import DaemonConfig
 from volfs.controllers.storage import StorageController
+from volfs.csi import Controller, CsiVolumes, Identity, InFlight, Node, serve_csi
 from volfs.fs import Filesystem, keeper
 from volfs.fs.keeper import KeeperError
 from volfs.fs.mount import MountPointBusy
@@ -150,7 +152,8 @@ async def _serve(config: DaemonConfig) -> None:
         await stack.enter_async_context(nfs_background_tasks())  # outlives every NFS store
         fs = Filesystem(statfs_path=str(config.state_dir), tree_gid=config.tree_gid)
         state = AsyncStateDB(db)
-        sources = PersistentSources([NfsSource(NfsShares())])  # the PV kinds served
+        nfs_source = NfsSource(NfsShares())
+        sources = PersistentSources([nfs_source])  # the PV kinds served
         storage = StorageController(state, sources, EventRecorder(state))
         engine = DockerRuntime(config.docker_host or default_docker_host(), owner=str(config.root))
         claims = ClaimPlugin(storage, sources)
@@ -166,6 +169,13 @@ async def _serve(config: DaemonConfig) -> None:
         stack.push_async_callback(pods.close)
         notify("STATUS=restoring pods")
         await pods.restore([config.disk_volumes_dir, config.memory_path])
+        csi = None
+        if config.csi_endpoint is not None:  # its volumes are in the tree before the mount
+            memory = config.memory_path
+            csi = CsiVolumes(state, fs, nfs_source, config.state_dir / "csi",
+                             memory.with_name(f"{memory.name}-csi"), config.root)
+            stack.push_async_callback(csi.close)
+            await csi.restore()
 
         nursery = await stack.enter_async_context(trio.open_nursery())
         if not config.keep_connection:
@@ -194,6 +204,8 @@ async def _serve(config: DaemonConfig) -> None:
                              changes=state.next_change, watches=watches)
         await nursery.start(serve_unix, control, config.socket_path)
         await _serve_docker_plugin(nursery, config, pods, engine, storage)
+        if csi is not None:
+            await _serve_csi(nursery, config, csi, fs)
         if metrics_sock is not None:
             app = create_metrics_app([volume_gatherer(state, fs), phase_gatherer(state)])
             address = await nursery.start(serve_metrics, app, metrics_sock)
@@ -265,6 +277,47 @@ async def _serve_docker_plugin(nursery: trio.Nursery, config: DaemonConfig,
                     socket_path, exc.strerror or exc, choose)
         return
     log.info("Docker volume plugin %s on %s", config.docker_plugin, socket_path)
+
+
+async def _serve_csi(nursery: trio.Nursery, config: DaemonConfig, volumes: CsiVolumes,
+                     fs: Filesystem) -> None:
+    """Serve CSI's gRPC services on ``--csi-endpoint``: optional, as the plugin is (a
+    warning says why it is not served, and the daemon serves everything else)."""
+    socket_path = config.csi_endpoint
+    assert socket_path is not None
+    try:
+        socket_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        _remove_stale_socket(socket_path)
+        in_flight = InFlight()
+        await nursery.start(functools.partial(
+            serve_csi, socket_path, Identity(lambda: fs.mounted),
+            Controller(volumes, in_flight), Node(volumes, in_flight, config.csi_node_id)))
+    except SocketInUse:
+        log.warning("CSI not served: another process serves %s; choose another path with "
+                    "--csi-endpoint unix:///PATH", socket_path)
+        return
+    except OSError as exc:
+        log.warning("CSI not served: %s: %s", socket_path, exc.strerror or exc)
+        return
+    log.info("CSI driver volfs.io on unix://%s", socket_path)
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket no process answers on (left by a daemon that died); SocketInUse
+    if one answers; OSError if ``path`` is something else."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise OSError(errno.EEXIST, "exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink()
+        return
+    finally:
+        probe.close()
+    raise SocketInUse(str(path))
 
 
 async def _until_stop_signal() -> None:

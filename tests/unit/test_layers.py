@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "volfs"
 
 # Top first, as in the README's Development section.
-LAYERS = ["cli", "daemon", "server", "workloads", "lifecycle", "runtime", "controllers",
+LAYERS = ["cli", "daemon", "server", "csi", "workloads", "lifecycle", "runtime", "controllers",
           "persistent", "state", "fs", "stores", "api", "metrics", "config", "ganesha",
           "notify", "logs"]
 

@@ -230,6 +230,21 @@ def main() -> None:
     "<state-dir>/metrics.address). Default: not served.",
 )
 @click.option(
+    "--csi-endpoint",
+    default=None,
+    metavar="unix:///PATH",
+    callback=settings.checked("csi-endpoint"),
+    help="Also serve the CSI v1 gRPC services (Identity, Controller, Node) on this unix "
+    "socket, as driver volfs.io; its volumes appear under <root>/csi/. Default: not served.",
+)
+@click.option(
+    "--csi-node-id",
+    default=None,
+    metavar="ID",
+    callback=settings.checked("csi-node-id"),
+    help="The node id CSI's NodeGetInfo reports [default: this host's name].",
+)
+@click.option(
     "--docker-host",
     default=None,
     metavar="URL",

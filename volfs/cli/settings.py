@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from click.core import ParameterSource
 from volfs.config import (
     DaemonConfig,
     default_memory_dir,
+    parse_csi_endpoint,
     parse_group,
     parse_kube_api,
     parse_metrics,
@@ -62,6 +64,16 @@ def _metrics(value: str | None) -> tuple[str, int] | None:
     return parse_metrics(value) if value else None
 
 
+def _csi_endpoint(value: str | None) -> Path | None:
+    return parse_csi_endpoint(value) if value else None
+
+
+def _csi_node_id(value: str | None) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", value):
+        raise ValueError(f"{value!r}: letters, digits, '_', '.' and '-' only, at most 128")
+    return value or ""
+
+
 @dataclass(frozen=True)
 class Setting:
     """One serve setting: the DaemonConfig field it fills, and ``convert`` from the
@@ -82,6 +94,8 @@ SETTINGS: dict[str, Setting] = {
     "tree-group": Setting("tree_gid", _tree_gid),
     "kube-api": Setting("kube_api", _kube_api),
     "metrics": Setting("metrics", _metrics),
+    "csi-endpoint": Setting("csi_endpoint", _csi_endpoint),
+    "csi-node-id": Setting("csi_node_id", _csi_node_id),
     "docker-host": Setting("docker_host", lambda value: value or None),
     "docker-plugin": Setting("docker_plugin", _plugin_name),
     "docker-plugin-dir": Setting("docker_plugin_dir"),
@@ -270,4 +284,6 @@ def _derived(key: str, params: Mapping[str, Any], environ: Mapping[str, str]
         from volfs.runtime.docker import DEFAULT_DOCKER_HOST  # the docker SDK: only here
 
         return DEFAULT_DOCKER_HOST, "default"
+    if key == "csi-node-id":
+        return socket.gethostname(), "default: this host's name"
     return "", "default: none"

@@ -20,7 +20,8 @@ from volfs.fs import journal, keeper, takeover
 from volfs.fs.inodes import BackedNode, InodeTable
 from volfs.fs.mount import MOUNT_OPTIONS, prepare_mount_point, unmount_lazily
 from volfs.fs.operations import VolfsOperations
-from volfs.fs.tree import PODS, ServedVolume, Tree
+from volfs.fs.tree import CSI, PODS, ServedVolume, Tree
+from volfs.stores.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -171,3 +172,28 @@ class Filesystem:
 
     def volumes(self, pod_uid: str) -> list[ServedVolume]:
         return self.tree.volumes(pod_uid)
+
+    def serve_csi(self) -> None:
+        """Show the ``csi/`` directory (before the mount appears: it is never cached absent)."""
+        self.tree.serve_csi()
+
+    def publish_csi(self, volume_id: str, store: Store) -> ServedVolume:
+        """Make ``csi/<volume-id>`` appear, served by ``store``."""
+        volume = ServedVolume.csi(volume_id, store)
+        self.tree.add_csi(volume)
+        return volume
+
+    def withdraw_csi(self, volume_id: str) -> ServedVolume | None:
+        """Make ``csi/<volume-id>`` disappear, and tell the kernel to drop what it cached."""
+        volume = self.tree.remove_csi(volume_id)
+        self._invalidate((CSI,), volume_id)
+        return volume
+
+    def _invalidate(self, parent: tuple[str, ...], name: str) -> None:
+        node = self.table.synthetic(parent)
+        self.table.drop_synthetic((*parent, name))
+        if self.mounted:
+            try:
+                pyfuse3.invalidate_entry_async(node.ino, name.encode(), ignore_enoent=True)
+            except Exception:  # the kernel may not know the entry; nothing to drop
+                log.debug("invalidating %s/%s failed", "/".join(parent), name, exc_info=True)

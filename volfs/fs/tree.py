@@ -1,4 +1,5 @@
-"""The synthetic part of the tree: ``pods/<uid>/volumes/<kind-dir>/<volume>``.
+"""The synthetic part of the tree: ``pods/<uid>/volumes/<kind-dir>/<volume>``, and
+``csi/<volume-id>`` for the volumes volfs's CSI endpoint made (when it serves one).
 
 Everything above a volume's own directory is made up from what the lifecycle
 layer has published: no disk behind it, read-only to every caller, and closed to
@@ -13,6 +14,7 @@ from volfs.stores.base import Store
 
 PODS = "pods"
 VOLUMES = "volumes"
+CSI = "csi"  # the top-level directory of CSI volumes, and their ServedVolume.kind_dir
 
 Path = tuple[str, ...]
 
@@ -26,8 +28,15 @@ class ServedVolume:
     name: str
     store: Store
 
+    @classmethod
+    def csi(cls, volume_id: str, store: Store) -> ServedVolume:
+        """A CSI volume: served at ``csi/<volume-id>``, belonging to no pod."""
+        return cls("", CSI, volume_id, store)
+
     @property
     def path(self) -> Path:
+        if self.kind_dir == CSI and not self.pod_uid:
+            return (CSI, self.name)
         return (PODS, self.pod_uid, VOLUMES, self.kind_dir, self.name)
 
 
@@ -36,6 +45,20 @@ class Tree:
 
     def __init__(self) -> None:
         self._pods: dict[str, dict[str, dict[str, ServedVolume]]] = {}
+        self._csi: dict[str, ServedVolume] | None = None  # None: no csi/ directory
+
+    def serve_csi(self) -> None:
+        """Show ``csi/`` (empty until volumes are added): the daemon serves CSI."""
+        if self._csi is None:
+            self._csi = {}
+
+    def add_csi(self, volume: ServedVolume) -> None:
+        self.serve_csi()
+        assert self._csi is not None
+        self._csi[volume.name] = volume
+
+    def remove_csi(self, volume_id: str) -> ServedVolume | None:
+        return None if self._csi is None else self._csi.pop(volume_id, None)
 
     def add_pod(self, pod_uid: str, volumes: list[ServedVolume]) -> None:
         kinds: dict[str, dict[str, ServedVolume]] = {}
@@ -59,7 +82,9 @@ class Tree:
         """Names in a synthetic directory (volume roots included), or None if it is gone."""
         match path:
             case ():
-                return [PODS]
+                return [PODS] if self._csi is None else [CSI, PODS]
+            case ("csi",) if self._csi is not None:
+                return sorted(self._csi)
             case ("pods",):
                 return sorted(self._pods)
             case ("pods", uid) if uid in self._pods:
@@ -75,4 +100,6 @@ class Tree:
         match path:
             case ("pods", uid, "volumes", kind, name):
                 return self._pods.get(uid, {}).get(kind, {}).get(name)
+            case ("csi", volume_id) if self._csi is not None:
+                return self._csi.get(volume_id)
         return None
