@@ -6,6 +6,7 @@ API server for its OpenAPI schema, so it is not run here."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -44,8 +45,10 @@ def _documents(path: Path) -> list[Object]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
+@functools.cache
 def _objects() -> list[Object]:
-    """Every object the driver's and the examples' kustomizations install."""
+    """Every object the driver's and the examples' kustomizations install (read once:
+    no test changes them)."""
     return [doc for directory in (DEPLOY, DEPLOY / "examples")
             for path in _yaml_files(directory) if path.name != "kustomization.yaml"
             for doc in _documents(path)]
