@@ -29,11 +29,8 @@ KNOWN_KINDS = {"Namespace", "CSIDriver", "ServiceAccount", "ClusterRole",
 CLUSTER_SCOPED = {"Namespace", "CSIDriver", "ClusterRole", "ClusterRoleBinding",
                   "StorageClass"}
 # What CreateVolume takes per kind (docs/csi.md); anything else in a class is a typo.
-PARAMETERS = {"nfs": {"kind", "server", "share", "subDir", "onDelete"},
+PARAMETERS = {"nfs": {"kind", "server", "share", "subDir", "onDelete", "mountOptions"},
               "scratch": {"kind", "medium"}}
-# The flags the CSI server adds to serve (the csi branch's); the rest must be serve's.
-CSI_FLAGS = {"--csi-endpoint", "--csi-node-id"}
-
 Object = dict[str, Any]
 
 
@@ -223,7 +220,7 @@ def test_every_variable_an_argument_uses_is_set_in_its_container() -> None:
 
 def test_volfs_is_given_only_flags_serve_has() -> None:
     known = {opt for param in serve.params if isinstance(param, click.Option)
-             for opt in param.opts} | CSI_FLAGS
+             for opt in param.opts}
     args = _volfs()["args"]
     assert args[0] == "serve"
     for arg in args[1:]:
