@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,18 @@ def test_scripts_test_help_says_what_the_suite_needs_and_runs_nothing(
     for needed in ("root", "FUSE", "nfs-ganesha", "dockerd", "scripts/setup",
                    "about 5", "2 cores", 'scripts/test -m "not mount"'):
         assert needed in result.stdout, needed
+
+
+def test_bench_local_refuses_an_unknown_row_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench"), "local", "--only", "create,nope"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "unknown: nope" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_list_shows_local() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench"), "list"],
+                            capture_output=True, text=True, timeout=30, check=True)
+    assert any(line.startswith("local") for line in result.stdout.splitlines())
