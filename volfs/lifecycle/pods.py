@@ -167,6 +167,7 @@ class PodManager:
         self._fs.withdraw_pod(uid)
         await self._volumes.tear_down(PodRef(uid, meta["namespace"], meta["name"]), parse(obj))
         await self._db.delete(POD, meta["namespace"], meta["name"])
+        self._volumes.forget(uid)
         log.info("pod %s/%s deleted", meta["namespace"], meta["name"],
                  extra=fields(**object_fields(obj)))
 
