@@ -138,6 +138,45 @@ def test_create_sets_up_publishes_runs_the_hooks_and_stores_the_pod(node: Node) 
     run(main)
 
 
+def test_a_listed_pods_status_follows_its_stored_spec_and_live_usage(node: Node) -> None:
+    """The status a list reports is kept per pod between lists: it must still follow
+    every write of the pod (a new resourceVersion) and the volumes' live usage."""
+
+    async def main() -> None:
+        created = await node.pods.create_pod(pod("web", scratch()))
+        uid = created["metadata"]["uid"]
+
+        async def listed() -> dict[str, Any]:
+            [obj] = await node.pods.list_pods("default")
+            return obj
+
+        first = await listed()
+        assert [v["name"] for v in first["status"]["volumes"]] == ["scratch"]
+        assert first["status"]["mounts"][0]["mountPath"] == "/scratch"
+        [served] = node.fs.volumes(uid)
+        served.store.usage.used = 4096  # as writes through the mount count it
+        assert (await listed())["status"]["volumes"][0]["usedBytes"] == 4096
+
+        # A write of the pod with another spec (by hand here: the API refuses one) shows.
+        stored = node.db.get("Pod", "default", "web")
+        assert stored is not None
+        stored["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] = "2Mi"
+        stored["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] = "/moved"
+        node.db.put(stored)
+        second = await listed()
+        assert second["status"]["volumes"][0]["sizeLimitBytes"] == 2 << 20
+        assert second["status"]["mounts"][0]["mountPath"] == "/moved"
+        assert second == await node.pods.get_pod("default", "web")
+
+        # The same name again after a delete: the new pod's uid in every path.
+        await node.pods.delete_pod("default", "web")
+        again = await node.pods.create_pod(pod("web", scratch()))
+        path = (await listed())["status"]["volumes"][0]["path"]
+        assert again["metadata"]["uid"] in path and uid not in path
+
+    run(main)
+
+
 def test_delete_wipes_empty_dir_data_and_never_host_data(node: Node) -> None:
     node.hook(ON_DELETE, "10-log", "exit 0")
     node.hook(ON_DELETE, "20-fails", "echo cannot unregister >&2; exit 4")
