@@ -250,6 +250,46 @@ def test_a_volume_refused_at_set_up_undoes_the_volumes_before_it(node: Node) -> 
     assert not (node.host / "missing").exists()
 
 
+def test_a_restart_measures_every_volume_finishes_deletes_and_makes_missing_ones(
+        node: Node) -> None:
+    """The restore measures every EmptyDir in one batch before setting pods up: each
+    volume still gets its own usage, a directory lost meanwhile is made again (empty),
+    and a delete the stop interrupted is finished rather than served."""
+    sizes = {"a": 100, "b": 2000, "c": 0}
+    uids: dict[str, str] = {}
+    memory = {"name": "ram", "emptyDir": {"medium": "Memory"}}
+
+    async def create() -> None:
+        for name, size in sizes.items():
+            created = await node.pods.create_pod(pod(name, scratch(), memory))
+            uids[name] = uid = created["metadata"]["uid"]
+            (node.volume_dir(uid, "scratch") / "f").write_bytes(b"x" * size)
+            (node.dir / "memory" / uid / EMPTY_DIR_KIND / "ram" / "m").write_bytes(b"m" * 7)
+        doomed = await node.pods.create_pod(pod("doomed", scratch()))
+        uids["doomed"] = doomed["metadata"]["uid"]
+
+    run(create)
+    stored = node.db.get("Pod", "default", "doomed")
+    assert stored is not None
+    stored["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # a stop mid-delete
+    node.db.put(stored)
+    lost = node.volume_dir(uids["c"], "scratch")
+    (lost / "f").unlink()
+    lost.rmdir()
+    again = node.restarted()
+    try:
+        run(lambda: again.pods.restore([again.disk, again.dir / "memory"]))
+        assert sorted(again.published()) == sorted(uids[n] for n in sizes)
+        for name, size in sizes.items():
+            used = {v.name: v.store.usage.used for v in again.fs.volumes(uids[name])}
+            assert used == {"scratch": size, "ram": 7}, name
+        assert lost.is_dir()  # made again, empty
+        assert not (again.disk / uids["doomed"]).exists()
+        assert again.db.get("Pod", "default", "doomed") is None
+    finally:
+        again.db.close()
+
+
 def test_after_a_restart_every_pod_is_set_up_again_and_orphans_are_wiped(node: Node) -> None:
     async def create() -> None:
         created = await node.pods.create_pod(pod("web", scratch("10Ki")))
