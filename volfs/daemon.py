@@ -25,10 +25,10 @@ import resource
 import signal
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from starlette.types import ASGIApp
@@ -61,13 +61,6 @@ from volfs.server.kinds import (
     core_registry,
     register_workloads,
 )
-from volfs.server.kubeapi import (
-    Credentials,
-    bind_loopback,
-    describe_bind_error,
-    load_or_create_credentials,
-    serve_kube_api,
-)
 from volfs.server.metrics import (
     create_metrics_app,
     phase_gatherer,
@@ -82,6 +75,11 @@ from volfs.state.events import EventRecorder
 from volfs.stores.nfs import NfsShares
 from volfs.stores.nfs.rpc import background_tasks as nfs_background_tasks
 from volfs.workloads import Workloads
+
+if TYPE_CHECKING:
+    # Imported where a --kube-api or --metrics listener is asked for: its module (with
+    # cryptography, for the listener's certificate) costs a start without them ~0.1 s.
+    from volfs.server.kubeapi import Credentials
 
 log = logging.getLogger("volfs.daemon")
 
@@ -198,8 +196,8 @@ async def _serve(config: DaemonConfig) -> None:
         register_workloads(registry, workloads := Workloads(state, pods, storage))
         await nursery.start(workloads.run)  # replicas of RCs and StatefulSets, and GC
         watches = OpenWatches()
-        kubeconfig = await _serve_kube_api(nursery, create_app(
-            registry, changes=state.next_change, watches=watches), kube_api)
+        kubeconfig = await _serve_kube_api(nursery, functools.partial(
+            create_app, registry, changes=state.next_change, watches=watches), kube_api)
         control = create_app(registry, kubeconfig=lambda: kubeconfig,
                              changes=state.next_change, watches=watches)
         await nursery.start(serve_unix, control, config.socket_path)
@@ -401,13 +399,16 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-async def _serve_kube_api(nursery: trio.Nursery, app: ASGIApp,
+async def _serve_kube_api(nursery: trio.Nursery, app: Callable[[], ASGIApp],
                           listener: tuple[socket.socket, Credentials] | None
                           ) -> dict[str, Any] | None:
-    """Serve ``app`` on the ``--kube-api`` listener, if any; the kubeconfig that reaches it."""
+    """Serve the app ``app()`` makes on the ``--kube-api`` listener, if any; the
+    kubeconfig that reaches it."""
     if listener is None:
         return None
-    kubeconfig: dict[str, Any] = await nursery.start(serve_kube_api, app, *listener)
+    from volfs.server.kubeapi import serve_kube_api
+
+    kubeconfig: dict[str, Any] = await nursery.start(serve_kube_api, app(), *listener)
     log.info("Kubernetes API on %s", kubeconfig["clusters"][0]["cluster"]["server"])
     return kubeconfig
 
@@ -423,6 +424,8 @@ def _kube_api_listener(config: DaemonConfig
     if config.kube_api is None:
         yield None
         return
+    from volfs.server.kubeapi import load_or_create_credentials
+
     try:
         credentials = load_or_create_credentials(config.state_dir)
     except (OSError, ValueError) as exc:
@@ -452,6 +455,8 @@ def _optional_listener(flag: str, address: tuple[str, int], tells: str
     """A loopback socket bound for ``flag``, or None when the port cannot be had: a
     warning says why and how to choose another, and the daemon serves everything else.
     A non-loopback address stops the start (it is the user's error, not the machine's)."""
+    from volfs.server.kubeapi import bind_loopback, describe_bind_error
+
     host, port = address
     try:
         sock = bind_loopback(host, port)

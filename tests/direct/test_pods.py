@@ -138,6 +138,45 @@ def test_create_sets_up_publishes_runs_the_hooks_and_stores_the_pod(node: Node) 
     run(main)
 
 
+def test_a_listed_pods_status_follows_its_stored_spec_and_live_usage(node: Node) -> None:
+    """The status a list reports is kept per pod between lists: it must still follow
+    every write of the pod (a new resourceVersion) and the volumes' live usage."""
+
+    async def main() -> None:
+        created = await node.pods.create_pod(pod("web", scratch()))
+        uid = created["metadata"]["uid"]
+
+        async def listed() -> dict[str, Any]:
+            [obj] = await node.pods.list_pods("default")
+            return obj
+
+        first = await listed()
+        assert [v["name"] for v in first["status"]["volumes"]] == ["scratch"]
+        assert first["status"]["mounts"][0]["mountPath"] == "/scratch"
+        [served] = node.fs.volumes(uid)
+        served.store.usage.used = 4096  # as writes through the mount count it
+        assert (await listed())["status"]["volumes"][0]["usedBytes"] == 4096
+
+        # A write of the pod with another spec (by hand here: the API refuses one) shows.
+        stored = node.db.get("Pod", "default", "web")
+        assert stored is not None
+        stored["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] = "2Mi"
+        stored["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] = "/moved"
+        node.db.put(stored)
+        second = await listed()
+        assert second["status"]["volumes"][0]["sizeLimitBytes"] == 2 << 20
+        assert second["status"]["mounts"][0]["mountPath"] == "/moved"
+        assert second == await node.pods.get_pod("default", "web")
+
+        # The same name again after a delete: the new pod's uid in every path.
+        await node.pods.delete_pod("default", "web")
+        again = await node.pods.create_pod(pod("web", scratch()))
+        path = (await listed())["status"]["volumes"][0]["path"]
+        assert again["metadata"]["uid"] in path and uid not in path
+
+    run(main)
+
+
 def test_delete_wipes_empty_dir_data_and_never_host_data(node: Node) -> None:
     node.hook(ON_DELETE, "10-log", "exit 0")
     node.hook(ON_DELETE, "20-fails", "echo cannot unregister >&2; exit 4")
@@ -209,6 +248,46 @@ def test_a_volume_refused_at_set_up_undoes_the_volumes_before_it(node: Node) -> 
 
     run(main)
     assert not (node.host / "missing").exists()
+
+
+def test_a_restart_measures_every_volume_finishes_deletes_and_makes_missing_ones(
+        node: Node) -> None:
+    """The restore measures every EmptyDir in one batch before setting pods up: each
+    volume still gets its own usage, a directory lost meanwhile is made again (empty),
+    and a delete the stop interrupted is finished rather than served."""
+    sizes = {"a": 100, "b": 2000, "c": 0}
+    uids: dict[str, str] = {}
+    memory = {"name": "ram", "emptyDir": {"medium": "Memory"}}
+
+    async def create() -> None:
+        for name, size in sizes.items():
+            created = await node.pods.create_pod(pod(name, scratch(), memory))
+            uids[name] = uid = created["metadata"]["uid"]
+            (node.volume_dir(uid, "scratch") / "f").write_bytes(b"x" * size)
+            (node.dir / "memory" / uid / EMPTY_DIR_KIND / "ram" / "m").write_bytes(b"m" * 7)
+        doomed = await node.pods.create_pod(pod("doomed", scratch()))
+        uids["doomed"] = doomed["metadata"]["uid"]
+
+    run(create)
+    stored = node.db.get("Pod", "default", "doomed")
+    assert stored is not None
+    stored["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # a stop mid-delete
+    node.db.put(stored)
+    lost = node.volume_dir(uids["c"], "scratch")
+    (lost / "f").unlink()
+    lost.rmdir()
+    again = node.restarted()
+    try:
+        run(lambda: again.pods.restore([again.disk, again.dir / "memory"]))
+        assert sorted(again.published()) == sorted(uids[n] for n in sizes)
+        for name, size in sizes.items():
+            used = {v.name: v.store.usage.used for v in again.fs.volumes(uids[name])}
+            assert used == {"scratch": size, "ram": 7}, name
+        assert lost.is_dir()  # made again, empty
+        assert not (again.disk / uids["doomed"]).exists()
+        assert again.db.get("Pod", "default", "doomed") is None
+    finally:
+        again.db.close()
 
 
 def test_after_a_restart_every_pod_is_set_up_again_and_orphans_are_wiped(node: Node) -> None:

@@ -46,3 +46,19 @@ def test_a_full_disk_refuses_the_change_whole_and_writes_resume_with_room(
     assert db.get("Pod", "default", "after") is not None
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
+
+
+def test_every_stored_body_reads_back_as_written(tmp_path: Path) -> None:
+    """Bodies are read with a faster decoder than the one that writes them: what it
+    refuses (an integer beyond 64 bits, NaN) must still read back."""
+    db = StateDB(tmp_path / "state.db")
+    odd = dict(_pod("odd"), spec={"huge": 1 << 70, "nan": float("nan"), "text": "é\u2028"})
+    db.put(odd)
+    db.put(_pod("plain"))
+    [first, second] = db.list("Pod")
+    assert first["spec"]["huge"] == 1 << 70 and first["spec"]["text"] == "é\u2028"
+    assert first["spec"]["nan"] != first["spec"]["nan"]  # NaN
+    assert second["spec"] == _pod("plain")["spec"]
+    got = db.get("Pod", "default", "odd")
+    assert got is not None and got["spec"]["huge"] == 1 << 70
+    db.close()

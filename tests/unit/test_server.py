@@ -564,3 +564,17 @@ def test_serve_unix_refuses_to_replace_a_file_that_is_not_a_socket(socket_dir: P
     with pytest.raises(FileExistsError):
         trio.run(serve_unix, create_app(MemoryPods()), socket_path)
     assert socket_path.read_text() == "not a socket"
+
+
+@pytest.mark.parametrize("content", [
+    {"kind": "PodList", "items": [{"metadata": {"name": "wéb", "labels": {"a": "b\u2028"}},
+                                   "spec": {"n": 1, "f": 0.5, "t": True, "z": None}}]},
+    {"huge": 1 << 70},  # beyond orjson: encoded as Starlette encodes it
+    [],
+])
+def test_answers_are_encoded_byte_for_byte_as_starlette_encodes_them(content: Any) -> None:
+    from starlette.responses import JSONResponse
+
+    from volfs.server.media import FastJSONResponse
+
+    assert FastJSONResponse(content).body == JSONResponse(content).body

@@ -14,6 +14,7 @@ the manifest parser accepts only the camelCase names Kubernetes uses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -101,8 +102,25 @@ class KubeModel(BaseModel):
     def _drop_nulls(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        known = {f.alias for f in cls.model_fields.values()} | set(cls.model_fields)
+        known = _known_keys(cls)
         return {k: v for k, v in data.items() if v is not None or k not in known}
+
+
+@functools.cache
+def _known_keys(model: type[BaseModel]) -> frozenset[str | None]:
+    """A model's field names and aliases. Fixed once the class is made, and asked for at
+    every validation of every object (pydantic's ``model_fields`` is slow to read):
+    worked out once per class."""
+    fields = model.model_fields
+    return frozenset({f.alias for f in fields.values()} | set(fields))
+
+
+@functools.cache
+def _source_fields(volume: type[Volume]) -> tuple[tuple[str, str], ...]:
+    """(field name, camelCase key) of every volume source, in the fields' order: made
+    once, read at each of the many ``source_kind()`` calls a pod's volume gets."""
+    return tuple((name, info.alias or name) for name, info in volume.model_fields.items()
+                 if name not in volume._NOT_SOURCES)
 
 
 def _timestamp(value: Any) -> Any:
@@ -272,11 +290,8 @@ class Volume(KubeModel):
 
     def source_kinds(self) -> list[str]:
         """The camelCase keys of every source that is set (one, once validated)."""
-        return [
-            info.alias or name
-            for name, info in type(self).model_fields.items()
-            if name not in self._NOT_SOURCES and getattr(self, name) is not None
-        ]
+        return [alias for name, alias in _source_fields(type(self))
+                if getattr(self, name) is not None]
 
     def source_kind(self) -> str:
         """The camelCase key of the volume's source: ``"emptyDir"``, ``"configMap"``, ..."""
@@ -290,7 +305,7 @@ class Volume(KubeModel):
 
     @classmethod
     def _field_name(cls, alias: str) -> str:
-        return next(n for n, info in cls.model_fields.items() if (info.alias or n) == alias)
+        return next(name for name, known in _source_fields(cls) if known == alias)
 
 
 class PodSpec(KubeModel):

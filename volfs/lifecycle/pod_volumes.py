@@ -5,7 +5,9 @@ each container mount binds where, and the wipe under way while a pod is deleted)
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from volfs.api.errors import Cause, Invalid, SetupFailed
 from volfs.fs import Filesystem, ServedVolume
 from volfs.lifecycle.pod_status import POD, Object, parse
 from volfs.lifecycle.volumes import (
+    BatchPreparer,
     DataWiper,
     PluginRegistry,
     PodRef,
@@ -28,6 +31,18 @@ from volfs.stores.progress import Progress
 
 log = logging.getLogger(__name__)
 
+_Mount = tuple[str, str, str, str | None, bool]  # container, volume, mountPath, subPath, ro
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A pod's volumes as its spec describes them (name, kind, path, the plugin's
+    description), and its containers' mounts: the part of its status that changes only
+    with its spec."""
+
+    volumes: tuple[Object, ...]
+    mounts: tuple[_Mount, ...]
+
 
 class PodVolumes:
     """The volume side of the pod manager, over the volume plugins."""
@@ -39,6 +54,7 @@ class PodVolumes:
         self._plugins = plugins
         self._root = root
         self._wiping: dict[str, Progress] = {}  # pod uid → the volume being wiped
+        self._layouts: dict[str, tuple[str, _Layout]] = {}  # uid → (resourceVersion, layout)
 
     def causes(self, pod: Pod) -> list[Cause]:
         """What is wrong with the pod's volumes (unsupported, refused by a plugin's check),
@@ -88,6 +104,25 @@ class PodVolumes:
                      extra=_fields(ref, volume))
         return served, waiting
 
+    @asynccontextmanager
+    async def prepared(self, pods: list[tuple[PodRef, Pod]]) -> AsyncIterator[None]:
+        """Within: the set-up of these pods' volumes finds its slow part done, by the
+        plugins that can do it for many volumes at once (``BatchPreparer``). Only while
+        no volume is served (the daemon's start, before the mount)."""
+        by_plugin: dict[int, tuple[BatchPreparer, list[tuple[PodRef, Any]]]] = {}
+        for ref, pod in pods:
+            for volume in pod.spec.volumes or []:
+                plugin = self._plugins.find(volume)
+                if isinstance(plugin, BatchPreparer):
+                    by_plugin.setdefault(id(plugin), (plugin, []))[1].append((ref, volume))
+        try:
+            for preparer, volumes in by_plugin.values():
+                await preparer.prepare(volumes)
+            yield
+        finally:
+            for preparer, _ in by_plugin.values():
+                preparer.unprepare()
+
     async def tear_down(self, ref: PodRef, pod: Pod) -> None:
         """Tear every volume down. A volume whose data dies with the pod (an EmptyDir) is
         wiped with an event at each end (``Deleting``, ``Deleted`` with the count and the
@@ -128,26 +163,56 @@ class PodVolumes:
     def with_status(self, obj: Object) -> Object:
         """The object as clients see it: stored fields plus each volume's path and usage."""
         uid = obj["metadata"]["uid"]
-        pod = parse(obj)
+        layout = self._layout(obj)
         live = {v.name: v for v in self._fs.volumes(uid)}
+        volumes = []
+        for info in layout.volumes:
+            served = live.get(info["name"])
+            store = served.store if served is not None else None
+            volumes.append(dict(info, usedBytes=store.usage.used if store and store.track_usage
+                                else None, readOnly=store.read_only if store else None))
+        status = dict(obj.get("status") or {}, volumes=volumes,
+                      mounts=_mounts(layout.mounts, volumes))
+        wiping = self._wiping.get(uid)
+        if wiping is not None:
+            status["operation"] = wiping.as_status()
+        return dict(obj, status=status)
+
+    def forget(self, uid: str) -> None:
+        """The pod is gone from the state: drop what ``with_status`` kept of it."""
+        self._layouts.pop(uid, None)
+
+    def _layout(self, obj: Object) -> _Layout:
+        """What of the status the pod's spec alone decides, parsed once per version.
+
+        Parsing a stored pod (the manifest's whole validation) costs far more than the
+        rest of its status, and a list parses every pod. A stored object's
+        resourceVersion changes with every write of it, so a layout kept under the
+        version it was made from always matches the spec; an object with no version
+        (not stored) is parsed every time.
+        """
+        uid, version = obj["metadata"]["uid"], obj["metadata"].get("resourceVersion")
+        kept = self._layouts.get(uid)
+        if kept is not None and version is not None and kept[0] == version:
+            return kept[1]
+        layout = self._make_layout(uid, parse(obj))
+        if version is not None:
+            self._layouts[uid] = (version, layout)
+        return layout
+
+    def _make_layout(self, uid: str, pod: Pod) -> _Layout:
         volumes = []
         for volume in pod.spec.volumes or []:
             plugin = self._plugins.find(volume)
-            served = live.get(volume.name)
             info: Object = {"name": volume.name, "kind": volume.source_kind()}
             if plugin is not None:
                 info["path"] = str(self._root / "pods" / uid / "volumes" / plugin.kind_dir
                                    / volume.name)
                 info.update(plugin.describe(volume))
-            store = served.store if served is not None else None
-            info["usedBytes"] = store.usage.used if store and store.track_usage else None
-            info["readOnly"] = store.read_only if store else None
             volumes.append(info)
-        status = dict(obj.get("status") or {}, volumes=volumes, mounts=_mounts(pod, volumes))
-        wiping = self._wiping.get(uid)
-        if wiping is not None:
-            status["operation"] = wiping.as_status()
-        return dict(obj, status=status)
+        mounts = tuple((container, m.name, m.mount_path, m.sub_path, bool(m.read_only))
+                       for container, m in _all_mounts(pod))
+        return _Layout(tuple(volumes), mounts)
 
     async def _failed_mount(self, uid: str, pod: Pod, message: str) -> None:
         await record_event(self._db, _involved(uid, pod), "FailedMount", message, WARNING)
@@ -193,11 +258,11 @@ def _all_mounts(pod: Pod) -> list[tuple[str, Any]]:
     return [(c.name, m) for c in containers for m in c.volume_mounts or []]
 
 
-def _mounts(pod: Pod, volumes: list[Object]) -> list[Object]:
+def _mounts(mounts: tuple[_Mount, ...], volumes: list[Object]) -> list[Object]:
     """Per container mount: what a runtime binds where, and whether to add ``:ro``."""
     paths = {v["name"]: v.get("path") for v in volumes}
     served_ro = {v["name"]: bool(v.get("readOnly")) for v in volumes}
-    return [{"container": container, "name": m.name, "mountPath": m.mount_path,
-             "subPath": m.sub_path, "path": paths.get(m.name),
-             "readOnly": m.read_only or served_ro.get(m.name, False)}
-            for container, m in _all_mounts(pod)]
+    return [{"container": container, "name": name, "mountPath": mount_path,
+             "subPath": sub_path, "path": paths.get(name),
+             "readOnly": read_only or served_ro.get(name, False)}
+            for container, name, mount_path, sub_path, read_only in mounts]

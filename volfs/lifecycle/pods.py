@@ -167,6 +167,7 @@ class PodManager:
         self._fs.withdraw_pod(uid)
         await self._volumes.tear_down(PodRef(uid, meta["namespace"], meta["name"]), parse(obj))
         await self._db.delete(POD, meta["namespace"], meta["name"])
+        self._volumes.forget(uid)
         log.info("pod %s/%s deleted", meta["namespace"], meta["name"],
                  extra=fields(**object_fields(obj)))
 
@@ -230,37 +231,46 @@ class PodManager:
     async def restore(self, volume_dirs: list[Path]) -> None:
         """Serve every known pod again, finish the deletes a stop interrupted; wipe what
         no known pod owns."""
-        known = set()
-        for obj in await self._db.list(POD):
-            uid = obj["metadata"]["uid"]
-            known.add(uid)
+        stored = await self._db.list(POD)
+        known = {obj["metadata"]["uid"] for obj in stored}
+        live = [obj for obj in stored if not obj["metadata"].get("deletionTimestamp")]
+        for obj in stored:
             if obj["metadata"].get("deletionTimestamp"):
                 log.info("pod %s/%s: finishing its delete", obj["metadata"].get("namespace"),
                          obj["metadata"]["name"])
                 await self._finish_delete(obj)
-                continue
-            try:
-                served, waits = await self._volumes.set_up(ref(obj), parse(obj), None)
-            except (Invalid, SetupFailed, OSError) as exc:  # the pod's, not the daemon's
-                about = object_fields(obj)
-                log.error("pod %s: volumes could not be set up again: %s", about["pod"], exc,
-                          extra=fields(**about))
-                continue
-            except Exception:  # a bug: said once, with its traceback; the other pods go on
-                about = object_fields(obj)
-                log.exception("pod %s: volumes could not be set up again", about["pod"],
-                              extra=fields(**about))
-                continue
-            self._fs.publish_pod(uid, served)
-            for reason in waits:
-                about = object_fields(obj)
-                log.warning("pod %s waits: %s", about["pod"], reason, extra=fields(**about))
+        pairs = list(zip(live, _parsed_or_none(live), strict=True))
+        async with self._volumes.prepared([(ref(obj), pod) for obj, pod in pairs
+                                           if pod is not None]):
+            for obj, pod in pairs:
+                await self._serve_again(obj, pod)
         for top in volume_dirs:
             for leftover in sorted(top.iterdir()) if top.is_dir() else []:
                 if leftover.name not in known:
                     log.info("removing %s: it belongs to no pod", leftover,
                              extra=fields(uid=leftover.name))
                     await trio.to_thread.run_sync(_remove_any, leftover)
+
+    async def _serve_again(self, obj: Object, pod: Pod | None) -> None:
+        """Set a stored pod's volumes up again and publish them (``pod``: the object
+        parsed, None when it did not parse: it is parsed again, for the error)."""
+        uid = obj["metadata"]["uid"]
+        try:
+            served, waits = await self._volumes.set_up(ref(obj), pod or parse(obj), None)
+        except (Invalid, SetupFailed, OSError) as exc:  # the pod's, not the daemon's
+            about = object_fields(obj)
+            log.error("pod %s: volumes could not be set up again: %s", about["pod"], exc,
+                      extra=fields(**about))
+            return
+        except Exception:  # a bug: said once, with its traceback; the other pods go on
+            about = object_fields(obj)
+            log.exception("pod %s: volumes could not be set up again", about["pod"],
+                          extra=fields(**about))
+            return
+        self._fs.publish_pod(uid, served)
+        for reason in waits:
+            about = object_fields(obj)
+            log.warning("pod %s waits: %s", about["pod"], reason, extra=fields(**about))
 
     def mounted(self, at: float, recovers: bool) -> None:
         """The mount is up since ``at``: containers started before it hold a dead mount,
@@ -343,6 +353,18 @@ class PodManager:
     async def _with_status(self, objs: list[Object]) -> list[Object]:
         """Stored pods as clients see them: volumes' paths and usage, containers' states."""
         return await self._containers.with_status([self._volumes.with_status(o) for o in objs])
+
+
+def _parsed_or_none(objs: list[Object]) -> list[Pod | None]:
+    """Each stored pod parsed, or None where it does not parse (a bug, or a hand-edited
+    database: its own set-up says so, and the others go on)."""
+    parsed: list[Pod | None] = []
+    for obj in objs:
+        try:
+            parsed.append(parse(obj))
+        except Exception:  # noqa: BLE001 - reported when its set-up parses it again
+            parsed.append(None)
+    return parsed
 
 
 def _remove_any(path: Path) -> None:

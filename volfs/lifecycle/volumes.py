@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -91,6 +91,20 @@ class DataWiper(Protocol):
         entry removed in ``progress`` (idempotent)."""
 
 
+@runtime_checkable
+class BatchPreparer(Protocol):
+    """A plugin that can do the slow part of many volumes' set-up in one go (an optional
+    ability): at a start, one worker-thread job for every volume, not one per volume."""
+
+    async def prepare(self, volumes: list[tuple[PodRef, Volume]]) -> None:
+        """Do now what :meth:`VolumePlugin.set_up` of these volumes would do in a thread.
+        Only while no volume is served (before the mount): nothing may change them
+        between this and their set-up."""
+
+    def unprepare(self) -> None:
+        """Forget what :meth:`prepare` did and no set-up used."""
+
+
 @dataclass(frozen=True)
 class EmptyDirPlugin:
     """Scratch space born empty with its pod and wiped with it.
@@ -104,6 +118,8 @@ class EmptyDirPlugin:
     memory_dir: Path
     source_kind: str = "emptyDir"
     kind_dir: str = EMPTY_DIR_KIND
+    # Bytes each volume directory held, measured by prepare() for the set-up to come.
+    _prepared: dict[Path, int] = field(default_factory=dict, compare=False, repr=False)
 
     def base_dir(self, pod_uid: str, volume: Volume) -> Path:
         assert volume.empty_dir is not None
@@ -118,9 +134,22 @@ class EmptyDirPlugin:
         # stays writable through volfs, as kubelet's does on the host.
         assert volume.empty_dir is not None
         path = self.base_dir(pod.uid, volume)
-        used = await trio.to_thread.run_sync(_make_or_measure, path)
+        used = self._prepared.pop(path, None)
+        if used is None:
+            used = await trio.to_thread.run_sync(_make_or_measure, path)
         usage = Usage(limit=volume.empty_dir.size_limit_bytes(), used=used)
         return LocalStore(path, usage, cache_timeout=EMPTY_DIR_CACHE_SECONDS)
+
+    async def prepare(self, volumes: list[tuple[PodRef, Volume]]) -> None:
+        # A thread job per volume costs more than measuring a small one (3,000 of them
+        # made a start with 1,000 pods wait ~0.4 s): one job measures them all. Safe
+        # because the daemon prepares before it mounts: no write can reach a volume
+        # between its measure and its set-up.
+        paths = [self.base_dir(pod.uid, v) for pod, v in volumes if v.empty_dir is not None]
+        self._prepared.update(await trio.to_thread.run_sync(_measure_all, paths))
+
+    def unprepare(self) -> None:
+        self._prepared.clear()
 
     async def tear_down(self, pod: PodRef, volume: Volume) -> None:
         await self.wipe(pod, volume, Progress(f"Deleting volume {volume.name}"))
@@ -149,6 +178,16 @@ def _make_or_measure(path: Path) -> int:
     path.mkdir(exist_ok=True)
     os.chmod(path, 0o777)
     return 0
+
+
+def _measure_all(paths: list[Path]) -> dict[Path, int]:
+    """:func:`_make_or_measure` of each path; one that fails is left out (its set-up
+    tries again, and reports the error as its own)."""
+    measured = {}
+    for path in paths:
+        with contextlib.suppress(OSError):
+            measured[path] = _make_or_measure(path)
+    return measured
 
 
 def _remove_if_empty(path: Path) -> None:

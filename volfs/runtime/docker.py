@@ -3,7 +3,8 @@
 Every SDK call blocks, so each runs in a worker thread (``trio.to_thread``) under a
 CapacityLimiter; the event loop, which also serves FUSE, never waits on the engine.
 The client connects lazily, at the first call, and negotiates the API version the
-engine speaks; a daemon without a reachable engine starts and serves as usual.
+engine speaks; a daemon without a reachable engine starts and serves as usual. The SDK
+itself is imported then too (see ``_load_sdk``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,9 @@ import os
 import re
 import threading
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import docker
-import requests
 import trio
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.models.images import Image
-from docker.types import Mount
 
 from volfs.runtime.base import (
     LABEL_CONTAINER,
@@ -37,6 +33,13 @@ from volfs.runtime.base import (
     RuntimeUnavailable,
     container_name,
 )
+
+if TYPE_CHECKING:  # imported at the first engine call: _load_sdk
+    import docker
+    import requests
+    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+    from docker.models.images import Image
+    from docker.types import Mount
 
 DEFAULT_DOCKER_HOST = "unix:///run/docker.sock"
 ENGINE_TIMEOUT = 30.0  # seconds for one Engine API call (a stop adds its grace period)
@@ -305,6 +308,7 @@ class DockerRuntime:
             raise RuntimeFailed(_one_line(str(exc))) from exc
 
     def _docker(self) -> docker.DockerClient:
+        _load_sdk()
         with self._client_lock:
             if self._client is None:
                 try:
@@ -317,6 +321,28 @@ class DockerRuntime:
     def _unreachable(self, exc: Exception) -> str:
         return (f"no Docker engine answers at {self.host} ({_reason(exc)}); start dockerd, "
                 "or point 'volfs serve --docker-host' at one")
+
+
+def _load_sdk() -> None:
+    """Import the Docker SDK (and requests) into this module's names, once.
+
+    Importing them takes 0.1-0.15 s, which the daemon's start would spend before its
+    mount. Every use of these names is on a path that gets its client from
+    ``DockerRuntime._docker`` first (an ``except`` clause reads its name only when an
+    exception reaches it), so the names exist before any use; the first call runs in a
+    worker thread, after the mount.
+    """
+    if "docker" in globals():
+        return
+    import docker
+    import requests
+    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+    from docker.models.images import Image
+    from docker.types import Mount
+
+    globals().update(docker=docker, requests=requests, APIError=APIError,
+                     DockerException=DockerException, ImageNotFound=ImageNotFound,
+                     NotFound=NotFound, Image=Image, Mount=Mount)
 
 
 _OS_ERROR = re.compile(r"\w+Error\(\d+, '([^']+)'\)")

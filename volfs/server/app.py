@@ -63,7 +63,7 @@ from volfs.logs import unexpected
 from volfs.server import discovery
 from volfs.server import status as st
 from volfs.server.kinds import core_registry
-from volfs.server.media import Media, negotiate
+from volfs.server.media import FastJSONResponse, Media, negotiate
 from volfs.server.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from volfs.server.resources import (
     GracefulService,
@@ -691,7 +691,7 @@ def _table(resource: Resource, items: list[Object], media: Media, request: Reque
     assert media.table_version is not None
     answer = table(resource.columns, items, version=media.table_version,
                    include_object=include, resource_version=resource_version)
-    return JSONResponse(answer, media_type=media.content_type)
+    return FastJSONResponse(answer, media_type=media.content_type)
 
 
 def _include_object(request: Request) -> str:
@@ -785,8 +785,8 @@ def _warning_header(text: str) -> bytes:
     return f'299 - "{quoted}"'.encode()
 
 
-def _json(obj: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(obj, status_code=status_code)
+def _json(obj: Any, status_code: int = 200) -> Response:
+    return FastJSONResponse(obj, status_code=status_code)
 
 
 def _status_response(status: dict[str, Any], headers: dict[str, str] | None = None) -> Response:

@@ -8,7 +8,12 @@ Media(table_version=None)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.responses import JSONResponse
 
 from volfs.server import status as st
 
@@ -66,3 +71,17 @@ def negotiate(accept: str | None, *, tables: bool) -> Media:
             return Media(table_version=options["v"])
     raise st.StatusError(st.status(
         "NotAcceptable", f"only the following media types are accepted: {ACCEPTED}"))
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSON answer encoded by orjson: the same compact UTF-8 as Starlette's, several
+    times faster for a list of a thousand pods. What orjson cannot encode (an integer
+    beyond 64 bits, a key that is not a string) is encoded as Starlette encodes it."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                              separators=(",", ":")).encode("utf-8")
+

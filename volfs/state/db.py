@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import trio
 
 from volfs.api.errors import NoSpace
@@ -109,7 +110,7 @@ class StateDB:
             "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
             (kind, namespace, name),
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return _decoded(row[0]) if row else None
 
     def list(self, kind: str, namespace: str | None = None) -> list[Object]:
         if namespace is None:
@@ -119,7 +120,7 @@ class StateDB:
             rows = self._conn.execute(
                 "SELECT body FROM objects WHERE kind = ? AND namespace = ? "
                 "ORDER BY resource_version", (kind, namespace))
-        return [json.loads(body) for (body,) in rows]
+        return [_decoded(body) for (body,) in rows]
 
     def resource_version(self) -> str:
         row = self._conn.execute(
@@ -135,6 +136,16 @@ class StateDB:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn, self._path)
+
+
+def _decoded(body: str) -> Object:
+    """A stored body as an object. orjson reads a list of every pod several times faster
+    than ``json``; what it refuses and ``json`` wrote (NaN, an integer beyond 64 bits)
+    is read by ``json``, so every stored body still reads back."""
+    try:
+        return orjson.loads(body)  # type: ignore[no-any-return]
+    except orjson.JSONDecodeError:
+        return json.loads(body)  # type: ignore[no-any-return]
 
 
 class _Transaction:
