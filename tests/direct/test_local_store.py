@@ -268,6 +268,17 @@ def test_new_objects_belong_to_the_caller(vol: Volume) -> None:
             assert stat.S_IMODE(st.st_mode) == mode, name
 
 
+
+@pytest.mark.root
+def test_a_file_created_read_only_still_becomes_the_callers(vol: Volume) -> None:
+    """The owner and set-id bits are set through the descriptor that made the file,
+    whatever its access mode."""
+    fh = vol.create("ro", flags=os.O_RDONLY, mode=0o6444, owner=USER)
+    vol.release(fh)
+    st = os.stat(vol.base / "ro")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o6444)
+    assert vol.used == 0
+
 @pytest.mark.root
 def test_setgid_directory_gives_its_group(vol: Volume) -> None:
     run(vol.store.mkdir, vol.root, b"shared", 0o2777, CALLER)

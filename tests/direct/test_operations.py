@@ -31,7 +31,7 @@ from volfs.fs.operations import VolfsOperations
 from volfs.lifecycle.hostpath import HOST_PATH_KIND
 from volfs.lifecycle.volumes import EMPTY_DIR_KIND
 from volfs.stores.local import DescriptorCache, Inode, LocalStore
-from volfs.stores.quota import Usage
+from volfs.stores.quota import Usage, scan_usage
 
 UID = "0c3e7f1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
 LIMIT = 10_000
@@ -590,6 +590,66 @@ def test_the_daemon_never_follows_a_symlink_a_pod_made(served: Served, tmp_path:
     for name, target in targets.items():
         for entry in (name, name + b".hard"):
             assert os.readlink(served.dirs["scratch"] / entry.decode()) == target.decode()
+
+
+
+# -- storms of creates and unlinks ------------------------------------------------------------
+
+STORM = 600
+
+
+def _descriptors_below(directory: Path) -> list[str]:
+    """What this process holds open inside ``directory`` (not the directory itself)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(f"{directory}/"):
+                held.append(target)
+    return held
+
+
+def test_a_create_and_unlink_storm_leaves_usage_and_the_tables_exact(served: Served) -> None:
+    """What the kernel sends for each ``open(O_CREAT); write; close`` (a failed lookup,
+    create, write, flush, release, the parent's getattr) and each ``unlink`` (then its
+    forget), many times over: usage is the bytes still stored, open or not, and every
+    inode, handle and descriptor of a file gone is let go."""
+    store = served.store("other")
+
+    async def test(s: Served) -> None:
+        volume = await s.volume("other")
+        nodes = s.fs.table.backed_count()
+        made: dict[bytes, int] = {}
+        for i in range(STORM):
+            name = b"f%04d" % i
+            assert await fuse_errno(s.ops.lookup, volume, name, CTX) == errno.ENOENT
+            info, attrs = await s.ops.create(volume, name, stat.S_IFREG | 0o644,
+                                             os.O_WRONLY | os.O_CREAT, CTX)
+            assert await s.ops.write(info.fh, 0, b"x" * (i % 7)) == i % 7
+            await s.ops.flush(info.fh)
+            await s.ops.release(info.fh)
+            await s.ops.getattr(volume, CTX)
+            made[name] = attrs.st_ino
+        assert len(set(made.values())) == STORM  # one inode each, never shared
+        assert store.usage.used == sum(i % 7 for i in range(STORM))
+        # Half are unlinked while a reader holds them open: their bytes stay counted
+        # until the last release, as the disk keeps them.
+        held = {name: (await s.ops.open(ino, os.O_RDONLY, CTX)).fh
+                for name, ino in list(made.items())[::2]}
+        assert len(_descriptors_below(s.dirs["other"])) >= len(held)  # the check sees them
+        for name, ino in made.items():
+            await s.ops.unlink(volume, name, CTX)
+            await s.ops.forget([(ino, 1)])
+        assert store.usage.used == sum(i % 7 for i in range(0, STORM, 2))
+        for fh in held.values():
+            await s.ops.release(fh)
+        assert store.usage.used == 0
+        assert s.fs.table.backed_count() == nodes
+        assert _descriptors_below(s.dirs["other"]) == []
+
+    run(served, test)
+    assert list(served.dirs["other"].iterdir()) == []
+    assert scan_usage(str(served.dirs["other"])) == store.usage.used == 0
 
 
 def _attrs(**values: int) -> pyfuse3.EntryAttributes:

@@ -892,6 +892,29 @@ def test_quota_unlinked_open_file_keeps_its_space_until_closed(
     fill(path / "g", LIMIT)
 
 
+@pytest.mark.timeout(90)
+def test_quota_stays_exact_over_a_storm_of_creates_and_unlinks(
+        small: tuple[Path, Callable[[], int]]) -> None:
+    """Thousands of files made and removed, some of them while still open: the usage is
+    the bytes stored at every step, and the whole limit is free again at the end."""
+    path, used = small
+    sizes = {f"f{i:05d}": i % 300 for i in range(3000)}
+    for name, size in sizes.items():
+        fill(path / name, size)
+    assert used() == sum(sizes.values())
+    assert len({(path / name).stat().st_ino for name in sizes}) == len(sizes)
+    held = [os.open(path / name, os.O_RDONLY) for name in list(sizes)[::3]]
+    try:
+        for name in sizes:
+            os.unlink(path / name)
+        assert used() == sum(list(sizes.values())[::3])
+    finally:
+        for fd in held:
+            os.close(fd)
+    wait_until(lambda: used() == 0, 20, "the unlinked files' bytes were not freed at close")
+    assert os.listdir(path) == []
+    fill(path / "all", LIMIT)
+
 def test_quota_rename_over_a_file_frees_the_replaced_one(
         small: tuple[Path, Callable[[], int]]) -> None:
     path, used = small

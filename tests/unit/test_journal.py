@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 from volfs.fs import journal
@@ -50,3 +52,27 @@ def test_a_fresh_journal_starts_empty_and_a_torn_line_is_skipped(tmp_path: Path)
 
 def test_no_journal_is_nothing_held(tmp_path: Path) -> None:
     assert journal.read(tmp_path) == journal.Records()
+
+
+def test_every_line_is_json_whatever_the_names_and_handles(tmp_path: Path) -> None:
+    """The per-file lines are formatted by hand: they must still be JSON, for any volume
+    path (quotes, backslashes, non-ASCII) and any file handle bytes."""
+    odd = ("pods", 'a"b\\c', "volumes", "kubernetes.io~empty-dir", "é\n")
+    handle = bytes(range(256))[:128]
+    written = NodeJournal(tmp_path, fresh=True)
+    for volume in range(1100):  # more volumes than the encoded paths kept
+        written.backed(10 + volume, (*odd[:-1], f"v{volume}"), handle)
+    written.backed(5, odd, handle)
+    written.backed(6, odd, None)
+    written.opened(3, 5, 0o100002)
+    written.close()
+
+    lines = (tmp_path / journal.JOURNAL_FILE).read_bytes().splitlines()
+    assert [json.loads(line) for line in lines[-3:]] == [
+        {"b": 5, "v": list(odd), "h": base64.b64encode(handle).decode()},
+        {"b": 6, "v": list(odd), "h": None},
+        {"o": 3, "i": 5, "f": 0o100002}]
+    records = journal.read(tmp_path)
+    assert records.backed[5] == (odd, handle)
+    assert records.backed[10 + 1099] == ((*odd[:-1], "v1099"), handle)
+    assert len(records.backed) == 1101 and records.files == {3: (5, 0o100002)}

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 JOURNAL_FILE = "nodes.journal"
+_VOLUME_PATHS_KEPT = 1024
 
 
 @dataclass
@@ -47,34 +48,51 @@ class Records:
 
 
 class NodeJournal:
+    """The writing side. Every file made, opened, closed and forgotten adds a line here,
+    so the per-file lines are formatted by hand: json.dumps costs several times the
+    write itself. They are JSON all the same, read back by :func:`read`."""
+
     def __init__(self, state_dir: Path, *, fresh: bool) -> None:
         """Append to ``<state_dir>/nodes.journal``; ``fresh``: a new connection, start empty."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         self._fd = os.open(state_dir / JOURNAL_FILE, flags | (os.O_TRUNC if fresh else 0),
                            0o600)
+        # A volume's path, as JSON: the same few for every object of every volume.
+        self._volume_paths: dict[tuple[str, ...], bytes] = {}
 
     def synthetic(self, ino: int, path: Sequence[str]) -> None:
         self._write({"s": ino, "p": list(path)})
 
     def backed(self, ino: int, volume_path: Sequence[str], file_handle: bytes | None) -> None:
         """``file_handle`` None: the object cannot be reopened (its number is still used)."""
-        self._write({"b": ino, "v": list(volume_path),
-                     "h": None if file_handle is None else base64.b64encode(file_handle).decode()})
+        handle = (b"null" if file_handle is None
+                  else b'"%s"' % base64.b64encode(file_handle))  # no quotes in base64
+        os.write(self._fd, b'{"b":%d,"v":%s,"h":%s}\n'
+                 % (ino, self._volume_path(volume_path), handle))
 
     def dropped(self, ino: int) -> None:
-        self._write({"x": ino})
+        os.write(self._fd, b'{"x":%d}\n' % ino)
 
     def opened(self, fh: int, ino: int, flags: int) -> None:
-        self._write({"o": fh, "i": ino, "f": flags})
+        os.write(self._fd, b'{"o":%d,"i":%d,"f":%d}\n' % (fh, ino, flags))
 
     def released(self, fh: int) -> None:
-        self._write({"c": fh})
+        os.write(self._fd, b'{"c":%d}\n' % fh)
 
     def dir_opened(self, fh: int) -> None:
-        self._write({"d": fh})
+        os.write(self._fd, b'{"d":%d}\n' % fh)
 
     def close(self) -> None:
         os.close(self._fd)
+
+    def _volume_path(self, volume_path: Sequence[str]) -> bytes:
+        key = tuple(volume_path)
+        encoded = self._volume_paths.get(key)
+        if encoded is None:
+            if len(self._volume_paths) >= _VOLUME_PATHS_KEPT:
+                self._volume_paths.clear()  # pods come and go: keep only the recent ones
+            encoded = self._volume_paths[key] = json.dumps(list(key)).encode()
+        return encoded
 
     def _write(self, record: dict[str, Any]) -> None:
         os.write(self._fd, json.dumps(record, separators=(",", ":")).encode() + b"\n")

@@ -330,6 +330,21 @@ class LocalStore:
             raise
         return self._entry(fd)
 
+    def _adopt_created(self, parent: Inode, fd: int, owner: Owner, mode: int) -> Entry:
+        """:meth:`_adopt` for a file made by create, through the descriptor that made it.
+
+        Not by its name: a host process (behind a HostPath) may rename another file
+        over that name meanwhile, and that one is not the caller's to own. The open
+        descriptor also spares the ctypes call and a lookup of the name.
+        """
+        setgid_dir = os.fstat(self._fd(parent)).st_mode & stat.S_ISGID
+        os.fchown(fd, owner.uid, -1 if setgid_dir else owner.gid)
+        if mode & (stat.S_ISUID | stat.S_ISGID):
+            os.fchmod(fd, stat.S_IMODE(mode))
+        # The O_PATH descriptor the inode is known by outlives this open file (released
+        # at close): reopened through /proc, it names the very inode just made.
+        return self._entry(os.open(_proc(fd), _PATH_FLAGS & ~os.O_NOFOLLOW))
+
     def _name_removed(self, gone: os.stat_result) -> None:
         """Account for a name that no longer exists (unlink, or replaced by rename)."""
         if not stat.S_ISREG(gone.st_mode) or gone.st_nlink > 1:
@@ -359,11 +374,11 @@ class LocalStore:
                 raise
             return await self._open_existing(parent, name, flags)
         try:
-            entry = self._adopt(parent, name, owner, mode)
+            entry = self._adopt_created(parent, fd, owner, mode)
         except BaseException:
             os.close(fd)
             raise
-        return self._register(fd, flags, entry.handle), entry
+        return self._register(fd, flags, entry.handle, _key(entry.attrs)), entry
 
     async def _open_existing(self, parent: Inode, name: bytes,
                              flags: int) -> tuple[FileHandle, Entry]:
@@ -382,8 +397,11 @@ class LocalStore:
             self.forget(entry.handle)
             raise
 
-    def _register(self, fd: int, flags: int, inode: Inode) -> FileHandle:
-        key = _key(os.fstat(fd))
+    def _register(self, fd: int, flags: int, inode: Inode,
+                  key: Hashable | None = None) -> FileHandle:
+        """Keep ``fd`` open for ``inode``; ``key``: its (dev, ino), when already known."""
+        if key is None:
+            key = _key(os.fstat(fd))
         self._cache.pin(inode)  # an unlinked file could not be reopened by handle
         self._files[fd] = _OpenFile(fd, key, bool(flags & os.O_APPEND), inode)
         self._open_count[key] = self._open_count.get(key, 0) + 1
