@@ -141,6 +141,7 @@ class DaemonConfig:
     tree_gid: int = 0  # the group with r-x on the synthetic tree (mode 0750); 0: root only
     recover_containers: str = RECOVER_CONTAINERS[0]  # one of RECOVER_CONTAINERS
     keep_connection: bool = False  # a keeper holds the FUSE connection (a prototype)
+    writeback_cache: bool = False  # the kernel gathers writes (docs/options.md: trade-offs)
 
     @property
     def socket_path(self) -> Path:
