@@ -197,8 +197,8 @@ class LocalStore:
         self._files: dict[FileHandle, _OpenFile] = {}
         self._open_count: dict[Hashable, int] = {}
         # The open files of each inode: the kernel asks for security.capability before
-        # every write(2), and fgetxattr on one of them is a third of the cost of
-        # getxattr through /proc/self/fd.
+        # it writes to a file (fs/negotiate.py), and fgetxattr on one of them costs a
+        # third of getxattr through /proc/self/fd.
         self._open_fds: dict[Inode, list[int]] = {}
         # Inodes whose last name is gone while still open: their bytes stay
         # stored, and counted, until the last descriptor is released.
