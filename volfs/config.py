@@ -169,6 +169,7 @@ class DaemonConfig:
     keep_connection: bool = False  # a keeper holds the FUSE connection (a prototype)
     csi_endpoint: Path | None = None  # the CSI v1 gRPC socket; None: CSI not served
     csi_node_id: str = ""  # NodeGetInfo's node id; "": this host's name
+    writeback_cache: bool = False  # the kernel gathers writes (docs/options.md: trade-offs)
 
     @property
     def socket_path(self) -> Path:

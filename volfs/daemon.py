@@ -148,7 +148,8 @@ async def _serve(config: DaemonConfig) -> None:
         kube_api = stack.enter_context(_kube_api_listener(config))
         metrics_sock = stack.enter_context(_metrics_listener(config))
         await stack.enter_async_context(nfs_background_tasks())  # outlives every NFS store
-        fs = Filesystem(statfs_path=str(config.state_dir), tree_gid=config.tree_gid)
+        fs = Filesystem(statfs_path=str(config.state_dir), tree_gid=config.tree_gid,
+                        writeback_cache=config.writeback_cache)
         state = AsyncStateDB(db)
         nfs_source = NfsSource(NfsShares())
         sources = PersistentSources([nfs_source])  # the PV kinds served

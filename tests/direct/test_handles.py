@@ -32,13 +32,14 @@ class RecordingStore:
     name: str
     read_only: bool = False
     cache_timeout: float = 1.0
+    outside_writers: bool = False
     calls: list[tuple[str, int, bytes]] = field(default_factory=list)
     open_files: int = 0
 
     def forget(self, handle: object) -> None:
         pass
 
-    async def open(self, handle: object, flags: int) -> int:
+    async def open(self, handle: object, flags: int, *, keep_setid: bool = False) -> int:
         self.open_files += 1
         return SAME_NUMBER
 

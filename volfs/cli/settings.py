@@ -101,6 +101,7 @@ SETTINGS: dict[str, Setting] = {
     "docker-plugin-dir": Setting("docker_plugin_dir"),
     "recover-containers": Setting("recover_containers"),
     "keep-connection": Setting("keep_connection"),
+    "writeback-cache": Setting("writeback_cache"),
     "log-format": Setting("log_format"),
     "debug": Setting("debug"),
 }

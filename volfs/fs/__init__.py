@@ -16,7 +16,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from volfs.fs import journal, keeper, takeover
+from volfs.fs import journal, keeper, negotiate, takeover
 from volfs.fs.inodes import BackedNode, InodeTable
 from volfs.fs.mount import MOUNT_OPTIONS, prepare_mount_point, unmount_lazily
 from volfs.fs.operations import VolfsOperations
@@ -32,11 +32,14 @@ _REOPEN_STRIP = os.O_CREAT | os.O_EXCL | os.O_TRUNC
 
 
 class Filesystem:
-    def __init__(self, statfs_path: str, tree_gid: int = 0) -> None:
-        """``tree_gid``: the group given r-x on the synthetic directories (0: root's only)."""
+    def __init__(self, statfs_path: str, tree_gid: int = 0,
+                 writeback_cache: bool = False) -> None:
+        """``tree_gid``: the group given r-x on the synthetic directories (0: root's only).
+        ``writeback_cache``: ask the kernel to cache writes (see VolfsOperations)."""
         self.tree = Tree()
         self.table = InodeTable()
-        self.operations = VolfsOperations(self.tree, self.table, statfs_path, tree_gid)
+        self.operations = VolfsOperations(self.tree, self.table, statfs_path, tree_gid,
+                                          writeback_cache=writeback_cache)
         self.mounted = False
         self.mounted_at = 0.0  # when the mount served appeared (time.time())
 
@@ -82,18 +85,12 @@ class Filesystem:
         prepare_mount_point(root)
         pyfuse3.init(self.operations, str(root), MOUNT_OPTIONS)
         self.mounted_at = time.time()
-        if keep_in is not None:
-            await self._keep(keep_in)
-        return False
-
-    async def _keep(self, state_dir: Path) -> None:
-        """Record the fresh connection's INIT, let libfuse answer it, hand it to the keeper."""
         fd = takeover.session_fd()
-        init = takeover.read_init(fd)
-        reply = await takeover.feed_init(fd, init)
-        os.write(fd, reply)
-        takeover.Connection(init, reply, self.mounted_at).save(state_dir)
-        keeper.put(keeper.socket_path(state_dir), fd)
+        init, reply = await negotiate.answer_init(fd)
+        if keep_in is not None:  # recorded, and the connection handed to the keeper
+            takeover.Connection(init, reply, self.mounted_at).save(keep_in)
+            keeper.put(keeper.socket_path(keep_in), fd)
+        return False
 
     async def _take_over(self, state_dir: Path) -> bool:
         """Serve the connection the keeper holds, if it holds one; False if not."""
@@ -107,7 +104,8 @@ class Filesystem:
             raise takeover.TakeoverError(f"the keeper holds a connection but "
                                          f"{state_dir / takeover.CONNECTION_FILE} is missing")
         pyfuse3.init(self.operations, f"/dev/fd/{fd}", MOUNT_OPTIONS)
-        takeover.check_reply(await takeover.feed_init(fd, connection.init), connection.reply)
+        reply = negotiate.amend(connection.init, await takeover.feed_init(fd, connection.init))
+        takeover.check_reply(reply, connection.reply)
         await self._revive(journal.read(state_dir))
         takeover.resend_lost_requests(fd)
         self.mounted_at = connection.mounted_at

@@ -33,7 +33,7 @@ from volfs.fs.journal import NodeJournal
 from volfs.fs.tree import Tree
 from volfs.logs import unexpected
 from volfs.metrics import FUSE_ERRORS, FUSE_REQUESTS
-from volfs.stores.base import AttrChanges, Entry, Owner
+from volfs.stores.base import AttrChanges, Entry, Owner, Store
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,13 @@ class VolfsOperations(pyfuse3.Operations):
     # The kernel resolves "." and ".." itself; asking us would let ".." step
     # out of a volume root into its backing parent.
     supports_dot_lookup = False
-    enable_writeback_cache = False
 
     def __init__(self, tree: Tree, table: InodeTable, statfs_path: str,
-                 tree_gid: int = 0) -> None:
+                 tree_gid: int = 0, *, writeback_cache: bool = False) -> None:
         super().__init__()
+        # Read by pyfuse3 when it answers the kernel's INIT: one setting for the whole
+        # connection, so every volume kind is under it (see _bypasses_cache).
+        self.enable_writeback_cache = writeback_cache
         self.tree = tree
         self.table = table
         self._statfs_path = statfs_path
@@ -172,6 +174,7 @@ class VolfsOperations(pyfuse3.Operations):
             size=attr.st_size if fields.update_size else None,
             atime_ns=attr.st_atime_ns if fields.update_atime else None,
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            keep_setid=_privileged(ctx),
         )
         st = await node.volume.store.setattr(node.handle, changes, self._store_fh(node, fh))
         return entry_attributes(node.ino, st, node.volume.store.cache_timeout)
@@ -236,26 +239,30 @@ class VolfsOperations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self._writable(inode) if flags & _WRITE_FLAGS else self._backed(inode)
-        store_fh = await node.volume.store.open(node.handle, flags)
+        store = node.volume.store
+        store_flags = self._store_flags(store, flags)
+        store_fh = await store.open(node.handle, store_flags, keep_setid=_privileged(ctx))
         fh = self._files.add(OpenFile(node, store_fh))
         if self.journal is not None:
-            self.journal.opened(fh, node.ino, flags)
-        return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT))
+            self.journal.opened(fh, node.ino, store_flags)
+        return pyfuse3.FileInfo(fh=fh, direct_io=self._bypasses_cache(store, flags))
 
     @_fuse_handler
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         parent = self._writable(parent_inode)
-        store_fh, entry = await parent.volume.store.create(parent.handle, name, mode, flags,
-                                                           _owner(ctx))
+        store = parent.volume.store
+        store_flags = self._store_flags(store, flags)
+        store_fh, entry = await store.create(parent.handle, name, mode, store_flags,
+                                             _owner(ctx), keep_setid=_privileged(ctx))
         attrs = self._hand_out(parent, entry)
         node = self.table.get(attrs.st_ino)
         assert isinstance(node, BackedNode)
         fh = self._files.add(OpenFile(node, store_fh))
         if self.journal is not None:
-            self.journal.opened(fh, node.ino, flags)
-        return pyfuse3.FileInfo(fh=fh, direct_io=bool(flags & os.O_DIRECT)), attrs
+            self.journal.opened(fh, node.ino, store_flags)
+        return pyfuse3.FileInfo(fh=fh, direct_io=self._bypasses_cache(store, flags)), attrs
 
     @_fuse_handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -433,6 +440,31 @@ class VolfsOperations(pyfuse3.Operations):
             raise FUSEError(errno.EROFS)
         return a, b
 
+    def _bypasses_cache(self, store: Store, flags: int) -> bool:
+        """Whether the kernel sends this open file's reads and writes straight to us.
+
+        With the writeback cache, the kernel holds writes back and trusts its own idea
+        of a file's size and data. Only volfs changes an EmptyDir, so that is right
+        there; files that others change too (the host's, other NFS clients') bypass the
+        page cache, so that their writes and ours cross at once.
+        """
+        if flags & os.O_DIRECT:
+            return True
+        return self.enable_writeback_cache and store.outside_writers
+
+    def _store_flags(self, store: Store, flags: int) -> int:
+        """The flags to open the backing file with, for a file the kernel caches.
+
+        With the writeback cache the kernel reads the rest of a page it writes part of
+        (a write-only file too) and places O_APPEND writes at its own end of file, so
+        such a file is opened for reading and writing and without O_APPEND.
+        """
+        if not self.enable_writeback_cache or self._bypasses_cache(store, flags):
+            return flags
+        if flags & os.O_ACCMODE == os.O_WRONLY:
+            flags = (flags & ~os.O_ACCMODE) | os.O_RDWR
+        return flags & ~os.O_APPEND
+
     def _store_fh(self, node: BackedNode, fh: int | None) -> int | None:
         """The store's handle for the kernel's ``fh``, if that is an open file of ``node``."""
         if fh is None:
@@ -449,3 +481,10 @@ class VolfsOperations(pyfuse3.Operations):
 
 def _owner(ctx: pyfuse3.RequestContext) -> Owner:
     return Owner(ctx.uid, ctx.gid)
+
+
+def _privileged(ctx: pyfuse3.RequestContext) -> bool:
+    """Whether writes by this caller keep set-ID bits (the kernel's CAP_FSETID test,
+    which a FUSE request does not carry: root stands for it, as Docker gives root
+    CAP_FSETID by default)."""
+    return ctx.uid == 0

@@ -104,7 +104,8 @@ class HostPathPlugin:
         resolved, prefix_read_only = await trio.to_thread.run_sync(
             self._prepare, _source(volume))
         return LocalStore(resolved, read_only=read_only or prefix_read_only,
-                          cache_timeout=HOST_PATH_CACHE_SECONDS, track_usage=False)
+                          cache_timeout=HOST_PATH_CACHE_SECONDS, track_usage=False,
+                          outside_writers=True)  # the host's processes
 
     def _prepare(self, source: HostPathVolumeSource) -> tuple[str, bool]:
         """Allow-list, type check, creation if asked: the resolved path and its ro-ness."""

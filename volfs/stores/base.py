@@ -11,6 +11,7 @@ on every later call. Stores speak ``os.stat_result``-shaped attributes and raise
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,6 +60,24 @@ class AttrChanges:
     size: int | None = None
     atime_ns: int | None = None
     mtime_ns: int | None = None
+    keep_setid: bool = False  # a privileged caller: a truncate leaves set-ID bits be
+
+
+def setid_bits_to_drop(mode: int) -> int:
+    """The set-ID bits that writing to (or truncating) a file of ``mode`` removes.
+
+    The kernel leaves this to the filesystem (volfs negotiates FUSE_HANDLE_KILLPRIV_V2,
+    see fs/negotiate.py) for callers without CAP_FSETID; a write request does not say
+    who writes, so the fs layer judges by who opened the file (root keeps the bits).
+    Set-user-ID always; set-group-ID only with group execute (without it, the bit
+    marks mandatory locking, not a privilege).
+    """
+    if not stat.S_ISREG(mode):
+        return 0
+    bits = mode & stat.S_ISUID
+    if mode & stat.S_ISGID and mode & stat.S_IXGRP:
+        bits |= stat.S_ISGID
+    return bits
 
 
 class Store(Protocol):
@@ -68,6 +87,9 @@ class Store(Protocol):
     track_usage: bool  # False: usage is neither measured nor limited (a host directory)
     read_only: bool
     cache_timeout: float  # seconds the kernel may cache entries and attributes
+    # Others change these files too (the host, other NFS clients): with the kernel's
+    # writeback cache on, their data must not wait in it (fs/operations.py).
+    outside_writers: bool
 
     async def open_root(self) -> Entry: ...
     async def lookup(self, parent: Handle, name: bytes) -> Entry: ...
@@ -87,9 +109,13 @@ class Store(Protocol):
                      new_name: bytes, flags: int) -> None: ...
     async def link(self, handle: Handle, new_parent: Handle,
                    new_name: bytes) -> os.stat_result: ...
-    async def open(self, handle: Handle, flags: int) -> FileHandle: ...
+    # keep_setid: the opener is privileged (root): its writes and O_TRUNC leave set-ID
+    # bits be, as the kernel does for a caller with CAP_FSETID (setid_bits_to_drop).
+    async def open(self, handle: Handle, flags: int, *,
+                   keep_setid: bool = False) -> FileHandle: ...
     async def create(self, parent: Handle, name: bytes, mode: int, flags: int,
-                     owner: Owner) -> tuple[FileHandle, Entry]: ...
+                     owner: Owner, *, keep_setid: bool = False
+                     ) -> tuple[FileHandle, Entry]: ...
     async def read(self, fh: FileHandle, offset: int, size: int) -> bytes: ...
     async def write(self, fh: FileHandle, offset: int, data: bytes) -> int: ...
     async def flush(self, fh: FileHandle) -> None: ...

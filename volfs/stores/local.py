@@ -39,10 +39,11 @@ from dataclasses import dataclass
 import trio
 
 from volfs.stores import syscalls
-from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner
+from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner, setid_bits_to_drop
 from volfs.stores.quota import QuotaExceeded, Usage
 
 _PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_SETID = stat.S_ISUID | stat.S_ISGID
 # Flags the kernel has already acted on, or that make no sense on a reopen
 # (O_NOFOLLOW would refuse the /proc/self/fd magic link we reopen through).
 # O_DIRECT is served by the kernel bypassing its page cache (FOPEN_DIRECT_IO);
@@ -171,6 +172,7 @@ class _OpenFile:
     key: Hashable
     append: bool
     inode: Inode
+    keep_setid: bool  # opened by a privileged caller (base.Store.open)
 
 
 class LocalStore:
@@ -178,7 +180,8 @@ class LocalStore:
 
     def __init__(self, base: str | os.PathLike[str], usage: Usage | None = None, *,
                  read_only: bool = False, cache_timeout: float = 1.0,
-                 track_usage: bool = True, descriptors: DescriptorCache | None = None) -> None:
+                 track_usage: bool = True, outside_writers: bool = False,
+                 descriptors: DescriptorCache | None = None) -> None:
         self.base = os.fsencode(base)
         self._cache = descriptors if descriptors is not None else shared_descriptors()
         # For each filesystem (mount id) met: a descriptor to reopen its file handles
@@ -188,10 +191,15 @@ class LocalStore:
         # A host directory is changed behind our back and may be huge: its usage
         # is neither measured nor limited, and its writes skip the accounting.
         self.track_usage = track_usage
+        self.outside_writers = outside_writers
         self.read_only = read_only
         self.cache_timeout = cache_timeout
         self._files: dict[FileHandle, _OpenFile] = {}
         self._open_count: dict[Hashable, int] = {}
+        # The open files of each inode: the kernel asks for security.capability before
+        # it writes to a file (fs/negotiate.py), and fgetxattr on one of them costs a
+        # third of getxattr through /proc/self/fd.
+        self._open_fds: dict[Inode, list[int]] = {}
         # Inodes whose last name is gone while still open: their bytes stay
         # stored, and counted, until the last descriptor is released.
         self._orphans: set[Hashable] = set()
@@ -239,7 +247,7 @@ class LocalStore:
     async def setattr(self, handle: Inode, changes: AttrChanges,
                       fh: FileHandle | None) -> os.stat_result:
         if changes.size is not None:
-            self._truncate(handle, fh, changes.size)
+            self._truncate(handle, fh, changes.size, changes)
         if changes.uid is not None or changes.gid is not None:
             syscalls.fchown_inode(self._fd(handle), _or_keep(changes.uid),
                                   _or_keep(changes.gid))
@@ -249,12 +257,15 @@ class LocalStore:
             syscalls.utimens_inode(self._fd(handle), changes.atime_ns, changes.mtime_ns)
         return os.fstat(self._fd(handle))
 
-    def _truncate(self, handle: Inode, fh: FileHandle | None, size: int) -> None:
+    def _truncate(self, handle: Inode, fh: FileHandle | None, size: int,
+                  changes: AttrChanges) -> None:
         if not self.track_usage:
             if fh is not None:
                 os.ftruncate(fh, size)
             else:
                 os.truncate(_proc(self._fd(handle)), size)
+            if not changes.keep_setid:
+                _drop_setid(self._fd(handle), os.fstat(self._fd(handle)).st_mode)
             return
         before = os.fstat(self._fd(handle))
         growth = size - before.st_size
@@ -265,6 +276,8 @@ class LocalStore:
             os.truncate(_proc(self._fd(handle)), size)
         if stat.S_ISREG(before.st_mode):
             self.usage.grow(growth)
+        if not changes.keep_setid:
+            _drop_setid(self._fd(handle), before.st_mode)
 
     # -- making and removing names ---------------------------------------------
 
@@ -356,15 +369,20 @@ class LocalStore:
 
     # -- open files --------------------------------------------------------------
 
-    async def open(self, handle: Inode, flags: int) -> FileHandle:
+    async def open(self, handle: Inode, flags: int, *,
+                   keep_setid: bool = False) -> FileHandle:
         flags &= ~_OPEN_STRIP
-        truncated = os.fstat(self._fd(handle)).st_size if flags & os.O_TRUNC else 0
+        before = os.fstat(self._fd(handle)) if flags & os.O_TRUNC else None
         fd = os.open(_proc(self._fd(handle)), flags | os.O_CLOEXEC)
-        self.usage.grow(-truncated)
-        return self._register(fd, flags, handle)
+        if before is not None:
+            self.usage.grow(-before.st_size)
+            if not keep_setid:
+                _drop_setid(self._fd(handle), before.st_mode)
+        return self._register(fd, flags, handle, keep_setid)
 
     async def create(self, parent: Inode, name: bytes, mode: int, flags: int,
-                     owner: Owner) -> tuple[FileHandle, Entry]:
+                     owner: Owner, *, keep_setid: bool = False
+                     ) -> tuple[FileHandle, Entry]:
         flags = (flags & ~os.O_DIRECT) | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             # Always exclusive: only a file made here is the caller's to own.
@@ -372,16 +390,16 @@ class LocalStore:
         except FileExistsError:
             if flags & os.O_EXCL:
                 raise
-            return await self._open_existing(parent, name, flags)
+            return await self._open_existing(parent, name, flags, keep_setid)
         try:
             entry = self._adopt_created(parent, fd, owner, mode)
         except BaseException:
             os.close(fd)
             raise
-        return self._register(fd, flags, entry.handle, _key(entry.attrs)), entry
+        return self._register(fd, flags, entry.handle, keep_setid, _key(entry.attrs)), entry
 
-    async def _open_existing(self, parent: Inode, name: bytes,
-                             flags: int) -> tuple[FileHandle, Entry]:
+    async def _open_existing(self, parent: Inode, name: bytes, flags: int,
+                             keep_setid: bool) -> tuple[FileHandle, Entry]:
         """A create (without O_EXCL) of a name that exists after all.
 
         The kernel asks to create a name it believes absent, but something may have
@@ -390,21 +408,22 @@ class LocalStore:
         """
         entry = await self.lookup(parent, name)
         try:
-            fh = await self.open(entry.handle, flags)
+            fh = await self.open(entry.handle, flags, keep_setid=keep_setid)
             return fh, Entry(entry.handle, os.fstat(self._fd(entry.handle)),
                              entry.generation)
         except BaseException:
             self.forget(entry.handle)
             raise
 
-    def _register(self, fd: int, flags: int, inode: Inode,
+    def _register(self, fd: int, flags: int, inode: Inode, keep_setid: bool,
                   key: Hashable | None = None) -> FileHandle:
         """Keep ``fd`` open for ``inode``; ``key``: its (dev, ino), when already known."""
         if key is None:
             key = _key(os.fstat(fd))
         self._cache.pin(inode)  # an unlinked file could not be reopened by handle
-        self._files[fd] = _OpenFile(fd, key, bool(flags & os.O_APPEND), inode)
+        self._files[fd] = _OpenFile(fd, key, bool(flags & os.O_APPEND), inode, keep_setid)
         self._open_count[key] = self._open_count.get(key, 0) + 1
+        self._open_fds.setdefault(inode, []).append(fd)
         return fd
 
     async def read(self, fh: FileHandle, offset: int, size: int) -> bytes:
@@ -412,10 +431,13 @@ class LocalStore:
 
     async def write(self, fh: FileHandle, offset: int, data: bytes) -> int:
         """Store what fits under the limit: a short write, then ENOSPC, as a full disk does."""
+        file = self._files[fh]
+        st = os.fstat(fh)
+        if st.st_mode & _SETID and not file.keep_setid:
+            _drop_setid(fh, st.st_mode)
         if not self.track_usage:
             return os.pwrite(fh, data, offset)
-        file = self._files[fh]
-        size = os.fstat(fh).st_size
+        size = st.st_size
         start = size if file.append else offset
         growth = max(0, start + len(data) - size)
         admitted = self.usage.admit(growth)
@@ -446,6 +468,10 @@ class LocalStore:
             if file.key in self._orphans:
                 self._orphans.discard(file.key)
                 self.usage.grow(-os.fstat(fh).st_size)
+        fds = self._open_fds[file.inode]
+        fds.remove(fh)
+        if not fds:
+            del self._open_fds[file.inode]
         os.close(fh)
         self._cache.unpin(file.inode)
 
@@ -455,7 +481,8 @@ class LocalStore:
         os.setxattr(_proc(self._fd(handle)), name, value)
 
     async def getxattr(self, handle: Inode, name: bytes) -> bytes:
-        return os.getxattr(_proc(self._fd(handle)), name)
+        fds = self._open_fds.get(handle)
+        return os.getxattr(fds[0] if fds else _proc(self._fd(handle)), name)
 
     async def listxattr(self, handle: Inode) -> Sequence[bytes]:
         return [os.fsencode(name) for name in os.listxattr(_proc(self._fd(handle)))]
@@ -509,6 +536,14 @@ def _mount_fd(fd: int, file_handle: bytes) -> _Mount | None:
         os.close(mount_fd)
         return None
     return _Mount(mount_fd)
+
+
+def _drop_setid(fd: int, mode: int) -> None:
+    """Remove what a write or truncate removes (base.setid_bits_to_drop) from ``fd``'s
+    inode (an open file, or an O_PATH descriptor)."""
+    bits = setid_bits_to_drop(mode)
+    if bits:
+        os.chmod(_proc(fd), stat.S_IMODE(mode) & ~bits)
 
 
 def _or_keep(value: int | None) -> int:

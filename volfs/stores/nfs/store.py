@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import trio
 
 from volfs.stores import syscalls
-from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner
+from volfs.stores.base import AttrChanges, Entry, FileHandle, Owner, setid_bits_to_drop
 from volfs.stores.nfs.nfs3 import FsInfo, Nfs3, SetAttrs
 from volfs.stores.nfs.readahead import ReadAhead
 from volfs.stores.nfs.writebehind import COALESCE, FileWrites, Held, WriteBehind
@@ -76,6 +76,8 @@ class _OpenFile:
     append: bool
     reads: ReadAhead
     writes: FileWrites
+    keep_setid: bool  # opened by a privileged caller (base.Store.open)
+    setid_mode: int = 0  # the mode, while it has set-ID bits the next write must remove
 
 
 class NfsStore:
@@ -91,6 +93,7 @@ class NfsStore:
         self.track_usage = track_usage
         self.read_only = read_only
         self.cache_timeout = cache_timeout
+        self.outside_writers = True  # other clients, other pods' daemons, the server itself
         self.name = name
         self._rsize = max(4096, min(info.rtmax or 1 << 20, 1 << 20))
         self._wsize = max(4096, min(info.wtmax or 1 << 20, 1 << 20))
@@ -200,11 +203,33 @@ class NfsStore:
             after = await self.nfs.setattr(handle, SetAttrs(mode=stat.S_IMODE(changes.mode)))
         if after is None:
             after = await self.nfs.getattr(handle)
+        if changes.size is not None and not changes.keep_setid:
+            after = await self._drop_setid(handle, after)
+        self._mode_changed(handle, after.st_mode)
         if size_before is not None and stat.S_ISREG(size_before.st_mode):
             self.usage.grow(after.st_size - size_before.st_size)
         if handle in self._sizes:
             self._sizes[handle] = after.st_size
         return self._seen(handle, after)
+
+    async def _drop_setid(self, handle: bytes, attrs: os.stat_result | None,
+                          mode: int | None = None) -> os.stat_result:
+        """Remove the set-ID bits a write or truncate removes (base.setid_bits_to_drop):
+        the object's attributes after."""
+        mode = attrs.st_mode if attrs is not None else mode
+        assert mode is not None
+        bits = setid_bits_to_drop(mode)
+        if bits:
+            changed = await self.nfs.setattr(handle, SetAttrs(mode=stat.S_IMODE(mode) & ~bits))
+            attrs = changed if changed is not None else None
+            self._mode_changed(handle, mode & ~bits)
+        return attrs if attrs is not None else await self.nfs.getattr(handle)
+
+    def _mode_changed(self, handle: bytes, mode: int) -> None:
+        """Tell the object's open files whether their next write must remove set-ID bits."""
+        for fh in self._by_fh.get(handle, ()):
+            file = self._files[fh]
+            file.setid_mode = 0 if file.keep_setid or not setid_bits_to_drop(mode) else mode
 
     # -- making and removing names ---------------------------------------------------------
 
@@ -314,7 +339,8 @@ class NfsStore:
 
     # -- open files --------------------------------------------------------------------------
 
-    async def open(self, handle: bytes, flags: int) -> FileHandle:
+    async def open(self, handle: bytes, flags: int, *,
+                   keep_setid: bool = False) -> FileHandle:
         truncate = flags & os.O_TRUNC and flags & (os.O_WRONLY | os.O_RDWR)
         if truncate and self._writes.flying(handle):
             await self._writes.settle(handle)
@@ -325,11 +351,13 @@ class NfsStore:
             if self.track_usage and stat.S_ISREG(attrs.st_mode):
                 self.usage.grow(-attrs.st_size)
             size = 0 if after is None else after.st_size
+            if not keep_setid:
+                attrs = await self._drop_setid(handle, attrs)
         elif self.track_usage or flags & os.O_APPEND:
             size = attrs.st_size
         else:
             size = -1  # unknown until a write tells: only a tracked or appending file needs it
-        return self._register(handle, flags, size)
+        return self._register(handle, flags, size, keep_setid, attrs.st_mode)
 
     async def _still_there(self, handle: bytes) -> os.stat_result:
         """The file's attributes, asked of the server at open (close-to-open, as NFS
@@ -348,7 +376,8 @@ class NfsStore:
         return attrs
 
     async def create(self, parent: bytes, name: bytes, mode: int, flags: int,
-                     owner: Owner) -> tuple[FileHandle, Entry]:
+                     owner: Owner, *, keep_setid: bool = False
+                     ) -> tuple[FileHandle, Entry]:
         attrs = await self._attrs_for(parent, owner, mode)
         try:
             made = await self.nfs.create(parent, name, attrs, exclusive=True)
@@ -356,15 +385,19 @@ class NfsStore:
             if flags & os.O_EXCL:
                 raise
             entry = await self.lookup(parent, name)  # made meanwhile: open it instead
-            return await self.open(entry.handle, flags), entry
+            return await self.open(entry.handle, flags, keep_setid=keep_setid), entry
         entry = await self._made(parent, name, made.fh, made.attrs)
-        return self._register(entry.handle, flags, entry.attrs.st_size), entry
+        return self._register(entry.handle, flags, entry.attrs.st_size, keep_setid,
+                              entry.attrs.st_mode), entry
 
-    def _register(self, fh: bytes, flags: int, size: int) -> FileHandle:
+    def _register(self, fh: bytes, flags: int, size: int, keep_setid: bool,
+                  mode: int) -> FileHandle:
         handle = next(self._next_fh)
         self._files[handle] = _OpenFile(fh, bool(flags & os.O_APPEND),
                                         ReadAhead(self.nfs, fh, self._rsize),
-                                        self._writes.open(fh))
+                                        self._writes.open(fh), keep_setid)
+        if not keep_setid and setid_bits_to_drop(mode):
+            self._files[handle].setid_mode = mode
         self._by_fh.setdefault(fh, set()).add(handle)
         if size >= 0:
             self._sizes[fh] = size
@@ -393,6 +426,8 @@ class NfsStore:
         """
         file = self._files[fh]
         self._writes.check(file.writes)
+        if file.setid_mode:
+            await self._drop_setid(file.fh, None, file.setid_mode)
         if file.append or self.track_usage:
             size = await self._known_size(file)
             if file.append:
