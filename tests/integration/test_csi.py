@@ -5,6 +5,7 @@ directories, enforced capacity, and a kill -9 between create and publish."""
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -189,13 +190,16 @@ def test_publish_enforces_capacity_and_expand_makes_room(
     assert b"No space left" in full.value.stderr
     stats = csi.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(
         volume_id=volume.volume_id, volume_path=str(target)))
-    (usage,) = stats.usage
+    usage, inodes = stats.usage
     assert (usage.unit, usage.total, usage.used) == (pb.VolumeUsage.BYTES, 2 * MiB, 2 * MiB)
+    # Inodes are the backing filesystem's (the state dir's, under tmp_path), as kubelet's.
+    assert (inodes.unit, inodes.total) == (pb.VolumeUsage.INODES, os.statvfs(tmp_path).f_files)
+    assert 0 < inodes.used <= inodes.total
     expanded = csi.controller.ControllerExpandVolume(pb.ControllerExpandVolumeRequest(
         volume_id=volume.volume_id, capacity_range=pb.CapacityRange(required_bytes=8 * MiB)))
     assert (expanded.capacity_bytes, expanded.node_expansion_required) == (8 * MiB, False)
     write(target / "two", 2 * MiB)  # room again, live
-    (usage,) = csi.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(
+    usage, _ = csi.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(
         volume_id=volume.volume_id, volume_path=str(target))).usage
     assert (usage.total, usage.used, usage.available) == (8 * MiB, 3 * MiB, 5 * MiB)
     in_use = pb.DeleteVolumeRequest(volume_id=volume.volume_id)
@@ -289,9 +293,11 @@ def test_nfs_volume_through_the_provisioner(csi_daemon: tuple[Daemon, Csi], tmp_
     assert (on_server / "data").stat().st_size == MiB
     with pytest.raises(subprocess.CalledProcessError):
         write(target / "more", 2 * MiB)
-    (usage,) = csi.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(
+    usage, inodes = csi.node.NodeGetVolumeStats(pb.NodeGetVolumeStatsRequest(
         volume_id=volume.volume_id, volume_path=str(target))).usage
     assert (usage.total, usage.used) == (2 * MiB, 2 * MiB)
+    assert inodes.unit == pb.VolumeUsage.INODES  # the share's, from its FSSTAT
+    assert 0 < inodes.used <= inodes.total
     unpublish(csi, volume.volume_id, target)
     csi.controller.DeleteVolume(pb.DeleteVolumeRequest(volume_id=volume.volume_id))
     assert not on_server.exists()

@@ -30,11 +30,13 @@ from volfs.csi.volumes import (
     checked_id,
     flags_digest,
 )
+from volfs.stores.base import Store
 
 log = logging.getLogger(__name__)
 
 # One writer through one target (ReadWriteOncePod): a second target is refused.
 SINGLE_TARGET_MODES = (Mode.SINGLE_NODE_SINGLE_WRITER,)
+STATFS_SECONDS = 2.0  # how long NodeGetVolumeStats waits for a backing filesystem's statfs
 
 
 class Node:
@@ -94,13 +96,20 @@ class Node:
         if store is None:
             raise CsiError(grpc.StatusCode.UNAVAILABLE, f"volume {volume_id} is not served now")
         used = store.usage.used  # volfs's live count, not the backing filesystem's
+        fs = await _backing_statfs(store)
         if store.usage.limit is not None:
             total = store.usage.limit
         else:
-            st = await trio.to_thread.run_sync(os.statvfs, self._volumes.mount_path(volume_id))
-            total = used + st.f_bavail * st.f_frsize
-        return pb.NodeGetVolumeStatsResponse(usage=[pb.VolumeUsage(
-            unit=pb.VolumeUsage.BYTES, total=total, used=used, available=max(0, total - used))])
+            total = used + (fs.f_bavail * fs.f_frsize if fs else 0)
+        usage = [pb.VolumeUsage(unit=pb.VolumeUsage.BYTES, total=total, used=used,
+                                available=max(0, total - used))]
+        if fs is not None and fs.f_files:
+            # Inodes are the backing filesystem's (an NFS share's FSSTAT), as a kubelet
+            # reports them for its own EmptyDirs and PVCs: volfs counts bytes, not files.
+            usage.append(pb.VolumeUsage(unit=pb.VolumeUsage.INODES, total=fs.f_files,
+                                        used=max(0, fs.f_files - fs.f_ffree),
+                                        available=fs.f_favail))
+        return pb.NodeGetVolumeStatsResponse(usage=usage)
 
     async def NodeGetCapabilities(self, request: pb.NodeGetCapabilitiesRequest
                                   ) -> pb.NodeGetCapabilitiesResponse:
@@ -116,6 +125,17 @@ class Node:
         if record is None:
             raise not_found(volume_id)
         return record
+
+
+async def _backing_statfs(store: Store) -> os.statvfs_result | None:
+    """The statfs of the volume's backing filesystem, or None if it does not answer soon
+    (a share that is down must not hang the kubelet's stats call)."""
+    with trio.move_on_after(STATFS_SECONDS):
+        try:
+            return await store.statfs()
+        except OSError as exc:
+            log.info("CSI stats: statfs of a volume's backing filesystem failed: %s", exc)
+    return None
 
 
 def _target(path: str) -> Path:
