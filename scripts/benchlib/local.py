@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scripts.benchlib.stack import REPO, Stack, StackError
+from scripts.benchlib.stack import REPO, WRITEBACK, Stack, StackError
 from scripts.benchlib.workloads import FULL, QUICK, ROWS, Row, Sample, Workloads
 
 TARGETS = ["native", "bindfs", "mergerfs", "floor", "volfs-emptydir", "volfs-emptydir-limit",
-           "volfs-hostpath"]
+           "volfs-hostpath", WRITEBACK]
 BASELINES = ["native", "bindfs", "mergerfs", "floor"]
 ROW_KEYS = [row.key for row in ROWS]
 

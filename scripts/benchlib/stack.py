@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 TMPFS_SIZE = "8g"  # room for every target's read file and the largest write at once
 DISK_LIMIT = "64Gi"  # the sizeLimit of the limited disk EmptyDir: never reached, only kept
+WRITEBACK = "volfs-emptydir-wb"  # an EmptyDir of a daemon run with --writeback-cache
 MOUNT_WAIT = 20.0  # seconds for a FUSE daemon to mount
 
 
@@ -53,7 +54,7 @@ class Stack:
     notes: list[str] = field(default_factory=list)
     _procs: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
     _tmpfs: Path | None = None
-    _daemon: Daemon | None = None
+    _daemons: list[Daemon] = field(default_factory=list)
 
     @classmethod
     def open(cls, names: list[str]) -> Stack:
@@ -83,8 +84,10 @@ class Stack:
                                              "scripts.benchlib.floorfs"])):
                 if name in names:
                     self._fuse(name, source, command)
-        if any(name.startswith("volfs") for name in names):
+        if any(name.startswith("volfs") and name != WRITEBACK for name in names):
             self._volfs(names)
+        if WRITEBACK in names:
+            self._volfs_writeback()
         self.targets = [t for t in self.targets if t.name in names or t.name == "native"]
 
     def _fuse(self, name: str, source: str, command: list[str]) -> None:
@@ -111,7 +114,7 @@ class Stack:
         daemon = Daemon(self.base / "volfs", extra_args=[
             "--memory-dir", str(memory),
             *(arg for path in hostpaths.values() for arg in ("--allow-host-path", str(path)))])
-        self._daemon = daemon
+        self._daemons.append(daemon)
         daemon.start()
         volumes = {  # volume name -> (target name, source)
             "disk-emptydir": ("volfs-emptydir", "disk"),
@@ -138,13 +141,37 @@ class Stack:
         path: {hostpaths["tmpfs"]}
         type: Directory
 """))
+        self._add_volfs_targets(daemon, volumes, [*hostpaths.values(), memory])
+
+    def _volfs_writeback(self) -> None:
+        """A second daemon with ``--writeback-cache`` (one setting per mount), serving
+        the same two EmptyDirs, so the lever shows beside the default in one run."""
+        from tests.integration.daemon import Daemon, pod_manifest
+
+        memory = self.sources["tmpfs"] / "volfs-wb-memory"
+        daemon = Daemon(self.base / "volfs-wb",
+                        extra_args=["--memory-dir", str(memory), "--writeback-cache"])
+        self._daemons.append(daemon)
+        daemon.start()
+        daemon.apply(pod_manifest("bench", """\
+    - name: disk-emptydir
+      emptyDir: {}
+    - name: tmpfs-emptydir
+      emptyDir:
+        medium: Memory
+"""))
+        self._add_volfs_targets(daemon, {"disk-emptydir": (WRITEBACK, "disk"),
+                                         "tmpfs-emptydir": (WRITEBACK, "tmpfs")}, [memory])
+
+    def _add_volfs_targets(self, daemon: Daemon, volumes: dict[str, tuple[str, str]],
+                           elsewhere: list[Path]) -> None:
         for volume, (name, source) in volumes.items():
             path = daemon.volume_path("bench", volume)
-            backing = self._backing_of(path, [hostpaths[source], daemon.state_dir, memory])
+            backing = self._backing_of(path, [*elsewhere, daemon.state_dir])
             if os.stat(backing).st_dev != os.stat(self.sources[source]).st_dev:
                 raise StackError(f"volfs's {volume} lives in {backing}, not on the {source} "
                                  f"source {self.sources[source]}")
-            self.notes.append(f"volfs {volume}: bytes in {backing}")
+            self.notes.append(f"{name} {volume}: bytes in {backing}")
             self.targets.append(Target(name, source, path, backing, daemon.pid))
 
     @staticmethod
@@ -177,9 +204,8 @@ class Stack:
             subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True,
                            check=False)
         self._procs.clear()
-        if self._daemon is not None:
-            self._daemon.stop()
-            self._daemon = None
+        while self._daemons:
+            self._daemons.pop().stop()
         if self._tmpfs is not None:
             subprocess.run(["umount", "-l", str(self._tmpfs)], capture_output=True,
                            check=False)
