@@ -83,3 +83,31 @@ def test_a_write_removes_a_capability_and_set_user_id(counted: Daemon, tmp_path:
     assert "security.capability" not in os.listxattr(path)
     if where == "volfs":
         counted.cli("delete", "pod", pod_name)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["native", "volfs"])
+def test_a_chown_removes_set_ids_as_native_does(counted: Daemon, tmp_path: Path,
+                                                pod_name: str, where: str) -> None:
+    """chown, even to the same owner (-1, -1) and by root, removes set-user-ID, and
+    set-group-ID with group execute; with KILLPRIV_V2 the kernel leaves that to volfs."""
+    if where == "volfs":
+        counted.apply(pod_manifest(pod_name, "    - name: scratch\n      emptyDir: {}\n"))
+        directory = counted.volume_path(pod_name, "scratch")
+    else:
+        directory = tmp_path
+    seen = []
+    for mode, owner in ((0o6755, (-1, -1)), (0o6745, (-1, -1)), (0o4755, (1000, 1000))):
+        path = directory / f"tool-{mode:o}-{owner[0]}"
+        path.write_bytes(b"#!/bin/sh\n")
+        path.chmod(mode)
+        os.chown(path, *owner)
+        seen.append(stat.S_IMODE(path.stat().st_mode))
+    sub = directory / "sub"
+    sub.mkdir()
+    sub.chmod(0o2775)
+    os.chown(sub, -1, -1)  # a directory keeps set-group-ID (its children inherit the group)
+    seen.append(stat.S_IMODE(sub.stat().st_mode))
+    assert seen == [0o0755, 0o2745, 0o0755, 0o2775]
+    if where == "volfs":
+        counted.cli("delete", "pod", pod_name)

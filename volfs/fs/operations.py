@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 Handler = TypeVar("Handler", bound=Callable[..., Coroutine[Any, Any, Any]])
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 _DOTS = (b".", b"..")
+CAPABILITY_XATTR = b"security.capability"  # what the kernel removes before a write
 
 
 def _fuse_handler(fn: Handler) -> Handler:
@@ -100,6 +101,9 @@ class VolfsOperations(pyfuse3.Operations):
         self._files: HandleTable[OpenFile] = HandleTable("file")
         self._started_ns = time.time_ns()
         self.journal: NodeJournal | None = None  # --keep-connection: open files written down
+        # Inodes whose security.capability the kernel just removed: the empty SETATTR
+        # that follows is a writer's privilege removal, not a chown (see _drops_setid).
+        self._capability_removed: set[int] = set()
 
     def restore_file(self, fh: int, node: BackedNode, store_fh: int) -> None:
         """A file a previous daemon opened as ``fh``, reopened (--keep-connection)."""
@@ -175,6 +179,7 @@ class VolfsOperations(pyfuse3.Operations):
             atime_ns=attr.st_atime_ns if fields.update_atime else None,
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
             keep_setid=_privileged(ctx),
+            drop_setid=self._drops_setid(inode, fields),
         )
         st = await node.volume.store.setattr(node.handle, changes, self._store_fh(node, fh))
         return entry_attributes(node.ino, st, node.volume.store.cache_timeout)
@@ -407,6 +412,25 @@ class VolfsOperations(pyfuse3.Operations):
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         node = self._writable(inode)
         await node.volume.store.removexattr(node.handle, name)
+        if name == CAPABILITY_XATTR:
+            self._capability_removed.add(inode)
+
+    def _drops_setid(self, inode: int, fields: pyfuse3.SetattrFields) -> bool:
+        """Whether a SETATTR is a chown's request to remove set-ID bits.
+
+        With FUSE_HANDLE_KILLPRIV_V2 (fs/negotiate.py) the kernel strips "kill set-ID"
+        and the mode it computed from what it sends, and leaves the removal to the
+        filesystem; for ``chown(-1, -1)``, which removes set-user-ID even for root,
+        nothing is left but the ctime: an empty SETATTR (ctime-only with writeback
+        caching). A writer's privilege removal sends the same empty SETATTR right after
+        removing the file's security.capability; that one keeps set-ID bits (a root
+        writer keeps them; another writer's write removes them itself).
+        """
+        after_capability = inode in self._capability_removed
+        self._capability_removed.discard(inode)
+        return not after_capability and not (
+            fields.update_mode or fields.update_uid or fields.update_gid
+            or fields.update_size or fields.update_atime or fields.update_mtime)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -488,3 +512,4 @@ def _privileged(ctx: pyfuse3.RequestContext) -> bool:
     which a FUSE request does not carry: root stands for it, as Docker gives root
     CAP_FSETID by default)."""
     return ctx.uid == 0
+

@@ -61,6 +61,10 @@ class AttrChanges:
     atime_ns: int | None = None
     mtime_ns: int | None = None
     keep_setid: bool = False  # a privileged caller: a truncate leaves set-ID bits be
+    # Nothing to change but the privileges a chown (even ``chown(-1, -1)``) or a write
+    # by an unprivileged caller removes: the kernel sends that as an empty SETATTR once
+    # the filesystem handles them (FUSE_HANDLE_KILLPRIV_V2, fs/negotiate.py).
+    drop_setid: bool = False
 
 
 def setid_bits_to_drop(mode: int) -> int:

@@ -251,6 +251,8 @@ class LocalStore:
         if changes.uid is not None or changes.gid is not None:
             syscalls.fchown_inode(self._fd(handle), _or_keep(changes.uid),
                                   _or_keep(changes.gid))
+        if changes.drop_setid:
+            _drop_setid(self._fd(handle), os.fstat(self._fd(handle)).st_mode)
         if changes.mode is not None:
             os.chmod(_proc(self._fd(handle)), stat.S_IMODE(changes.mode))
         if changes.atime_ns is not None or changes.mtime_ns is not None:

@@ -203,7 +203,7 @@ class NfsStore:
             after = await self.nfs.setattr(handle, SetAttrs(mode=stat.S_IMODE(changes.mode)))
         if after is None:
             after = await self.nfs.getattr(handle)
-        if changes.size is not None and not changes.keep_setid:
+        if (changes.size is not None and not changes.keep_setid) or changes.drop_setid:
             after = await self._drop_setid(handle, after)
         self._mode_changed(handle, after.st_mode)
         if size_before is not None and stat.S_ISREG(size_before.st_mode):
