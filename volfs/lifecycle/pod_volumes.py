@@ -178,6 +178,15 @@ class PodVolumes:
             status["operation"] = wiping.as_status()
         return dict(obj, status=status)
 
+    def remember(self, obj: Object, pod: Pod) -> None:
+        """Keep the layout of a stored pod already parsed (``pod`` is ``obj`` parsed), so
+        that the first list after a restart does not parse every pod a second time. Kept
+        under the object's resourceVersion, as :meth:`_layout` keeps it: a later write
+        of the pod gives it a new version, and the layout is made again."""
+        uid, version = obj["metadata"]["uid"], obj["metadata"].get("resourceVersion")
+        if version is not None:
+            self._layouts[uid] = (version, self._make_layout(uid, pod))
+
     def forget(self, uid: str) -> None:
         """The pod is gone from the state: drop what ``with_status`` kept of it."""
         self._layouts.pop(uid, None)

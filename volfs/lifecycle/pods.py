@@ -256,7 +256,8 @@ class PodManager:
         parsed, None when it did not parse: it is parsed again, for the error)."""
         uid = obj["metadata"]["uid"]
         try:
-            served, waits = await self._volumes.set_up(ref(obj), pod or parse(obj), None)
+            pod = pod or parse(obj)
+            served, waits = await self._volumes.set_up(ref(obj), pod, None)
         except (Invalid, SetupFailed, OSError) as exc:  # the pod's, not the daemon's
             about = object_fields(obj)
             log.error("pod %s: volumes could not be set up again: %s", about["pod"], exc,
@@ -268,6 +269,7 @@ class PodManager:
                           extra=fields(**about))
             return
         self._fs.publish_pod(uid, served)
+        self._volumes.remember(obj, pod)  # the first list finds it parsed
         for reason in waits:
             about = object_fields(obj)
             log.warning("pod %s waits: %s", about["pod"], reason, extra=fields(**about))
