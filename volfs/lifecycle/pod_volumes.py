@@ -75,10 +75,11 @@ class PodVolumes:
         return causes
 
     async def set_up(self, ref: PodRef, pod: Pod, undo: AsyncExitStack | None,
-                     skip: set[str] | None = None) -> tuple[list[ServedVolume], list[str]]:
+                     skip: set[str] | None = None, level: int = logging.INFO
+                     ) -> tuple[list[ServedVolume], list[str]]:
         """Set up the pod's volumes (but those in ``skip``): those served, and one line
         per volume that must wait (VolumeNotReady) before it can be. Each set-up is
-        undone by ``undo`` if given."""
+        undone by ``undo`` if given, and logged at ``level``."""
         served, waiting = [], []
         for index, volume in enumerate(pod.spec.volumes or []):
             if skip and volume.name in skip:
@@ -100,8 +101,9 @@ class PodVolumes:
             if undo is not None:
                 undo.push_async_callback(plugin.tear_down, ref, volume)
             served.append(ServedVolume(ref.uid, plugin.kind_dir, volume.name, store))
-            log.info("pod %s/%s: volume %s set up", ref.namespace, ref.name, volume.name,
-                     extra=_fields(ref, volume))
+            if log.isEnabledFor(level):
+                log.log(level, "pod %s/%s: volume %s set up", ref.namespace, ref.name,
+                        volume.name, extra=_fields(ref, volume))
         return served, waiting
 
     @asynccontextmanager
