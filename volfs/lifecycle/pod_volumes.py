@@ -112,11 +112,19 @@ class PodVolumes:
         plugins that can do it for many volumes at once (``BatchPreparer``). Only while
         no volume is served (the daemon's start, before the mount)."""
         by_plugin: dict[int, tuple[BatchPreparer, list[tuple[PodRef, Any]]]] = {}
+        # Whether each plugin is a BatchPreparer, asked once per plugin: isinstance with a
+        # runtime-checkable Protocol inspects its members every time (~4 µs; 3,000
+        # volumes made it ~12 ms of a start).
+        preparers: dict[int, BatchPreparer | None] = {}
         for ref, pod in pods:
             for volume in pod.spec.volumes or []:
                 plugin = self._plugins.find(volume)
-                if isinstance(plugin, BatchPreparer):
-                    by_plugin.setdefault(id(plugin), (plugin, []))[1].append((ref, volume))
+                key = id(plugin)
+                if key not in preparers:
+                    preparers[key] = plugin if isinstance(plugin, BatchPreparer) else None
+                found = preparers[key]
+                if found is not None:
+                    by_plugin.setdefault(key, (found, []))[1].append((ref, volume))
         try:
             for preparer, volumes in by_plugin.values():
                 await preparer.prepare(volumes)
