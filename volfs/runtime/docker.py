@@ -309,7 +309,8 @@ class DockerRuntime:
             raise RuntimeFailed(_one_line(str(exc))) from exc
 
     def _docker(self) -> docker.DockerClient:
-        self._check_socket()
+        if self._client is None:  # a client made is kept: its calls say what fails
+            self._check_socket()
         _load_sdk()
         with self._client_lock:
             if self._client is None:
