@@ -316,3 +316,46 @@ def test_after_a_restart_every_pod_is_set_up_again_and_orphans_are_wiped(node: N
         assert not orphan.exists()
     finally:
         again.db.close()
+
+
+def test_after_a_restart_a_list_shows_each_pods_stored_spec_and_follows_its_writes(
+        node: Node, caplog: pytest.LogCaptureFixture) -> None:
+    """The restore keeps the status it parsed each pod for (the first list then parses
+    none): it must be that pod's, and a later write of the pod must still show."""
+
+    async def create() -> None:
+        await node.pods.create_pod(pod("a", scratch("1Mi")))
+        await node.pods.create_pod(pod("b", scratch("3Mi"), {"name": "ram", "emptyDir": {
+            "medium": "Memory"}}))
+
+    run(create)
+    again = node.restarted()
+    try:
+        async def main() -> None:
+            with caplog.at_level("INFO", logger="volfs"):
+                await again.pods.restore([again.disk, again.dir / "memory"])
+            said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+            assert "2 of 2 pods served again" in said
+            assert not [m for m in said if m.endswith(" set up")]  # one line, not one a volume
+            listed = {o["metadata"]["name"]: o for o in await again.pods.list_pods(None)}
+            for name, obj in listed.items():
+                uid = obj["metadata"]["uid"]
+                assert [(v["name"], v["path"].split("/pods/")[1]) for v in
+                        obj["status"]["volumes"]] == [
+                    (v.name, f"{uid}/volumes/{EMPTY_DIR_KIND}/{v.name}")
+                    for v in (parse_pod(obj, None).spec.volumes or [])], name
+            assert listed["a"]["status"]["volumes"][0]["sizeLimitBytes"] == 1 << 20
+            assert [v["sizeLimitBytes"] for v in listed["b"]["status"]["volumes"]] == [
+                3 << 20, None]
+
+            stored = again.db.get("Pod", "default", "a")
+            assert stored is not None
+            stored["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] = "2Mi"  # by hand, as above
+            again.db.put(stored)
+            [a] = [o for o in await again.pods.list_pods("default")
+                   if o["metadata"]["name"] == "a"]
+            assert a["status"]["volumes"][0]["sizeLimitBytes"] == 2 << 20
+
+        run(main)
+    finally:
+        again.db.close()

@@ -4,6 +4,8 @@ a ContainerRuntime (a fake that records what it was asked)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import types
 from collections.abc import Collection
 from pathlib import Path
@@ -405,3 +407,25 @@ def test_delete_with_the_engine_away_warns_and_a_refusal_keeps_the_pod(
         assert runtime.running == {}
 
     trio.run(main)
+
+
+def test_an_engine_whose_socket_is_missing_is_unreachable_without_the_sdk(
+        tmp_path: Path) -> None:
+    """Where the socket does not exist, the engine is unreachable at once, in the SDK's
+    words for it, and the SDK is not imported for that (a host without Docker pays
+    nothing for it at each start). In a fresh interpreter: this one has the SDK."""
+    code = (
+        "import sys, trio\n"
+        "from volfs.runtime import RuntimeUnavailable\n"
+        "from volfs.runtime.docker import DockerRuntime\n"
+        f"runtime = DockerRuntime('unix://{tmp_path}/none.sock', owner='/root')\n"
+        "try:\n"
+        "    trio.run(runtime.pod_states, None)\n"
+        "except RuntimeUnavailable as exc:\n"
+        "    print(exc)\n"
+        "print('docker' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.splitlines()
+    assert out == [f"no Docker engine answers at unix://{tmp_path}/none.sock (No such file "
+                   "or directory); start dockerd, or point 'volfs serve --docker-host' at "
+                   "one", "False"]

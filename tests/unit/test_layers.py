@@ -49,3 +49,18 @@ def test_no_package_imports_one_above_it() -> None:
             if LAYERS.index(imported) < LAYERS.index(layer):
                 upward.append(f"{relative} imports volfs.{imported}")
     assert not upward, upward
+
+
+def test_serve_imports_no_module_it_needs_only_later_or_on_request() -> None:
+    """What ``volfs serve`` imports before its mount delays every start: the CLI's HTTP
+    client, the CSI driver's gRPC, the Docker SDK and the --kube-api listener's
+    cryptography are imported where they are first needed. In a fresh interpreter."""
+    import subprocess
+    import sys
+
+    later = ["httpx", "grpc", "google.protobuf", "docker", "cryptography"]
+    code = ("import sys, volfs.cli.commands, volfs.daemon\n"
+            f"print([m for m in {later!r} if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60, cwd=PACKAGE.parent).stdout
+    assert out.strip() == "[]"

@@ -7,17 +7,21 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from volfs.cli.kinds import Kind
 
+if TYPE_CHECKING:
+    # Imported by the first Client: ``volfs serve`` never makes one, and importing httpx
+    # (~25 ms) would delay its start, before the mount.
+    import httpx
+
 # Reads may wait for create/delete hooks (each bounded by the daemon's --hook-timeout);
-# connecting to a local socket either works at once or not at all.
-_TIMEOUT = httpx.Timeout(30.0, connect=5.0, read=None)
-_GET_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# connecting to a local socket either works at once or not at all: (total, connect,
+# read; None: no bound).
+_TIMEOUT = (30.0, 5.0, None)
+_GET_TIMEOUT = (30.0, 5.0, 30.0)
 # What kubectl sends to have the server print an object as ``kubectl get`` does.
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 _WARNING = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
@@ -80,11 +84,13 @@ class Client:
     """
 
     def __init__(self, socket_path: Path) -> None:
+        import httpx
+
         self.socket_path = socket_path
         self._http = httpx.Client(
             transport=httpx.HTTPTransport(uds=str(socket_path)),
             base_url="http://volfs",
-            timeout=_TIMEOUT,
+            timeout=_timeout(_TIMEOUT),
         )
 
     def __enter__(self) -> Client:
@@ -162,7 +168,7 @@ class Client:
         headers = {"Accept": TABLE_ACCEPT} if table else None
         with self._transport_errors(), self._http.stream(
                 "GET", kind.collection(namespace), params=params, headers=headers,
-                timeout=_TIMEOUT) as response:
+                timeout=_timeout(_TIMEOUT)) as response:
             if response.is_error:
                 response.read()
                 self._check(response, self._payload(response))
@@ -205,7 +211,7 @@ class Client:
     def _send(self, method: str, path: str, body: dict[str, Any] | None, *,
               params: dict[str, str] | None = None,
               accept: str | None = None) -> httpx.Response:
-        timeout = _GET_TIMEOUT if method == "GET" else _TIMEOUT
+        timeout = _timeout(_GET_TIMEOUT if method == "GET" else _TIMEOUT)
         headers = {"Accept": accept} if accept else None
         with self._transport_errors():
             return self._http.request(method, path, json=body, params=params,
@@ -214,6 +220,8 @@ class Client:
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
         """httpx's failures as this module's errors, each in one line."""
+        import httpx  # loaded by __init__ already
+
         try:
             yield
         except httpx.ConnectError as exc:
@@ -240,6 +248,13 @@ class Client:
             f"volfs daemon is not running (no answer on {self.socket_path}); "
             "start it with 'sudo scripts/run' or 'volfs serve'"
         )
+
+
+def _timeout(seconds: tuple[float, float, float | None]) -> httpx.Timeout:
+    import httpx
+
+    total, connect, read = seconds
+    return httpx.Timeout(total, connect=connect, read=read)
 
 
 def _ns(namespace: str) -> str:

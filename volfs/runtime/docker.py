@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import math
 import os
 import re
@@ -308,6 +309,8 @@ class DockerRuntime:
             raise RuntimeFailed(_one_line(str(exc))) from exc
 
     def _docker(self) -> docker.DockerClient:
+        if self._client is None:  # a client made is kept: its calls say what fails
+            self._check_socket()
         _load_sdk()
         with self._client_lock:
             if self._client is None:
@@ -318,8 +321,20 @@ class DockerRuntime:
                     raise RuntimeUnavailable(self._unreachable(exc)) from exc
             return self._client
 
+    def _check_socket(self) -> None:
+        """RuntimeUnavailable, before the SDK is imported, where the engine's unix socket
+        does not exist: a host without Docker then pays nothing for it. The first engine
+        call of a start (the sweep, the recovery) runs beside the start's first list,
+        and the SDK's import (~0.1 s of CPU) would slow that list."""
+        path = self.host.removeprefix("unix://") if self.host.startswith("unix://") else None
+        if path and not os.path.exists(path):
+            raise RuntimeUnavailable(self._unreachable_because(os.strerror(errno.ENOENT)))
+
     def _unreachable(self, exc: Exception) -> str:
-        return (f"no Docker engine answers at {self.host} ({_reason(exc)}); start dockerd, "
+        return self._unreachable_because(_reason(exc))
+
+    def _unreachable_because(self, reason: str) -> str:
+        return (f"no Docker engine answers at {self.host} ({reason}); start dockerd, "
                 "or point 'volfs serve --docker-host' at one")
 
 
