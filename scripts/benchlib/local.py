@@ -30,7 +30,7 @@ ROW_KEYS = [row.key for row in ROWS]
 
 def add_local(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes (10k-entry directory, MiBs not 100s): under 2 min")
+                        help="small sizes (4k-entry directory, MiBs not 100s): under 2 min")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of every row on every target (median and range; default 3)")
     parser.add_argument("--only", type=_keys(ROW_KEYS), default=ROW_KEYS,

@@ -42,7 +42,7 @@ class Sizes:
 FULL = Sizes(write_4k=64 * MiB, write_1m=256 * MiB, files=10_000, read_file=256 * MiB,
              random_reads=4000, entries=100_000, mmap=64 * MiB, tree=2000)
 QUICK = Sizes(write_4k=4 * MiB, write_1m=8 * MiB, files=500, read_file=8 * MiB,
-              random_reads=200, entries=10_000, mmap=4 * MiB, tree=100)
+              random_reads=200, entries=4000, mmap=4 * MiB, tree=100)
 
 
 @dataclass
