@@ -30,13 +30,12 @@ from volfs.csi.volumes import (
     checked_id,
     flags_digest,
 )
-from volfs.stores.base import Store
+from volfs.stores.base import statfs_or_none
 
 log = logging.getLogger(__name__)
 
 # One writer through one target (ReadWriteOncePod): a second target is refused.
 SINGLE_TARGET_MODES = (Mode.SINGLE_NODE_SINGLE_WRITER,)
-STATFS_SECONDS = 2.0  # how long NodeGetVolumeStats waits for a backing filesystem's statfs
 
 
 class Node:
@@ -96,7 +95,7 @@ class Node:
         if store is None:
             raise CsiError(grpc.StatusCode.UNAVAILABLE, f"volume {volume_id} is not served now")
         used = store.usage.used  # volfs's live count, not the backing filesystem's
-        fs = await _backing_statfs(store)
+        fs = await statfs_or_none(store)
         if store.usage.limit is not None:
             total = store.usage.limit
         else:
@@ -125,17 +124,6 @@ class Node:
         if record is None:
             raise not_found(volume_id)
         return record
-
-
-async def _backing_statfs(store: Store) -> os.statvfs_result | None:
-    """The statfs of the volume's backing filesystem, or None if it does not answer soon
-    (a share that is down must not hang the kubelet's stats call)."""
-    with trio.move_on_after(STATFS_SECONDS):
-        try:
-            return await store.statfs()
-        except OSError as exc:
-            log.info("CSI stats: statfs of a volume's backing filesystem failed: %s", exc)
-    return None
 
 
 def _target(path: str) -> Path:

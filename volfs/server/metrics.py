@@ -42,16 +42,15 @@ from volfs.lifecycle.pod_status import POD
 from volfs.metrics import collect as collect_metrics
 from volfs.server.serve import serve_socket
 from volfs.state import AsyncStateDB
-from volfs.stores.base import Store
+from volfs.stores.base import Store, statfs_or_none
 
 log = logging.getLogger(__name__)
 
 Gather = Callable[[], Awaitable[list[Metric]]]
 
-# A scrape waits this long at most for a volume's statfs (an NFS FSSTAT): a server that
-# does not answer costs that volume its filesystem figures, not the scrape.
-STATFS_SECONDS = 2.0
-
+# A scrape waits STATFS_SECONDS (stores/base.py) at most for a volume's statfs (an NFS
+# FSSTAT): a server that does not answer costs that volume its filesystem figures, not
+# the scrape.
 VOLUME_LABELS = ["namespace", "persistentvolumeclaim", "pod", "volume"]
 _VOLUME_GAUGES = {
     "capacity_bytes": "Capacity in bytes of the volume: its limit (sizeLimit, the PV's "
@@ -100,15 +99,6 @@ def volume_stats(usage_used: int, limit: int | None, tracked: bool,
     return VolumeStats(fs_capacity, fs_available, used, *inodes)
 
 
-async def _statfs(store: Store) -> os.statvfs_result | None:
-    with trio.move_on_after(STATFS_SECONDS):
-        try:
-            return await store.statfs()
-        except OSError as exc:
-            log.debug("metrics: statfs of a volume failed: %s", exc)
-    return None
-
-
 def volume_gatherer(db: AsyncStateDB, fs: Filesystem) -> Gather:
     """The ``kubelet_volume_stats_*`` gauges of every volume served now."""
 
@@ -124,7 +114,7 @@ def volume_gatherer(db: AsyncStateDB, fs: Filesystem) -> Gather:
         statfs: list[os.statvfs_result | None] = [None] * len(served)
 
         async def one(index: int, store: Store) -> None:
-            statfs[index] = await _statfs(store)
+            statfs[index] = await statfs_or_none(store)
 
         async with trio.open_nursery() as nursery:  # a slow NFS server delays only its own
             for index, (_, store) in enumerate(served):

@@ -10,13 +10,22 @@ on every later call. Stores speak ``os.stat_result``-shaped attributes and raise
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import trio
+
 from volfs.stores.quota import Usage
+
+log = logging.getLogger(__name__)
+
+# How long a stats reader (a metrics scrape, CSI's NodeGetVolumeStats) waits for a
+# volume's backing statfs: a share that is down must not hold it up.
+STATFS_SECONDS = 2.0
 
 Handle = Any
 FileHandle = int
@@ -131,3 +140,13 @@ class Store(Protocol):
     async def listxattr(self, handle: Handle) -> Sequence[bytes]: ...
     async def removexattr(self, handle: Handle, name: bytes) -> None: ...
     async def statfs(self) -> os.statvfs_result: ...
+
+
+async def statfs_or_none(store: Store) -> os.statvfs_result | None:
+    """``store``'s backing statfs, or None if it fails or takes over STATFS_SECONDS."""
+    with trio.move_on_after(STATFS_SECONDS):
+        try:
+            return await store.statfs()
+        except OSError as exc:
+            log.debug("statfs of a volume's backing filesystem failed: %s", exc)
+    return None
