@@ -221,6 +221,21 @@ def test_fuse_requests_and_errors_are_counted(module_metrics_daemon: Daemon,
 
 
 @pytest.mark.timeout(120)
+def _wait_until_stopped(pid: int) -> None:
+    """Until every thread of ``pid`` is stopped: kill() only queues SIGSTOP, and a
+    thread still running could answer one more request (once, under a loaded suite,
+    the fsync below then succeeded)."""
+    def states() -> set[str]:
+        found = set()
+        for stat_file in Path(f"/proc/{pid}/task").glob("*/stat"):
+            with contextlib.suppress(OSError):
+                found.add(stat_file.read_text().rsplit(")", 1)[1].split()[0])
+        return found
+
+    wait_until(lambda: bool(states()) and states() <= {"T", "t"}, 10,
+               f"ganesha (pid {pid}) stopped by SIGSTOP")
+
+
 def test_an_unanswering_nfs_server_shows_in_timeouts_and_retransmissions(
         module_metrics_daemon: Daemon, own_ganesha: Ganesha, pod_name: str) -> None:
     """The server frozen (SIGSTOP: connections are accepted, nothing is answered) under a
@@ -238,6 +253,7 @@ def test_an_unanswering_nfs_server_shows_in_timeouts_and_retransmissions(
             before = scrape(daemon)
             os.kill(server_pid, signal.SIGSTOP)
             try:
+                _wait_until_stopped(server_pid)
                 os.write(fd, b"during")
                 with pytest.raises(OSError) as failed:
                     os.fsync(fd)
