@@ -206,6 +206,36 @@ def test_a_failed_write_fails_the_flush_that_lands_it() -> None:
     assert ("commit",) in server.log  # the second sync committed what did land
 
 
+def test_a_sync_fails_when_a_reader_landed_its_failed_write_first() -> None:
+    """A reader that settles the file lands the failing WRITE while the writer's fsync
+    waits its turn: the fsync must still fail, never answer that the bytes are safe."""
+    server = FakeWrites()
+    server.failing.add(0)
+    gate = server.gates[0] = trio.Event()
+    behind, _ = _behind(server)
+    outcome: list[object] = []
+
+    async def writer(writes: FileWrites) -> None:
+        try:
+            await behind.sync(writes)
+            outcome.append("synced")
+        except OSError as exc:
+            outcome.append(exc.errno)
+
+    async def main() -> None:
+        writes = behind.open(FH)
+        await behind.send(writes, 0, b"a" * K)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(behind.settle, FH)
+            await trio.testing.wait_all_tasks_blocked()  # the reader is landing it
+            nursery.start_soon(writer, writes)
+            await trio.testing.wait_all_tasks_blocked()  # the fsync waits its turn
+            gate.set()
+
+    trio.run(main)
+    assert outcome == [errno.EIO]
+
+
 def test_what_the_server_did_not_take_is_sent_at_once() -> None:
     server = FakeWrites()
     server.short[0] = 1000

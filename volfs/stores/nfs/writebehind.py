@@ -304,6 +304,10 @@ class WriteBehind:
     async def sync(self, writes: FileWrites) -> None:
         """Land the file's WRITEs and COMMIT them; the first error of any."""
         error = await self._land_all(writes)
+        if error is None:
+            # A reader that settled the file may have landed a failed WRITE of ours while
+            # we waited our turn; it kept the error for the writer: we are that writer.
+            error, writes.error = writes.error, None
         if error is not None:
             raise error
         await writes.uncommitted.commit()
