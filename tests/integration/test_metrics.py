@@ -222,9 +222,8 @@ def test_fuse_requests_and_errors_are_counted(module_metrics_daemon: Daemon,
 
 @pytest.mark.timeout(120)
 def _wait_until_stopped(pid: int) -> None:
-    """Until every thread of ``pid`` is stopped: kill() only queues SIGSTOP, and a
-    thread still running could answer one more request (once, under a loaded suite,
-    the fsync below then succeeded)."""
+    """Until every thread of ``pid`` shows as stopped: kill() only queues SIGSTOP, and
+    the write below must reach a server that is frozen already."""
     def states() -> set[str]:
         found = set()
         for stat_file in Path(f"/proc/{pid}/task").glob("*/stat"):
